@@ -1,0 +1,49 @@
+# referee: `make demo` shows it working, `make test` proves it.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PKGS := kamailio kamailio-python3-modules sip-tester debootstrap tcpdump vagrant
+
+.PHONY: help deps venv lint unit test demo bench clean
+
+help:
+	@echo "make demo   - run the policy across the example REFER cases"
+	@echo "make test   - install what is needed, lint, and run every test"
+	@echo "make bench  - policy decision benchmarks (pytest-benchmark)"
+
+# A fresh machine has none of the apt packages; install only what is missing.
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/referee: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev,lab]'
+	@touch $@
+
+venv: $(BIN)/referee
+
+lint: venv
+	$(BIN)/ruff check src tests agi kamailio
+	$(BIN)/ruff format --check src tests agi kamailio
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test: deps venv lint
+	$(BIN)/pytest -q
+
+bench: venv
+	$(BIN)/pytest -q tests/bench --benchmark-enable --benchmark-columns=min,median,mean,max,ops
+
+demo: venv
+	$(BIN)/python -m referee.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
