@@ -1,0 +1,105 @@
+"""Build or reuse the lab's Debian sid rootfs.
+
+The rootfs is built by debootstrap into a temporary directory next to the cache entry and renamed into place
+only when the build and its post-steps succeeded, so a half-built tree is never reused. The cache key is the
+suite plus the package list: changing either builds a new rootfs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SUITE = "sid"
+MIRROR = os.environ.get("REFEREE_LAB_MIRROR", "http://deb.debian.org/debian")
+DEFAULT_CACHE = Path(os.environ.get("REFEREE_LAB_CACHE", "/var/cache/referee-lab"))
+
+# Everything the playbook installs is already here, so provisioning needs no network and a second run is a no-op.
+PACKAGES: tuple[str, ...] = (
+    "asterisk",
+    "asterisk-modules",
+    "asterisk-config",
+    "kamailio",
+    "kamailio-python3-modules",
+    "sip-tester",
+    "python3",
+    "python3-apt",
+    "python3-jinja2",
+    "python3-panoramisk",
+)
+
+STAMP = "etc/referee-lab-rootfs"
+
+# Keep daemons from being started by package scripts inside the chroot: the lab runner starts them.
+POLICY_RC_D = "#!/bin/sh\n# referee lab: services are started by the lab runner, not by package scripts\nexit 101\n"
+
+
+@dataclass(frozen=True)
+class RootfsInfo:
+    path: Path
+    built: bool
+    seconds: float
+
+
+def cache_key(packages: tuple[str, ...] = PACKAGES, suite: str = SUITE) -> str:
+    digest = hashlib.sha256((suite + "\n" + "\n".join(sorted(packages))).encode()).hexdigest()[:12]
+    return f"{suite}-{digest}"
+
+
+def rootfs_path(cache: Path = DEFAULT_CACHE) -> Path:
+    return cache / f"rootfs-{cache_key()}"
+
+
+def is_complete(path: Path) -> bool:
+    stamp = path / STAMP
+    return stamp.is_file() and stamp.read_text().splitlines()[:1] == [cache_key()]
+
+
+def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> RootfsInfo:
+    """Return the cached rootfs, building it first when there is none."""
+    target = rootfs_path(cache)
+    if is_complete(target):
+        return RootfsInfo(target, built=False, seconds=0.0)
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is not installed (make deps installs it)")
+    if os.geteuid() != 0:
+        raise RuntimeError("building the lab rootfs needs root (debootstrap, chroot)")
+    cache.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=cache))
+    try:
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=" + ",".join(PACKAGES),
+            SUITE,
+            str(tmp),
+            MIRROR,
+        ]
+        logfile = log or cache / "debootstrap.log"
+        with logfile.open("w") as out:
+            subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
+        _post_build(tmp)
+        if target.exists():  # an incomplete tree from an older layout: replace it
+            shutil.rmtree(target)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return RootfsInfo(target, built=True, seconds=time.monotonic() - start)
+
+
+def _post_build(root: Path) -> None:
+    policy = root / "usr/sbin/policy-rc.d"
+    policy.write_text(POLICY_RC_D)
+    policy.chmod(0o755)
+    # debootstrap leaves its own apt cache; the lab never needs it again.
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+    (root / STAMP).write_text(cache_key() + "\n" + "\n".join(PACKAGES) + "\n")
