@@ -1,0 +1,349 @@
+"""Deciding one REFER: the compiled policy and its rules, applied in a fixed order.
+
+The order, each step a rule id in the trace:
+  syntax -> scheme -> method -> headers -> replaces -> depth -> tenant -> target -> prefix
+The first step that rejects decides; otherwise the last rewrite is the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from re import Pattern
+
+from referee.policy.model import Decision, Dialog, TraceStep
+from referee.sip import (
+    NameAddr,
+    Replaces,
+    SipSyntaxError,
+    Uri,
+    parse_name_addr,
+    parse_refer_to,
+    parse_replaces,
+)
+
+_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    id: str
+    allowed_schemes: frozenset[str]
+    tel: str  # "convert" or "reject"
+    allowed_methods: frozenset[str]
+    forbidden_headers: frozenset[str]  # lower-case names
+    on_forbidden_header: str  # "strip" or "reject"
+    keep_headers: frozenset[str]  # lower-case names
+    require_replaces_party: bool
+    max_depth: int
+    foreign_domains: str  # "reject" or "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefixRule:
+    prefix: str  # E.164, starting with '+'
+    allow: bool
+    reason: str
+    id: str
+    rank: int  # scope: 0 policy, 1 tenant, 2 referrer
+
+
+@dataclass(frozen=True, slots=True)
+class Extension:
+    id: str
+    pattern: Pattern[str]
+    pbx: Uri
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    domain: str
+    names: frozenset[str]  # the domain and its aliases, lower case
+    pbx: Uri
+    country_code: str | None
+    national_prefix: str | None
+    international_prefix: str | None
+    extensions: tuple[Extension, ...]
+    prefix_rules: tuple[PrefixRule, ...]  # policy-wide and tenant rules, best first
+
+    def extension(self, user: str) -> Extension | None:
+        for ext in self.extensions:
+            if ext.pattern.fullmatch(user):
+                return ext
+        return None
+
+    def e164(self, number: str) -> str | None:
+        """The E.164 form of a dialled number, or None if this tenant's plan cannot tell."""
+        if number.startswith("+"):
+            return number
+        intl, national = self.international_prefix, self.national_prefix
+        if intl and number.startswith(intl):
+            return "+" + number[len(intl) :]
+        if national and self.country_code and number.startswith(national):
+            return f"+{self.country_code}{number[len(national) :]}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    id: str
+    referrer: str  # user@host, host lower case
+    prefix_rules: tuple[PrefixRule, ...]  # best first
+    max_depth: int | None
+
+
+def user_at_host(uri: Uri) -> str:
+    return f"{uri.user or ''}@{uri.host.lower()}"
+
+
+def _best(rules: tuple[PrefixRule, ...], number: str) -> PrefixRule | None:
+    for rule in rules:
+        if number.startswith(rule.prefix):
+            return rule
+    return None
+
+
+class Policy:
+    """A compiled policy. Build it with :func:`referee.policy.load_policy`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        tenants: dict[str, Tenant],
+        default_tenant: Tenant,
+        overrides: dict[str, Override],
+        numbers_allowed: bool,
+        source: str,
+    ) -> None:
+        self.settings = settings
+        self.tenants = tenants
+        self.default_tenant = default_tenant
+        self.overrides = overrides
+        self.numbers_allowed = numbers_allowed
+        self.source = source
+
+    @property
+    def id(self) -> str:
+        return self.settings.id
+
+    def summary(self) -> str:
+        tenants = {t.domain: t for t in self.tenants.values()}
+        rules = sum(len(t.extensions) for t in tenants.values())
+        rules += len({r.id for t in tenants.values() for r in t.prefix_rules})
+        rules += sum(len(o.prefix_rules) for o in self.overrides.values())
+        overrides = len(self.overrides)
+        return f"policy {self.id!r}: {len(tenants)} tenant(s), {rules} rule(s), {overrides} override(s)"
+
+    def decide(
+        self,
+        refer_to: str,
+        *,
+        referrer: str,
+        dialogs: Sequence[Dialog] = (),
+        depth: int = 0,
+    ) -> Decision:
+        """Decide one REFER.
+
+        ``refer_to`` is the raw Refer-To value; ``referrer`` the referrer's URI (the REFER's
+        From); ``dialogs`` those the referrer is a party to; ``depth`` how many transfers
+        already led to this one.
+        """
+        return _Deciding(self, referrer, dialogs, depth).run(refer_to)
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str, rule: str) -> None:
+        self.status, self.reason, self.rule = status, reason, rule
+
+
+class _Deciding:
+    """The state of one decision; ``run`` walks the rules in order."""
+
+    def __init__(self, policy: Policy, referrer: str, dialogs: Sequence[Dialog], depth: int) -> None:
+        self.policy = policy
+        self.settings = policy.settings
+        self.referrer_text = referrer
+        self.dialogs = dialogs
+        self.depth = depth
+        self.trace: list[TraceStep] = []
+        self.tenant: Tenant | None = None
+        self.replaces: Replaces | None = None
+
+    def note(self, rule: str, outcome: str, detail: str) -> None:
+        self.trace.append(TraceStep(rule, outcome, detail))
+
+    def reject(self, status: int, reason: str, rule: str) -> _Reject:
+        self.note(rule, "reject", f"{status} {reason}")
+        return _Reject(status, reason, rule)
+
+    def run(self, refer_to: str) -> Decision:
+        try:
+            target, pbx, rule = self.walk(refer_to)
+        except _Reject as no:
+            return Decision(
+                False,
+                no.status,
+                no.reason,
+                no.rule,
+                tuple(self.trace),
+                replaces=self.replaces,
+                tenant=None if self.tenant is None else self.tenant.domain,
+            )
+        self.note(rule, "allow", f"Refer-To {target}")
+        assert self.tenant is not None
+        return Decision(
+            True,
+            202,
+            "Accepted",
+            rule,
+            tuple(self.trace),
+            refer_to=str(target),
+            target=target.uri,
+            replaces=self.replaces,
+            tenant=self.tenant.domain,
+            pbx=str(pbx),
+        )
+
+    def walk(self, refer_to: str) -> tuple[NameAddr, Uri, str]:
+        try:
+            addr = parse_refer_to(refer_to)
+        except SipSyntaxError as err:
+            raise self.reject(400, f"Bad Refer-To: {err.reason}", "syntax") from None
+        self.note("syntax", "pass", f"{addr.uri.scheme}: target")
+        self.tenant = self.referrer_tenant()
+        override = self.policy.overrides.get(self.referrer_key)
+        uri = self.scheme(addr.uri)
+        self.method(uri)
+        uri = self.headers(uri)
+        self.check_replaces()
+        self.check_depth(override)
+        uri, pbx, rule = self.target(uri, override)
+        return addr.replace(uri=uri), pbx, rule
+
+    def referrer_tenant(self) -> Tenant:
+        try:
+            referrer = parse_name_addr(self.referrer_text).uri
+        except SipSyntaxError as err:
+            raise self.reject(400, f"Bad referrer URI: {err.reason}", "referrer") from None
+        self.referrer_key = user_at_host(referrer)
+        tenant = self.policy.tenants.get(referrer.host.lower())
+        if tenant is None:
+            tenant = self.policy.default_tenant
+            self.note("tenant", "match", f"referrer host {referrer.host} -> default tenant {tenant.domain}")
+        else:
+            self.note("tenant", "match", f"referrer host {referrer.host} -> tenant {tenant.domain}")
+        return tenant
+
+    def scheme(self, uri: Uri) -> Uri:
+        settings = self.settings
+        if uri.scheme in settings.allowed_schemes:
+            self.note("scheme", "pass", f"{uri.scheme}: is allowed")
+            return uri
+        if uri.scheme == "tel" and settings.tel == "convert":
+            assert self.tenant is not None
+            number = (uri.user or "").translate(_VISUAL_SEPARATORS)
+            sip = Uri("sip", user=number, host=self.tenant.domain, params=(("user", "phone"),))
+            self.note("scheme", "rewrite", f"tel:{uri.user} -> {sip}")
+            return sip
+        raise self.reject(416, f"Unsupported URI Scheme {uri.scheme}: in Refer-To", "scheme")
+
+    def method(self, uri: Uri) -> None:
+        method = uri.param("method")
+        if method is None:
+            self.note("method", "pass", "no method parameter: INVITE")
+        elif method.upper() in self.settings.allowed_methods:
+            self.note("method", "pass", f"method={method} is allowed")
+        else:
+            raise self.reject(403, f"Refer-To method={method} not allowed", "method")
+
+    def headers(self, uri: Uri) -> Uri:
+        if not uri.headers:
+            return uri
+        settings = self.settings
+        kept: list[tuple[str, str]] = []
+        for name, value in uri.headers:
+            lower = name.lower()
+            if lower == "replaces":
+                if self.replaces is not None:
+                    raise self.reject(400, "Refer-To carries more than one Replaces", "headers")
+                try:
+                    self.replaces = parse_replaces(value)
+                except SipSyntaxError as err:
+                    raise self.reject(400, f"Bad Replaces in Refer-To: {err.reason}", "headers") from None
+                self.note("headers", "pass", f"Replaces {self.replaces.call_id}")
+                kept.append(("Replaces", str(self.replaces)))
+            elif lower in settings.forbidden_headers:
+                if settings.on_forbidden_header == "reject":
+                    raise self.reject(403, f"Refer-To embeds forbidden header {name}", "headers")
+                self.note("headers", "strip", f"{name} must not be honoured (RFC 3261 19.1.5)")
+            elif lower in settings.keep_headers:
+                self.note("headers", "pass", f"{name} is kept")
+                kept.append((name, value))
+            else:
+                self.note("headers", "strip", f"{name} is not in keep_headers")
+        return uri.replace(headers=tuple(kept))
+
+    def check_replaces(self) -> None:
+        replaces = self.replaces
+        if replaces is None or not self.settings.require_replaces_party:
+            return
+        for dialog in self.dialogs:
+            if dialog.matches(replaces):
+                self.note("replaces", "pass", f"referrer is a party to {replaces.call_id}")
+                return
+        raise self.reject(403, "Replaces names a dialog the referrer is not a party to", "replaces")
+
+    def check_depth(self, override: Override | None) -> None:
+        limit = self.settings.max_depth
+        if override is not None and override.max_depth is not None:
+            limit = override.max_depth
+        if self.depth > limit:
+            raise self.reject(482, f"Transfer depth {self.depth} exceeds {limit}", "depth")
+        self.note("depth", "pass", f"{self.depth} <= {limit}")
+
+    def target(self, uri: Uri, override: Override | None) -> tuple[Uri, Uri, str]:
+        tenant = self.tenant
+        assert tenant is not None
+        host = uri.host.lower()
+        target_tenant = self.policy.tenants.get(host)
+        if target_tenant is None:
+            if self.settings.foreign_domains == "allow":
+                self.note("target", "pass", f"{host} is foreign, passed on untouched")
+                return uri, uri, "foreign-domain"
+            raise self.reject(403, f"Transfer target domain {uri.host} is not served here", "target")
+        if target_tenant is not tenant:
+            raise self.reject(403, f"Transfer across tenants ({tenant.domain} to {host})", "target")
+        user = uri.user or ""
+        extension = tenant.extension(user)
+        if extension is not None:
+            pbx = extension.pbx
+            rewritten = uri.replace(host=pbx.host, port=pbx.port, password=None)
+            self.note(extension.id, "match", f"extension {user} on {pbx.hostport}")
+            return rewritten, pbx, extension.id
+        number = user.translate(_VISUAL_SEPARATORS)
+        if not number or not (number[1:] if number[0] == "+" else number).isdigit() or not number.isascii():
+            raise self.reject(404, f"No such extension {user or '(empty)'} in {tenant.domain}", "target")
+        e164 = tenant.e164(number)
+        if e164 is None:
+            raise self.reject(404, f"Number {user} is neither an extension nor a dialable number", "target")
+        self.note("number", "rewrite", f"{user} -> {e164}")
+        rule_id = self.prefix(e164, tenant, override)
+        params = uri.params if uri.param("user") == "phone" else (*uri.params, ("user", "phone"))
+        pbx = tenant.pbx
+        return uri.replace(user=e164, host=pbx.host, port=pbx.port, params=params), pbx, rule_id
+
+    def prefix(self, e164: str, tenant: Tenant, override: Override | None) -> str:
+        rule = _best(tenant.prefix_rules, e164)
+        if override is not None:
+            mine = _best(override.prefix_rules, e164)
+            if mine is not None and (rule is None or len(mine.prefix) >= len(rule.prefix)):
+                rule = mine
+        if rule is None:
+            if not self.policy.numbers_allowed:
+                raise self.reject(403, f"Transfer to {e164} is not allowed (no prefix allows it)", "prefix")
+            self.note("prefix", "pass", f"{e164}: no prefix matches, numbers_default allows")
+            return "numbers-default"
+        if not rule.allow:
+            raise self.reject(403, f"Transfer to {e164} denied: {rule.reason}", rule.id)
+        self.note(rule.id, "pass", rule.reason)
+        return rule.id

@@ -1,0 +1,611 @@
+"""The grammar of a SIP transfer: URIs, Refer-To, Replaces, Referred-By and sipfrag.
+
+Pure and stdlib-only: Kamailio's embedded python3 imports this module directly.
+
+Every parser raises :class:`SipSyntaxError` (and only that) on malformed input. Work is
+linear in the input length, and inputs longer than :data:`MAX_VALUE_LENGTH` are refused
+before any parsing starts.
+
+Values are stored decoded (``%40`` becomes ``@``); ``str()`` re-escapes whatever the
+grammar does not allow literally, so ``parse_x(str(v)) == v`` for every value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, replace
+from typing import Final
+
+__all__ = [
+    "MAX_VALUE_LENGTH",
+    "NameAddr",
+    "Params",
+    "Replaces",
+    "SipSyntaxError",
+    "StatusLine",
+    "Uri",
+    "parse_header_line",
+    "parse_name_addr",
+    "parse_refer_to",
+    "parse_referred_by",
+    "parse_replaces",
+    "parse_sipfrag",
+    "parse_uri",
+]
+
+#: Longest header value or URI accepted, in characters. A REFER with more is refused.
+MAX_VALUE_LENGTH: Final = 4096
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+class SipSyntaxError(Exception):
+    """Malformed SIP input. ``reason`` says what is wrong, in words fit for a SIP reason phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- character classes (RFC 3261 section 25.1) -------------------------------------------
+
+_ALNUM: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_UNRESERVED: Final = _ALNUM | frozenset("-_.!~*'()")
+# '?' is legal in a user part but would be read as the start of the headers: always escaped.
+_USER_SAFE: Final = _UNRESERVED | frozenset("&=+$,;/")
+_PASSWORD_SAFE: Final = _UNRESERVED | frozenset("&=+$,")
+_PARAM_SAFE: Final = _UNRESERVED | frozenset("[]/:&+$")
+_HEADER_SAFE: Final = _UNRESERVED | frozenset("[]/?:+$")
+_TOKEN: Final = _ALNUM | frozenset("-.!%*_+`'~")
+# RFC 3261 "word", the characters of a Call-ID half.
+_WORD: Final = _TOKEN | frozenset('()<>:\\"/[]?{}')
+_HOSTNAME: Final = _ALNUM | frozenset("-.")
+_TEL_SAFE: Final = _PARAM_SAFE | frozenset("#*")  # '#' and '*' are dialable on tel: URIs
+_SCHEME: Final = _ALNUM | frozenset("+-.")
+_DIGITS: Final = frozenset("0123456789")
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+_LWS: Final = " \t\r\n"
+
+
+def _check_length(text: str, what: str) -> None:
+    if len(text) > MAX_VALUE_LENGTH:
+        raise SipSyntaxError(f"{what} longer than {MAX_VALUE_LENGTH} characters")
+
+
+def _unescape(text: str, what: str) -> str:
+    """Percent-decode ``text`` (UTF-8), refusing bad escapes."""
+    if "%" not in text:
+        return text
+    out = bytearray()
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "%":
+            pair = text[i + 1 : i + 3]
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                raise SipSyntaxError(f"bad percent-escape in {what}")
+            out.append(int(pair, 16))
+            i += 3
+        else:
+            out += ch.encode("utf-8", "surrogatepass")
+            i += 1
+    try:
+        return out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SipSyntaxError(f"{what} is not valid UTF-8 once unescaped") from None
+
+
+def _escape(text: str, safe: frozenset[str]) -> str:
+    if all(ch in safe for ch in text):
+        return text
+    return "".join(ch if ch in safe else "".join(f"%{b:02X}" for b in ch.encode("utf-8")) for ch in text)
+
+
+def _all_digits(text: str) -> bool:
+    return bool(text) and all(ch in _DIGITS for ch in text)
+
+
+def _is_token(text: str) -> bool:
+    return bool(text) and all(ch in _TOKEN for ch in text)
+
+
+# --- URIs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Uri:
+    """A SIP, SIPS or tel URI, or any other absolute URI kept as opaque text.
+
+    ``host`` keeps an IPv6 reference in its brackets. ``params`` and ``headers`` keep their
+    order and their decoded values; a parameter without ``=`` has the value ``None``.
+    """
+
+    scheme: str
+    user: str | None = None
+    password: str | None = None
+    host: str = ""
+    port: int | None = None
+    params: Params = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    opaque: str | None = None  # everything after "scheme:" for schemes we do not parse
+
+    @property
+    def is_sip(self) -> bool:
+        return self.scheme in ("sip", "sips")
+
+    def param(self, name: str) -> str | None:
+        """Value of a URI parameter (case-insensitive name); ``""`` for a flag, ``None`` if absent."""
+        name = name.lower()
+        for key, value in self.params:
+            if key.lower() == name:
+                return "" if value is None else value
+        return None
+
+    def header(self, name: str) -> str | None:
+        """Value of the first embedded header ``name`` (case-insensitive), or ``None``."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def hostport(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def replace(self, **changes: object) -> Uri:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        if self.opaque is not None:
+            return f"{self.scheme}:{self.opaque}"
+        parts = [self.scheme, ":"]
+        if self.scheme == "tel":
+            parts.append(_escape(self.user or "", _TEL_SAFE))
+        else:
+            if self.user is not None:
+                parts.append(_escape(self.user, _USER_SAFE))
+                if self.password is not None:
+                    parts += [":", _escape(self.password, _PASSWORD_SAFE)]
+                parts.append("@")
+            parts.append(self.hostport)
+        for key, value in self.params:
+            parts += [";", _escape(key, _PARAM_SAFE)]
+            if value is not None:
+                parts += ["=", _escape(value, _PARAM_SAFE)]
+        if self.headers:
+            parts.append("?")
+            parts.append(
+                "&".join(f"{_escape(k, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for k, v in self.headers)
+            )
+        return "".join(parts)
+
+
+def _parse_host(text: str) -> str:
+    if not text:
+        raise SipSyntaxError("URI has no host")
+    if text[0] == "[":
+        if text[-1] != "]":
+            raise SipSyntaxError("unterminated IPv6 reference in host")
+        try:
+            ipaddress.IPv6Address(text[1:-1])
+        except ValueError:
+            raise SipSyntaxError("bad IPv6 address in host") from None
+        return text
+    if not all(ch in _HOSTNAME for ch in text):
+        raise SipSyntaxError("bad character in host")
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    for label in labels:
+        if not label or label[0] == "-" or label[-1] == "-":
+            raise SipSyntaxError("bad label in host name")
+    if labels[-1][0] in _DIGITS and not all(ch in _DIGITS for label in labels for ch in label):
+        # RFC 3261: a top label starts with a letter, so this must be an IPv4 address.
+        raise SipSyntaxError("bad host name")
+    if all(ch in _DIGITS for label in labels for ch in label):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            raise SipSyntaxError("bad IPv4 address in host") from None
+    return text
+
+
+def _split_hostport(text: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise SipSyntaxError("unterminated IPv6 reference in host")
+        host, rest = text[: end + 1], text[end + 1 :]
+        if rest and rest[0] != ":":
+            raise SipSyntaxError("junk after IPv6 reference")
+        port_text = rest[1:] if rest else None
+    else:
+        host, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+    port = None
+    if port_text is not None:
+        if not port_text or len(port_text) > 5 or not all(ch in _DIGITS for ch in port_text):
+            raise SipSyntaxError("bad port")
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise SipSyntaxError("port out of range")
+    return _parse_host(host), port
+
+
+def _parse_params(text: str, what: str) -> Params:
+    """``;a=1;b`` after the host (``text`` starts after the first ';')."""
+    params = []
+    for item in text.split(";"):
+        name, sep, value = item.partition("=")
+        if not name:
+            raise SipSyntaxError(f"empty {what} parameter name")
+        params.append((_unescape(name, what), _unescape(value, what) if sep else None))
+    return tuple(params)
+
+
+def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
+    headers = []
+    for item in text.split("&"):
+        if not item:
+            raise SipSyntaxError("empty embedded header")
+        if "=" in item:
+            name, _, value = item.partition("=")
+            name, value = _unescape(name, "embedded header"), _unescape(value, "embedded header")
+        else:
+            # RFC 3515's own example escapes the '=' (`&Call-ID%3D55432%40...`): read it decoded.
+            name, _, value = _unescape(item, "embedded header").partition("=")
+        if not name or not _is_token(name):
+            raise SipSyntaxError("bad embedded header name")
+        headers.append((name, value))
+    return tuple(headers)
+
+
+def parse_uri(text: str) -> Uri:
+    """Parse a sip:, sips: or tel: URI; any other absolute URI becomes an opaque :class:`Uri`."""
+    _check_length(text, "URI")
+    scheme, sep, rest = text.partition(":")
+    if not sep or not scheme or not scheme[0].isascii() or not scheme[0].isalpha():
+        raise SipSyntaxError("URI has no scheme")
+    if not all(ch in _SCHEME for ch in scheme):
+        raise SipSyntaxError("bad URI scheme")
+    scheme = scheme.lower()
+    if any(ch in _LWS or ch in '<>"' or ord(ch) < 32 or ord(ch) == 127 for ch in rest):
+        raise SipSyntaxError("whitespace, quote or control character inside URI")
+    if scheme == "tel":
+        return _parse_tel(rest)
+    if scheme not in ("sip", "sips"):
+        if not rest:
+            raise SipSyntaxError("empty URI")
+        return Uri(scheme=scheme, opaque=rest)
+
+    before, qmark, header_text = rest.partition("?")
+    headers = _parse_headers(header_text) if qmark else ()
+    user = password = None
+    at = before.rfind("@")
+    if at >= 0:
+        userinfo, before = before[:at], before[at + 1 :]
+        user_text, colon, password_text = userinfo.partition(":")
+        if not user_text:
+            raise SipSyntaxError("empty user part before '@'")
+        user = _unescape(user_text, "user part")
+        password = _unescape(password_text, "password") if colon else None
+    hostport, semi, param_text = before.partition(";")
+    host, port = _split_hostport(hostport)
+    params = _parse_params(param_text, "URI") if semi else ()
+    return Uri(scheme, user, password, host, port, params, headers)
+
+
+def _parse_tel(rest: str) -> Uri:
+    number, semi, param_text = rest.partition(";")
+    if not number:
+        raise SipSyntaxError("tel URI has no number")
+    if "?" in rest:
+        raise SipSyntaxError("tel URI cannot carry headers")
+    params = _parse_params(param_text, "tel URI") if semi else ()
+    return Uri("tel", user=_unescape(number, "tel number"), params=params)
+
+
+# --- name-addr and header values ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """A ``name-addr`` or ``addr-spec`` with header parameters (Refer-To, Referred-By, ...)."""
+
+    uri: Uri
+    display_name: str | None = None
+    params: Params = ()
+
+    def param(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.params:
+            if key.lower() == name:
+                return "" if value is None else value
+        return None
+
+    def replace(self, **changes: object) -> NameAddr:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        text = f"<{self.uri}>"
+        if self.display_name is not None:
+            quoted = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
+            text = f'"{quoted}" {text}'
+        for key, value in self.params:
+            text += f";{key}"
+            if value is not None:
+                text += "=" + (value if _is_token(value) else _quote(value))
+        return text
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _read_quoted(text: str, start: int) -> tuple[str, int]:
+    """Read a quoted-string starting at ``text[start] == '"'``; return (value, index after it)."""
+    out = []
+    i, n = start + 1, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                break
+            out.append(text[i + 1])
+            i += 2
+        elif ch == '"':
+            return "".join(out), i + 1
+        else:
+            out.append(ch)
+            i += 1
+    raise SipSyntaxError("unterminated quoted string")
+
+
+def _parse_header_params(text: str) -> Params:
+    """Header parameters after a name-addr: ``;name[=token|quoted-string]`` ..."""
+    params: list[tuple[str, str | None]] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and text[i] in _LWS:
+            i += 1
+        if i >= n:
+            return tuple(params)
+        if text[i] != ";":
+            raise SipSyntaxError("junk after the address")
+        i += 1
+        while i < n and text[i] in _LWS:
+            i += 1
+        start = i
+        while i < n and text[i] in _TOKEN:
+            i += 1
+        name = text[start:i]
+        if not name:
+            raise SipSyntaxError("empty header parameter name")
+        while i < n and text[i] in _LWS:
+            i += 1
+        if i < n and text[i] == "=":
+            i += 1
+            while i < n and text[i] in _LWS:
+                i += 1
+            if i < n and text[i] == '"':
+                value, i = _read_quoted(text, i)
+            else:
+                start = i
+                # tokens, hosts and IPv6 references
+                while i < n and (text[i] in _TOKEN or text[i] in "[]:"):
+                    i += 1
+                value = text[start:i]
+                if not value:
+                    raise SipSyntaxError(f"empty value for header parameter {name}")
+            params.append((name, value))
+        else:
+            params.append((name, None))
+
+
+def parse_name_addr(value: str) -> NameAddr:
+    """Parse ``"Name" <uri>;p=v``, ``Name <uri>``, ``<uri>`` or a bare ``uri;p=v``."""
+    _check_length(value, "header value")
+    text = value.strip(_LWS)
+    if not text:
+        raise SipSyntaxError("empty address")
+    display: str | None = None
+    if text[0] == '"':
+        display, i = _read_quoted(text, 0)
+        rest = text[i:].lstrip(_LWS)
+        if not rest.startswith("<"):
+            raise SipSyntaxError("quoted display name not followed by <URI>")
+        text = rest
+    lt = text.find("<")
+    if lt >= 0:
+        if lt > 0:
+            words = text[:lt].split()
+            if not all(_is_token(word) for word in words):
+                raise SipSyntaxError("bad character in display name")
+            display = " ".join(words)
+        gt = text.find(">", lt)
+        if gt < 0:
+            raise SipSyntaxError("'<' without '>'")
+        uri = parse_uri(text[lt + 1 : gt])
+        return NameAddr(uri, display, _parse_header_params(text[gt + 1 :]))
+    # addr-spec form: a ';' ends the URI and starts header parameters (RFC 3261 20.10),
+    # and the URI may carry no headers.
+    uri_text, semi, rest = text.partition(";")
+    if "?" in uri_text and uri_text.split(":", 1)[0].lower() in ("sip", "sips"):
+        raise SipSyntaxError("URI with headers must be enclosed in <>")
+    if any(ch in _LWS for ch in uri_text) or "," in uri_text:
+        raise SipSyntaxError("bad character in address")
+    return NameAddr(parse_uri(uri_text), None, _parse_header_params(semi + rest))
+
+
+def parse_refer_to(value: str) -> NameAddr:
+    """Parse a Refer-To header value (RFC 3515), the part after ``Refer-To:`` or ``r:``."""
+    if "," in _outside_brackets_and_quotes(value):
+        raise SipSyntaxError("more than one Refer-To value")
+    return parse_name_addr(value)
+
+
+def parse_referred_by(value: str) -> NameAddr:
+    """Parse a Referred-By header value (RFC 3892); its ``cid`` is ``result.param('cid')``."""
+    return parse_name_addr(value)
+
+
+def _outside_brackets_and_quotes(value: str) -> str:
+    """``value`` with everything between <> and "" removed, to look for list commas."""
+    out = []
+    depth, quoted, escaped = 0, False, False
+    for ch in value:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+_COMPACT_NAMES: Final = {
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "i": "Call-ID",
+    "f": "From",
+    "t": "To",
+    "m": "Contact",
+    "o": "Event",
+    "c": "Content-Type",
+    "l": "Content-Length",
+    "v": "Via",
+}
+_CANONICAL_NAMES: Final = {
+    name.lower(): name
+    for name in (*_COMPACT_NAMES.values(), "Replaces", "Refer-Sub", "Subscription-State", "CSeq")
+}
+
+
+def parse_header_line(line: str) -> tuple[str, str]:
+    """Split ``Name: value`` into (canonical name, value); compact forms (``r:``) are expanded."""
+    _check_length(line, "header line")
+    name, colon, value = line.partition(":")
+    name = name.strip(_LWS)
+    if not colon or not _is_token(name):
+        raise SipSyntaxError("not a header line")
+    lower = name.lower()
+    canonical = _COMPACT_NAMES.get(lower) or _CANONICAL_NAMES.get(lower, name)
+    return canonical, value.strip(_LWS)
+
+
+# --- Replaces (RFC 3891) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replaces:
+    call_id: str
+    to_tag: str
+    from_tag: str
+    early_only: bool = False
+    extra: Params = ()  # generic parameters, kept in order
+
+    def __str__(self) -> str:
+        text = f"{self.call_id};to-tag={self.to_tag};from-tag={self.from_tag}"
+        if self.early_only:
+            text += ";early-only"
+        for key, value in self.extra:
+            text += f";{key}" if value is None else f";{key}={value}"
+        return text
+
+
+def _check_call_id(call_id: str) -> None:
+    left, at, right = call_id.partition("@")
+    if not left or not all(ch in _WORD for ch in left):
+        raise SipSyntaxError("bad Call-ID in Replaces")
+    if at and (not right or not all(ch in _WORD for ch in right)):
+        raise SipSyntaxError("bad Call-ID in Replaces")
+
+
+def parse_replaces(value: str) -> Replaces:
+    """Parse a Replaces value: ``call-id;to-tag=..;from-tag=..[;early-only]``."""
+    _check_length(value, "Replaces")
+    call_id, *items = (part.strip(_LWS) for part in value.strip(_LWS).split(";"))
+    _check_call_id(call_id)
+    tags: dict[str, str] = {}
+    early = False
+    extra: list[tuple[str, str | None]] = []
+    for item in items:
+        name, sep, val = item.partition("=")
+        name, val = name.strip(_LWS), val.strip(_LWS)
+        lower = name.lower()
+        if not _is_token(name):
+            raise SipSyntaxError("bad parameter in Replaces")
+        if lower in ("to-tag", "from-tag"):
+            if lower in tags:
+                raise SipSyntaxError(f"Replaces has more than one {lower}")
+            if not sep or not _is_token(val):
+                raise SipSyntaxError(f"bad {lower} in Replaces")
+            tags[lower] = val
+        elif lower == "early-only":
+            if sep:
+                raise SipSyntaxError("early-only takes no value")
+            early = True
+        else:
+            if sep and not (_is_token(val) or (len(val) > 1 and val[0] == val[-1] == '"')):
+                raise SipSyntaxError("bad parameter in Replaces")
+            extra.append((name, val if sep else None))
+    for needed in ("to-tag", "from-tag"):
+        if needed not in tags:
+            raise SipSyntaxError(f"Replaces has no {needed}")
+    return Replaces(call_id, tags["to-tag"], tags["from-tag"], early, tuple(extra))
+
+
+# --- message/sipfrag ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StatusLine:
+    code: int
+    reason: str
+    version: str = "SIP/2.0"
+
+    @property
+    def final(self) -> bool:
+        return self.code >= 200
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.code < 300
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.code} {self.reason}"
+
+
+def parse_sipfrag(body: str | bytes) -> StatusLine:
+    """Read the status line that opens a message/sipfrag body (RFC 3420), e.g. ``SIP/2.0 200 OK``."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if len(body) > 4 * MAX_VALUE_LENGTH:
+        raise SipSyntaxError("sipfrag body too long")
+    line = body.lstrip(_LWS).split("\n", 1)[0].rstrip("\r")
+    version, _, rest = line.partition(" ")
+    code_text, _, reason = rest.partition(" ")
+    name, slash, number = version.partition("/")
+    major, dot, minor = number.partition(".")
+    if (
+        name.upper() != "SIP"
+        or not slash
+        or not dot
+        or not _all_digits(major)
+        or not _all_digits(minor)
+        or len(code_text) != 3
+        or not _all_digits(code_text)
+        or not "1" <= code_text[0] <= "6"
+    ):
+        raise SipSyntaxError("sipfrag does not start with a SIP status line")
+    if any(ord(ch) < 32 and ch != "\t" for ch in reason):
+        raise SipSyntaxError("control character in sipfrag reason phrase")
+    return StatusLine(int(code_text), reason.strip(), f"SIP/{major}.{minor}")
