@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from re import Pattern
 
 from referee.policy.model import Decision, Dialog, TraceStep
@@ -23,6 +24,7 @@ from referee.sip import (
 )
 
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
+_REFERRER_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,10 @@ class Extension:
     pattern: Pattern[str]
     pbx: Uri
 
+    @property
+    def pbx_text(self) -> str:
+        return _uri_text(self.pbx)
+
 
 @dataclass(frozen=True, slots=True)
 class Tenant:
@@ -65,6 +71,10 @@ class Tenant:
     international_prefix: str | None
     extensions: tuple[Extension, ...]
     prefix_rules: tuple[PrefixRule, ...]  # policy-wide and tenant rules, best first
+
+    @property
+    def pbx_text(self) -> str:
+        return _uri_text(self.pbx)
 
     def extension(self, user: str) -> Extension | None:
         for ext in self.extensions:
@@ -90,6 +100,11 @@ class Override:
     referrer: str  # user@host, host lower case
     prefix_rules: tuple[PrefixRule, ...]  # best first
     max_depth: int | None
+
+
+@lru_cache(maxsize=64)
+def _uri_text(uri: Uri) -> str:
+    return str(uri)
 
 
 def user_at_host(uri: Uri) -> str:
@@ -121,6 +136,30 @@ class Policy:
         self.overrides = overrides
         self.numbers_allowed = numbers_allowed
         self.source = source
+
+        # Referrers repeat (a handful of phones): remember what each one resolves to.
+        self._referrers: dict[str, tuple[str, Tenant, str] | SipSyntaxError] = {}
+
+    def referrer(self, text: str) -> tuple[str, Tenant, str] | SipSyntaxError:
+        """(user@host, tenant, trace detail) for a referrer URI, or the reason it is malformed."""
+        found = self._referrers.get(text)
+        if found is None:
+            found = self._resolve_referrer(text)
+            if len(self._referrers) >= _REFERRER_CACHE_SIZE:
+                self._referrers.clear()
+            self._referrers[text] = found
+        return found
+
+    def _resolve_referrer(self, text: str) -> tuple[str, Tenant, str] | SipSyntaxError:
+        try:
+            uri = parse_name_addr(text).uri
+        except SipSyntaxError as err:
+            return err
+        tenant = self.tenants.get(uri.host.lower())
+        if tenant is None:
+            tenant = self.default_tenant
+            return user_at_host(uri), tenant, f"referrer host {uri.host} -> default tenant {tenant.domain}"
+        return user_at_host(uri), tenant, f"referrer host {uri.host} -> tenant {tenant.domain}"
 
     @property
     def id(self) -> str:
@@ -178,7 +217,7 @@ class _Deciding:
 
     def run(self, refer_to: str) -> Decision:
         try:
-            target, pbx, rule = self.walk(refer_to)
+            target, pbx_text, rule = self.walk(refer_to)
         except _Reject as no:
             return Decision(
                 False,
@@ -189,7 +228,8 @@ class _Deciding:
                 replaces=self.replaces,
                 tenant=None if self.tenant is None else self.tenant.domain,
             )
-        self.note(rule, "allow", f"Refer-To {target}")
+        refer_to = str(target)
+        self.note(rule, "allow", f"Refer-To {refer_to}")
         assert self.tenant is not None
         return Decision(
             True,
@@ -197,14 +237,14 @@ class _Deciding:
             "Accepted",
             rule,
             tuple(self.trace),
-            refer_to=str(target),
+            refer_to=refer_to,
             target=target.uri,
             replaces=self.replaces,
             tenant=self.tenant.domain,
-            pbx=str(pbx),
+            pbx=pbx_text,
         )
 
-    def walk(self, refer_to: str) -> tuple[NameAddr, Uri, str]:
+    def walk(self, refer_to: str) -> tuple[NameAddr, str, str]:
         try:
             addr = parse_refer_to(refer_to)
         except SipSyntaxError as err:
@@ -218,20 +258,14 @@ class _Deciding:
         self.check_replaces()
         self.check_depth(override)
         uri, pbx, rule = self.target(uri, override)
-        return addr.replace(uri=uri), pbx, rule
+        return NameAddr(uri, addr.display_name, addr.params), pbx, rule
 
     def referrer_tenant(self) -> Tenant:
-        try:
-            referrer = parse_name_addr(self.referrer_text).uri
-        except SipSyntaxError as err:
-            raise self.reject(400, f"Bad referrer URI: {err.reason}", "referrer") from None
-        self.referrer_key = user_at_host(referrer)
-        tenant = self.policy.tenants.get(referrer.host.lower())
-        if tenant is None:
-            tenant = self.policy.default_tenant
-            self.note("tenant", "match", f"referrer host {referrer.host} -> default tenant {tenant.domain}")
-        else:
-            self.note("tenant", "match", f"referrer host {referrer.host} -> tenant {tenant.domain}")
+        found = self.policy.referrer(self.referrer_text)
+        if isinstance(found, SipSyntaxError):
+            raise self.reject(400, f"Bad referrer URI: {found.reason}", "referrer")
+        self.referrer_key, tenant, detail = found
+        self.note("tenant", "match", detail)
         return tenant
 
     def scheme(self, uri: Uri) -> Uri:
@@ -281,7 +315,7 @@ class _Deciding:
                 kept.append((name, value))
             else:
                 self.note("headers", "strip", f"{name} is not in keep_headers")
-        return uri.replace(headers=tuple(kept))
+        return Uri(uri.scheme, uri.user, uri.password, uri.host, uri.port, uri.params, tuple(kept))
 
     def check_replaces(self) -> None:
         replaces = self.replaces
@@ -301,7 +335,8 @@ class _Deciding:
             raise self.reject(482, f"Transfer depth {self.depth} exceeds {limit}", "depth")
         self.note("depth", "pass", f"{self.depth} <= {limit}")
 
-    def target(self, uri: Uri, override: Override | None) -> tuple[Uri, Uri, str]:
+    def target(self, uri: Uri, override: Override | None) -> tuple[Uri, str, str]:
+        """The rewritten target, the PBX it lives on, and the id of the rule that placed it."""
         tenant = self.tenant
         assert tenant is not None
         host = uri.host.lower()
@@ -309,7 +344,7 @@ class _Deciding:
         if target_tenant is None:
             if self.settings.foreign_domains == "allow":
                 self.note("target", "pass", f"{host} is foreign, passed on untouched")
-                return uri, uri, "foreign-domain"
+                return uri, str(uri), "foreign-domain"
             raise self.reject(403, f"Transfer target domain {uri.host} is not served here", "target")
         if target_tenant is not tenant:
             raise self.reject(403, f"Transfer across tenants ({tenant.domain} to {host})", "target")
@@ -317,9 +352,9 @@ class _Deciding:
         extension = tenant.extension(user)
         if extension is not None:
             pbx = extension.pbx
-            rewritten = uri.replace(host=pbx.host, port=pbx.port, password=None)
+            rewritten = Uri(uri.scheme, uri.user, None, pbx.host, pbx.port, uri.params, uri.headers)
             self.note(extension.id, "match", f"extension {user} on {pbx.hostport}")
-            return rewritten, pbx, extension.id
+            return rewritten, extension.pbx_text, extension.id
         number = user.translate(_VISUAL_SEPARATORS)
         if not number or not (number[1:] if number[0] == "+" else number).isdigit() or not number.isascii():
             raise self.reject(404, f"No such extension {user or '(empty)'} in {tenant.domain}", "target")
@@ -330,7 +365,7 @@ class _Deciding:
         rule_id = self.prefix(e164, tenant, override)
         params = uri.params if uri.param("user") == "phone" else (*uri.params, ("user", "phone"))
         pbx = tenant.pbx
-        return uri.replace(user=e164, host=pbx.host, port=pbx.port, params=params), pbx, rule_id
+        return Uri(uri.scheme, e164, None, pbx.host, pbx.port, params, uri.headers), tenant.pbx_text, rule_id
 
     def prefix(self, e164: str, tenant: Tenant, override: Override | None) -> str:
         rule = _best(tenant.prefix_rules, e164)
