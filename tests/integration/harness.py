@@ -1,0 +1,301 @@
+"""Real Kamailio and SIPp on loopback for the proxy integration tests.
+
+Addresses (kept apart from the Asterisk lab's 127.0.0.x):
+proxy 127.0.1.10, PBX stand-ins 127.0.1.20 (pbx1) and 127.0.1.21 (pbx2), phones 127.0.1.31-34.
+Every process is started here, and stopped here by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
+KEMI_SCRIPT = REPO / "kamailio" / "referee_kemi.py"
+POLICY = Path(__file__).with_name("policy.toml")
+KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+SIPP = shutil.which("sipp") or "/usr/bin/sipp"
+
+PROXY = "127.0.1.10"
+PORT = 5060
+PBX1 = "127.0.1.20"
+PBX2 = "127.0.1.21"
+PHONES = {"1001": "127.0.1.31", "1002": "127.0.1.32", "1003": "127.0.1.33", "2001": "127.0.1.34"}
+HOME = {"1001": "pbx1", "1002": "pbx1", "1003": "pbx1", "2001": "pbx2"}
+PASSWORDS = {user: f"secret-{user}" for user in PHONES}
+DOMAIN = "lab.test"
+
+
+def have_tools() -> bool:
+    return os.path.exists(KAMAILIO) and os.path.exists(SIPP)
+
+
+def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "kamailio__listen": [f"udp:{PROXY}:{PORT}", f"tcp:{PROXY}:{PORT}"],
+        "kamailio__domain": DOMAIN,
+        "kamailio__pbxs": [
+            {"name": "pbx1", "uri": f"sip:{PBX1}:{PORT}"},
+            {"name": "pbx2", "uri": f"sip:{PBX2}:{PORT}"},
+        ],
+        "kamailio__users": [{"name": u, "password": PASSWORDS[u], "pbx": HOME[u]} for u in PHONES],
+        "kamailio__kemi_script": str(KEMI_SCRIPT),
+        "kamailio__referee_pythonpath": str(REPO / "src"),
+        "kamailio__policy_file": str(tmp / "policy.toml"),
+        "kamailio__events_file": str(tmp / "events.jsonl"),
+        "kamailio__run_dir": str(tmp),
+        "kamailio__children": 2,
+        "kamailio__refer_rate": 1000,
+    }
+    values.update(overrides)
+    return values
+
+
+def render_cfg(tmp: Path, **overrides: Any) -> Path:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    text = env.from_string(TEMPLATE.read_text()).render(**cfg_vars(tmp, **overrides))
+    cfg = tmp / "kamailio.cfg"
+    cfg.write_text(text)
+    return cfg
+
+
+def sip_request(
+    payload: bytes, *, src: str = PHONES["1002"], dst: tuple[str, int] = (PROXY, PORT), wait: float = 3.0
+) -> list[bytes]:
+    """Send one datagram from ``src`` and collect the non-100 answers (or none) within ``wait``."""
+    answers: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((src, 0))
+        port = sock.getsockname()[1]
+        sock.sendto(payload.replace(b"{port}", str(port).encode()), dst)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data, _ = sock.recvfrom(70000)
+            except TimeoutError:
+                break
+            if not data.startswith(b"SIP/2.0 100 "):
+                answers.append(data)
+                break
+    return answers
+
+
+def status_of(answer: bytes) -> tuple[int, str]:
+    line = answer.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+    _, code, reason = line.split(" ", 2)
+    return int(code), reason
+
+
+def refer_bytes(refer_to_lines: list[bytes], *, user: str = "1002", extra: bytes = b"") -> bytes:
+    """An out-of-dialog REFER from phone ``user``; ``{port}`` is filled in by :func:`sip_request`."""
+    ip = PHONES[user].encode()
+    call_id = uuid.uuid4().hex.encode()
+    lines = [
+        b"REFER sip:1001@lab.test SIP/2.0",
+        b"Via: SIP/2.0/UDP " + ip + b":{port};branch=z9hG4bK" + uuid.uuid4().hex.encode(),
+        b"Max-Forwards: 70",
+        b"From: <sip:" + user.encode() + b"@lab.test>;tag=" + uuid.uuid4().hex[:8].encode(),
+        b"To: <sip:1001@lab.test>",
+        b"Call-ID: " + call_id,
+        b"CSeq: 1 REFER",
+        b"Contact: <sip:" + user.encode() + b"@" + ip + b":{port}>",
+        *refer_to_lines,
+    ]
+    if extra:
+        lines.append(extra)
+    lines += [b"Content-Length: 0", b"", b""]
+    return b"\r\n".join(lines)
+
+
+class Kamailio:
+    """The host's Kamailio in the foreground (-DD -E), stopped by its PID."""
+
+    def __init__(self, tmp: Path, cfg: Path) -> None:
+        self.tmp = tmp
+        self.cfg = cfg
+        self.log_path = tmp / "kamailio.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def events_path(self) -> Path:
+        return self.tmp / "events.jsonl"
+
+    def start(self) -> None:
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", "64", "-M", "8"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"kamailio exited {self.proc.returncode}:\n{self.log()}")
+            ping = (
+                b"OPTIONS sip:" + PROXY.encode() + b" SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.1.39:{port};"
+                b"branch=z9hG4bK" + uuid.uuid4().hex.encode() + b"\r\nMax-Forwards: 70\r\n"
+                b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + PROXY.encode() + b">\r\n"
+                b"Call-ID: " + uuid.uuid4().hex.encode() + b"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            )
+            if sip_request(ping, src="127.0.1.39", wait=0.3):
+                return
+        raise RuntimeError(f"kamailio did not answer OPTIONS:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.events_path.exists():
+            return []
+        return [json.loads(line) for line in self.events_path.read_text().splitlines() if line]
+
+    def wait_events(self, count: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events()
+            if len(events) >= count:
+                return events
+            time.sleep(0.05)
+        return self.events()
+
+
+# --- SIPp ------------------------------------------------------------------------------------
+
+
+def scenario(tmp: Path, name: str, body: str) -> Path:
+    path = tmp / f"{name}.xml"
+    path.write_text(
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n'
+        '<!DOCTYPE scenario SYSTEM "sipp.dtd">\n'
+        f'<scenario name="{name}">\n{body}\n</scenario>\n'
+    )
+    return path
+
+
+@dataclass
+class Sipp:
+    """One SIPp process (a phone or a PBX stand-in)."""
+
+    tmp: Path
+    name: str
+    xml: Path
+    local_ip: str
+    remote: str | None = None
+    calls: int = 1
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def messages_path(self) -> Path:
+        return self.tmp / f"{self.name}_messages.log"
+
+    def args(self) -> list[str]:
+        args = [SIPP]
+        if self.remote:
+            args.append(self.remote)
+        args += ["-sf", str(self.xml), "-i", self.local_ip, "-p", str(PORT), "-m", str(self.calls)]
+        args += ["-trace_msg", "-message_file", str(self.messages_path)]
+        args += ["-trace_err", "-error_file", str(self.tmp / f"{self.name}_errors.log")]
+        args += ["-timeout", "15s", "-timeout_error", "-nostdin", *self.extra]
+        return args
+
+    def start(self) -> Sipp:
+        with (self.tmp / f"{self.name}.out").open("wb") as out:
+            self.proc = subprocess.Popen(
+                self.args(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        return self
+
+    def wait(self, timeout: float = 20) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+
+    def run(self, timeout: float = 20) -> int:
+        self.start()
+        return self.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+    def output(self) -> str:
+        parts = []
+        for suffix in (".out", "_errors.log"):
+            path = self.tmp / f"{self.name}{suffix}"
+            if path.exists():
+                parts.append(path.read_text(errors="replace"))
+        return "\n".join(parts)
+
+    def received(self, method: str | None = None) -> list[str]:
+        """Messages SIPp received (from its -trace_msg log), optionally only requests of ``method``."""
+        if not self.messages_path.exists():
+            return []
+        text = self.messages_path.read_text(errors="replace")
+        blocks = re.split(r"^-{10,}.*$", text, flags=re.M)
+        found = []
+        for block in blocks:
+            head, _, message = block.partition("message received")
+            if not message or "message received" not in block:
+                continue
+            message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
+            if method is None or message.startswith(method + " "):
+                found.append(message)
+        return found
+
+
+def header(message: str, name: str) -> list[str]:
+    values = []
+    for line in message.replace("\r\n", "\n").split("\n\n", 1)[0].split("\n")[1:]:
+        hname, _, value = line.partition(":")
+        if hname.strip().lower() == name.lower():
+            values.append(value.strip())
+    return values
+
+
+@contextmanager
+def running(*procs: Sipp) -> Iterator[None]:
+    for proc in procs:
+        proc.start()
+    time.sleep(0.2)
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.stop()

@@ -1,0 +1,169 @@
+"""SIPp scenario snippets for the proxy integration tests (phones as UAC, PBX stand-ins as UAS)."""
+
+from __future__ import annotations
+
+
+def send(message: str, *, retrans: bool = True) -> str:
+    lines = [line.strip() for line in message.strip().splitlines()]
+    text = "\n".join(lines)
+    attr = ' retrans="500"' if retrans else ""
+    return f"<send{attr}>\n<![CDATA[\n\n{text}\nContent-Length: [len]\n\n]]>\n</send>"
+
+
+def send_body(message: str, body: str) -> str:
+    lines = [line.strip() for line in message.strip().splitlines()]
+    return (
+        '<send retrans="500">\n<![CDATA[\n\n'
+        + "\n".join(lines)
+        + "\nContent-Length: [len]\n\n"
+        + body
+        + "\n]]>\n</send>"
+    )
+
+
+def recv_response(code: int, *, rrs: bool = False) -> str:
+    extra = ' rrs="true"' if rrs else ""
+    return f'<recv response="{code}"{extra}/>'
+
+
+def provisional() -> str:
+    return '<recv response="100" optional="true"/>\n<recv response="180" optional="true"/>'
+
+
+def reply(code: int, reason: str, *, to_tag: str = "", contact: bool = False) -> str:
+    to = "[last_To:]" + (f";tag={to_tag}" if to_tag else "")
+    contact_line = "Contact: <sip:[local_ip]:[local_port]>" if contact else ""
+    return send(
+        f"""
+        SIP/2.0 {code} {reason}
+        [last_Via:]
+        [last_From:]
+        {to}
+        [last_Call-ID:]
+        [last_CSeq:]
+        [last_Record-Route:]
+        {contact_line}
+        """,
+        retrans=False,
+    )
+
+
+def ood_refer(refer_to: str, expect: int, *, user: str = "1002", extra_headers: str = "") -> str:
+    """An out-of-dialog REFER from phone ``user`` to 1001, expecting final answer ``expect``."""
+    return "\n".join(
+        [
+            send(
+                f"""
+                REFER sip:1001@lab.test SIP/2.0
+                Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+                From: <sip:{user}@lab.test>;tag=[pid]SIPpTag00[call_number]
+                To: <sip:1001@lab.test>
+                Call-ID: [call_id]
+                CSeq: 1 REFER
+                Contact: <sip:{user}@[local_ip]:[local_port]>
+                Max-Forwards: 70
+                Refer-To: {refer_to}
+                {extra_headers}
+                """
+            ),
+            '<recv response="100" optional="true"/>',
+            recv_response(expect),
+        ]
+    )
+
+
+def uas_refer(to_tag: str = "pbx-[call_number]") -> str:
+    """A PBX that accepts one out-of-dialog REFER with 202."""
+    return '<recv request="REFER"/>\n' + reply(202, "Accepted", to_tag=to_tag, contact=True)
+
+
+def invite(
+    user: str, target: str, *, call_id: str = "[call_id]", from_tag: str = "[pid]SIPpTag00[call_number]"
+) -> str:
+    return send(
+        f"""
+        INVITE sip:{target}@lab.test SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: <sip:{user}@lab.test>;tag={from_tag}
+        To: <sip:{target}@lab.test>
+        Call-ID: {call_id}
+        CSeq: 1 INVITE
+        Contact: <sip:{user}@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        """
+    )
+
+
+def ack(
+    user: str, target: str, *, call_id: str = "[call_id]", from_tag: str = "[pid]SIPpTag00[call_number]"
+) -> str:
+    return send(
+        f"""
+        ACK [next_url] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        [routes]
+        From: <sip:{user}@lab.test>;tag={from_tag}
+        To: <sip:{target}@lab.test>[peer_tag_param]
+        Call-ID: {call_id}
+        CSeq: 1 ACK
+        Max-Forwards: 70
+        """,
+        retrans=False,
+    )
+
+
+def in_dialog(
+    method: str,
+    user: str,
+    target: str,
+    cseq: int,
+    *,
+    call_id: str = "[call_id]",
+    from_tag: str = "[pid]SIPpTag00[call_number]",
+    extra_headers: str = "",
+) -> str:
+    return send(
+        f"""
+        {method} [next_url] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        [routes]
+        From: <sip:{user}@lab.test>;tag={from_tag}
+        To: <sip:{target}@lab.test>[peer_tag_param]
+        Call-ID: {call_id}
+        CSeq: {cseq} {method}
+        Contact: <sip:{user}@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        {extra_headers}
+        """
+    )
+
+
+def uas_invite() -> str:
+    """A PBX receiving an INVITE: keeps the route set and the caller's tag (for its own requests)."""
+    return (
+        '<recv request="INVITE" rrs="true">\n<action>\n'
+        # the From tag is the last parameter in SIPp's messages
+        '<ereg regexp="[^=]*$" search_in="hdr" header="From:" assign_to="peertag"/>\n'
+        "</action>\n</recv>"
+    )
+
+
+def uas_notify(status_line: str, state: str, cseq: int, *, local: str = "1001", peer: str = "1002") -> str:
+    """An in-dialog NOTIFY from the PBX (UAS side of the INVITE dialog) carrying a sipfrag."""
+    return send_body(
+        f"""
+        NOTIFY [next_url] SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        [routes]
+        From: <sip:{local}@lab.test>;tag=pbx-[call_number]
+        To: <sip:{peer}@lab.test>;tag=[$peertag]
+        [last_Call-ID:]
+        CSeq: {cseq} NOTIFY
+        Contact: <sip:{local}@[local_ip]:[local_port]>
+        Max-Forwards: 70
+        Event: refer
+        Subscription-State: {state}
+        Content-Type: message/sipfrag
+        """,
+        status_line,
+    )

@@ -1,0 +1,135 @@
+"""REFER through the real Kamailio with the referee KEMI script; SIPp plays phones and PBXs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sippgen as g
+from harness import PBX1, PBX2, PHONES, PROXY, Kamailio, Sipp, header, running, scenario
+
+
+def phone(tmp: Path, name: str, user: str, body: str) -> Sipp:
+    return Sipp(tmp, name, scenario(tmp, name, body), PHONES[user], remote=f"{PROXY}:5060")
+
+
+def pbx(tmp: Path, name: str, ip: str, body: str, calls: int = 1) -> Sipp:
+    return Sipp(tmp, name, scenario(tmp, name, body), ip, calls=calls)
+
+
+def test_allowed_refer_reaches_pbx_with_rewritten_refer_to(kamailio: Kamailio, tmp_path: Path) -> None:
+    uas = pbx(tmp_path, "pbx1", PBX1, g.uas_refer())
+    bob = phone(tmp_path, "bob", "1002", g.ood_refer("<sip:1003@lab.test>", 202))
+    with running(uas):
+        assert bob.run() == 0, bob.output()
+        uas.wait()
+    refers = uas.received("REFER")
+    assert len(refers) == 1, uas.output()
+    # What left the proxy: the policy's rewritten target, one Refer-To, and a Referred-By.
+    assert header(refers[0], "Refer-To") == ["<sip:1003@127.0.1.20:5060>"]
+    assert header(refers[0], "Referred-By") == ["<sip:1002@lab.test>"]
+    assert any(PROXY in rr for rr in header(refers[0], "Record-Route"))
+    events = kamailio.wait_events(2)
+    (event,) = [e for e in events if e["event"] == "refer.decision"]
+    assert event["decision"]["allowed"] is True
+    assert event["forwarded_refer_to"] == "<sip:1003@127.0.1.20:5060>"
+    assert event["cseq"] == "1"
+    (answer,) = [e for e in events if e["event"] == "refer.response"]
+    assert answer["status"] == 202
+    assert answer["call_id"] == event["call_id"]
+
+
+def refer_rejected(kamailio: Kamailio, tmp: Path, refer_to: str, status: int) -> dict[str, object]:
+    """Send a REFER that must be answered ``status`` by the proxy; the PBX must see nothing."""
+    uas = pbx(tmp, "pbx1", PBX1, g.uas_refer())
+    bob = phone(tmp, "bob", "1002", g.ood_refer(refer_to, status))
+    with running(uas):
+        assert bob.run() == 0, bob.output()
+    assert uas.received() == []
+    (event,) = kamailio.wait_events(1)
+    assert event["event"] == "refer.decision"
+    assert event["decision"]["allowed"] is False  # type: ignore[index]
+    assert event["decision"]["status"] == status  # type: ignore[index]
+    return event
+
+
+def test_premium_number_rejected_with_403(kamailio: Kamailio, tmp_path: Path) -> None:
+    event = refer_rejected(kamailio, tmp_path, "<sip:09001234567@lab.test>", 403)
+    assert event["decision"]["rule"] == "prefixes:deny:+449"  # type: ignore[index]
+    assert "rule prefixes:deny:+449" in kamailio.log()
+
+
+def test_http_refer_to_rejected(kamailio: Kamailio, tmp_path: Path) -> None:
+    event = refer_rejected(kamailio, tmp_path, "<http://evil.example/transfer>", 416)
+    assert event["decision"]["rule"] == "scheme"  # type: ignore[index]
+
+
+def test_embedded_call_id_is_stripped(kamailio: Kamailio, tmp_path: Path) -> None:
+    uas = pbx(tmp_path, "pbx1", PBX1, g.uas_refer())
+    bob = phone(tmp_path, "bob", "1002", g.ood_refer("<sip:1003@lab.test?Call-ID=stolen%40victim>", 202))
+    with running(uas):
+        assert bob.run() == 0, bob.output()
+        uas.wait()
+    (refer,) = uas.received("REFER")
+    assert header(refer, "Refer-To") == ["<sip:1003@127.0.1.20:5060>"]
+    assert "stolen" not in refer
+
+
+def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio, tmp_path: Path) -> None:
+    uas = pbx(
+        tmp_path,
+        "pbx1",
+        PBX1,
+        "\n".join(
+            [
+                g.uas_invite(),
+                g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
+                '<recv request="ACK"/>',
+                '<recv request="REFER"/>',
+                g.reply(202, "Accepted", contact=True),
+                g.uas_notify("SIP/2.0 100 Trying", "active;expires=60", 1),
+                '<recv response="200"/>',
+                g.uas_notify("SIP/2.0 200 OK", "terminated;reason=noresource", 2),
+                '<recv response="200"/>',
+                '<recv request="BYE"/>',
+                g.reply(200, "OK"),
+            ]
+        ),
+    )
+    bob = phone(
+        tmp_path,
+        "bob",
+        "1002",
+        "\n".join(
+            [
+                g.invite("1002", "1001"),
+                g.provisional(),
+                g.recv_response(200, rrs=True),
+                g.ack("1002", "1001"),
+                g.in_dialog("REFER", "1002", "1001", 2, extra_headers="Refer-To: <sip:1003@lab.test>"),
+                g.recv_response(202),
+                '<recv request="NOTIFY"/>',
+                g.reply(200, "OK"),
+                '<recv request="NOTIFY"/>',
+                g.reply(200, "OK"),
+                g.in_dialog("BYE", "1002", "1001", 3),
+                g.recv_response(200),
+            ]
+        ),
+    )
+    with running(uas):
+        assert bob.run() == 0, bob.output() + kamailio.log()
+        assert uas.wait() == 0, uas.output()
+    (refer,) = uas.received("REFER")
+    assert header(refer, "Refer-To") == ["<sip:1003@127.0.1.20:5060>"]
+    notifies = bob.received("NOTIFY")
+    assert [n.split("\n\n", 1)[1].strip() for n in [m.replace("\r\n", "\n") for m in notifies]] == [
+        "SIP/2.0 100 Trying",
+        "SIP/2.0 200 OK",
+    ]
+    events = kamailio.wait_events(4)
+    (decision,) = [e for e in events if e["event"] == "refer.decision"]
+    outcomes = [e for e in events if e["event"] == "refer.outcome"]
+    assert decision["cseq"] == "2"
+    assert [(o["status"], o["final"]) for o in outcomes] == [(100, False), (200, True)]
+    assert {o["call_id"] for o in outcomes} == {decision["call_id"]}
+    assert outcomes[-1]["subscription_state"].startswith("terminated")
