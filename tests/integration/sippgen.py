@@ -138,11 +138,13 @@ def in_dialog(
     )
 
 
-def uas_invite() -> str:
-    """A PBX receiving an INVITE: keeps the route set and the caller's tag (for its own requests)."""
+def uas_invite(*, capture_tag: bool = False) -> str:
+    """A PBX receiving an INVITE; keeps the route set, and the caller's tag for its own requests."""
+    if not capture_tag:  # SIPp rejects a variable that is set but never used
+        return '<recv request="INVITE" rrs="true"/>'
+    # The From tag is the last parameter in SIPp's messages.
     return (
         '<recv request="INVITE" rrs="true">\n<action>\n'
-        # the From tag is the last parameter in SIPp's messages
         '<ereg regexp="[^=]*$" search_in="hdr" header="From:" assign_to="peertag"/>\n'
         "</action>\n</recv>"
     )

@@ -81,7 +81,7 @@ def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio,
         PBX1,
         "\n".join(
             [
-                g.uas_invite(),
+                g.uas_invite(capture_tag=True),
                 g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
                 '<recv request="ACK"/>',
                 '<recv request="REFER"/>',
@@ -133,3 +133,127 @@ def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio,
     assert [(o["status"], o["final"]) for o in outcomes] == [(100, False), (200, True)]
     assert {o["call_id"] for o in outcomes} == {decision["call_id"]}
     assert outcomes[-1]["subscription_state"].startswith("terminated")
+
+
+# --- Replaces ---------------------------------------------------------------------------------
+
+DAVE_DIALOG = "dlg1-pbx2@test"  # SIPp maps answers by its own Call-ID: set via -cid_str
+DAVE_REPLACES = f"{DAVE_DIALOG};to-tag=pbx-1;from-tag=dave-ft"
+DAVE_REPLACES_ESCAPED = "dlg1-pbx2%40test%3Bto-tag%3Dpbx-1%3Bfrom-tag%3Ddave-ft"
+
+
+def uas_calls() -> str:
+    return "\n".join(
+        [
+            g.uas_invite(),
+            g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
+            '<recv request="ACK"/>',
+        ]
+    )
+
+
+def dave_calls_carol(tmp: Path) -> None:
+    """2001 (homed on pbx2) calls 1003: the proxy learns that dialog DAVE_DIALOG lives on pbx2."""
+    dave = phone(
+        tmp,
+        "dave",
+        "2001",
+        "\n".join(
+            [
+                g.invite("2001", "1003", from_tag="dave-ft"),
+                g.provisional(),
+                g.recv_response(200, rrs=True),
+                g.ack("2001", "1003", from_tag="dave-ft"),
+            ]
+        ),
+    )
+    dave.extra += ["-cid_str", "dlg%u-pbx2@test"]
+    assert dave.run() == 0, dave.output()
+
+
+def test_invite_with_replaces_goes_to_the_pbx_holding_the_dialog(kamailio: Kamailio, tmp_path: Path) -> None:
+    pbx1 = pbx(tmp_path, "pbx1", PBX1, uas_calls())
+    pbx2 = pbx(tmp_path, "pbx2", PBX2, uas_calls(), calls=2)
+    alice = phone(
+        tmp_path,
+        "alice",
+        "1001",
+        "\n".join(
+            [
+                g.invite("1001", "1003", from_tag="alice-ft").replace(
+                    "Max-Forwards: 70", f"Max-Forwards: 70\nReplaces: {DAVE_REPLACES}"
+                ),
+                g.provisional(),
+                g.recv_response(200, rrs=True),
+                g.ack("1001", "1003", from_tag="alice-ft"),
+            ]
+        ),
+    )
+    with running(pbx1, pbx2):
+        dave_calls_carol(tmp_path)
+        assert alice.run() == 0, alice.output() + kamailio.log()
+        assert pbx2.wait() == 0, pbx2.output()
+    # alice is homed on pbx1, but the replaced dialog is on pbx2: pbx2 got both INVITEs.
+    invites = pbx2.received("INVITE")
+    assert len(invites) == 2
+    assert header(invites[1], "Replaces") == [DAVE_REPLACES]
+    assert pbx1.received() == []
+
+
+def test_invite_with_replaces_for_unknown_dialog_gets_481(kamailio: Kamailio, tmp_path: Path) -> None:
+    pbx1 = pbx(tmp_path, "pbx1", PBX1, uas_calls())
+    alice = phone(
+        tmp_path,
+        "alice",
+        "1001",
+        "\n".join(
+            [
+                g.invite("1001", "1003").replace(
+                    "Max-Forwards: 70", "Max-Forwards: 70\nReplaces: nosuchcall@test;to-tag=a;from-tag=b"
+                ),
+                g.provisional(),
+                g.recv_response(481),
+                g.ack("1001", "1003"),
+            ]
+        ),
+    )
+    with running(pbx1):
+        assert alice.run() == 0, alice.output()
+    assert pbx1.received() == []
+
+
+def test_refer_with_replaces_hijack_rejected(kamailio: Kamailio, tmp_path: Path) -> None:
+    pbx1 = pbx(tmp_path, "pbx1", PBX1, g.uas_refer())
+    pbx2 = pbx(tmp_path, "pbx2", PBX2, uas_calls())
+    # bob (1002) is no party to dave's call: he must not be able to take it over.
+    bob = phone(
+        tmp_path, "bob", "1002", g.ood_refer(f"<sip:1001@lab.test?Replaces={DAVE_REPLACES_ESCAPED}>", 403)
+    )
+    with running(pbx1, pbx2):
+        dave_calls_carol(tmp_path)
+        assert bob.run() == 0, bob.output()
+    assert pbx1.received() == []
+    assert pbx2.received("REFER") == []
+    (event,) = [e for e in kamailio.wait_events(1) if e["event"] == "refer.decision"]
+    assert event["decision"]["rule"] == "replaces"
+
+
+def test_refer_with_replaces_of_own_dialog_points_at_owning_pbx(kamailio: Kamailio, tmp_path: Path) -> None:
+    with running(pbx(tmp_path, "pbx2-call", PBX2, uas_calls())):
+        dave_calls_carol(tmp_path)
+    pbx2 = pbx(tmp_path, "pbx2", PBX2, g.uas_refer())
+    refer = g.ood_refer(f"<sip:1001@lab.test?Replaces={DAVE_REPLACES_ESCAPED}>", 202, user="2001")
+    dave = phone(tmp_path, "dave2", "2001", refer)
+    with running(pbx2):
+        assert dave.run() == 0, dave.output() + kamailio.log()
+    (received,) = pbx2.received("REFER")
+    (refer_to,) = header(received, "Refer-To")
+    # 1001 lives on pbx1, but the INVITE with Replaces must reach pbx2, which holds the dialog.
+    assert refer_to.startswith("<sip:1001@127.0.1.21:5060?")
+    assert "Replaces=dlg1-pbx2%40test" in refer_to
+
+
+def test_refer_with_replaces_of_unknown_dialog_gets_481(kamailio: Kamailio, tmp_path: Path) -> None:
+    refer_rejected(
+        kamailio, tmp_path, "<sip:1001@lab.test?Replaces=gone%40test%3Bto-tag%3Da%3Bfrom-tag%3Db>", 481
+    )
