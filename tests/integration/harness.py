@@ -271,7 +271,7 @@ class Sipp:
         blocks = re.split(r"^-{10,}.*$", text, flags=re.M)
         found = []
         for block in blocks:
-            head, _, message = block.partition("message received")
+            _, _, message = block.partition("message received")
             if not message or "message received" not in block:
                 continue
             message = message.split("\n", 1)[1].lstrip("\n") if "\n" in message else ""
