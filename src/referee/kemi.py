@@ -304,8 +304,11 @@ class Referee:
             self.route_request()
         except BadRequest as exc:
             self.reply(exc.status, exc.reason)
-        except UnicodeError:
-            self._fail(400, "Bad Request (invalid UTF-8)")
+        except UnicodeError as exc:
+            # Bad input, not a bug: a header value app_python3 cannot decode.
+            self._log(f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
+            if not self._replied and not self.k.is_method("ACK"):
+                self.reply(400, "Bad Request (not UTF-8)")
         except Exception:
             self._fail(500, "Server Internal Error")
         return 1
@@ -529,7 +532,10 @@ class Referee:
             raise BadRequest(400, f"Missing {name}")
         if isinstance(count, int) and count > 1:
             raise BadRequest(400, f"Multiple {name} Headers")
-        value = k.hdr.get(name)
+        try:
+            value = k.hdr.get(name)
+        except UnicodeDecodeError:  # app_python3 cannot hand a non-UTF-8 value to Python
+            raise BadRequest(400, f"{name} Not UTF-8") from None
         if not isinstance(value, str):
             raise BadRequest(400, f"Unreadable {name}")
         if "," in value and name == "Refer-To" and "<" not in value:

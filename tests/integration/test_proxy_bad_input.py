@@ -1,0 +1,51 @@
+"""Hostile or broken REFERs: each gets a 4xx from the proxy, nothing reaches a PBX, no worker breaks."""
+
+from __future__ import annotations
+
+import pytest
+from harness import Kamailio, refer_bytes, sip_request, status_of
+
+CASES = {
+    "missing": [],
+    "two-headers": [b"Refer-To: <sip:1003@lab.test>", b"Refer-To: <sip:09001234567@lab.test>"],
+    "two-values": [b"Refer-To: <sip:1003@lab.test>, <sip:09001234567@lab.test>"],
+    "unclosed": [b"Refer-To: <sip:1003@lab.test"],
+    "empty": [b"Refer-To: "],
+    "huge": [b"Refer-To: <sip:" + b"1" * 20000 + b"@lab.test>"],
+    "not-utf8": [b"Refer-To: <sip:10\xff3@lab.test>"],
+    "not-utf8-display": [b'Refer-To: "\xc3\x28" <sip:1003@lab.test>'],
+    "compact-premium": [b"r: <sip:09001234567@lab.test>"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_refer_gets_4xx_and_worker_survives(kamailio: Kamailio, case: str) -> None:
+    (answer,) = sip_request(refer_bytes(CASES[case]))
+    status, reason = status_of(answer)
+    assert 400 <= status < 500, (status, reason)
+    # The same worker pool still serves the next REFER correctly.
+    (again,) = sip_request(refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"]))
+    assert status_of(again)[0] == 403
+    log = kamailio.log()
+    assert "Unhandled exception" not in log
+    assert "Traceback" not in log
+    decisions = [e for e in kamailio.wait_events(2) if e["event"] == "refer.decision"]
+    assert len(decisions) == 2
+    assert decisions[0]["decision"]["allowed"] is False
+    assert decisions[0]["decision"]["status"] == status
+
+
+def test_bad_byte_outside_refer_to_is_answered(kamailio: Kamailio) -> None:
+    extra = b"Subject: caf\xe9"
+    (answer,) = sip_request(refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"], extra=extra))
+    assert status_of(answer)[0] == 403
+    assert "Unhandled exception" not in kamailio.log()
+
+
+def test_bad_byte_in_from_is_answered_400(kamailio: Kamailio) -> None:
+    payload = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(
+        b"From: <sip:1002", b"From: <sip:10\xff2"
+    )
+    (answer,) = sip_request(payload)
+    assert status_of(answer)[0] == 400
+    assert "Unhandled exception" not in kamailio.log()
