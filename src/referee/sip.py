@@ -105,6 +105,13 @@ def _check_length(text: str, what: str) -> None:
 
 def _unescape(text: str, what: str) -> str:
     """Percent-decode ``text`` (UTF-8), refusing bad escapes."""
+    if not text.isascii():
+        # A lone surrogate (bytes decoded with surrogateescape) has no UTF-8 form: str() could
+        # not write the value back in a form that parses.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SipSyntaxError(f"{what} is not valid UTF-8") from None
     if "%" not in text:
         return text
     if _BAD_ESCAPE.search(text):
@@ -456,6 +463,7 @@ def parse_name_addr(value: str) -> NameAddr:
 
 def parse_refer_to(value: str) -> NameAddr:
     """Parse a Refer-To header value (RFC 3515), the part after ``Refer-To:`` or ``r:``."""
+    _check_length(value, "header value")  # before the comma scan, which reads the whole value
     if "," in value and "," in _outside_brackets_and_quotes(value):
         raise SipSyntaxError("more than one Refer-To value")
     return parse_name_addr(value)
