@@ -147,7 +147,8 @@ def test_rfc3515_call_flow_placeholder_is_not_a_uri() -> None:
 
 # --- RFC 3891 (Replaces) section 6.1 and RFC 5589 (transfer) -------------------------------------
 
-# RFC 3891 section 6.1: a Replaces embedded in a Refer-To with lower-case escapes.
+# RFC 3891 section 6.1's Refer-To, a Replaces embedded with lower-case escapes. Quoted from a
+# secondary copy (AudioCodes' SBC manual, which cites it); the RFC page itself was not readable.
 RFC3891_REFER_TO = (
     "Refer-To: <sips:a8342043f@atlanta.example.com?Replaces="
     "12345601%40atlanta.example.com%3bfrom-tag%3d314159%3bto-tag%3d1234567>"
@@ -212,7 +213,8 @@ def test_rfc5589_shaped_refer_to(line: str, uri: Uri) -> None:
 
 # --- RFC 3892 (Referred-By) ----------------------------------------------------------------------
 
-# RFC 3892 section 3 example, folded over two lines with SIP LWS as in the RFC.
+# RFC 3892's Referred-By with a cid, as SIP parser test suites (doubango, sofia) copy it; the
+# RFC page itself was not readable. Folded here with SIP LWS (CRLF + spaces), as the RFC folds it.
 RFC3892_REFERRED_BY = (
     'Referred-By: <sip:referrer@referrer.example>\r\n        ;cid="20398823.2UWQFN309shb3@referrer.example"'
 )
