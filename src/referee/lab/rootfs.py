@@ -7,6 +7,7 @@ suite plus the package list: changing either builds a new rootfs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -65,6 +66,7 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
     """Return the cached rootfs, building it first when there is none."""
     target = rootfs_path(cache)
     if is_complete(target):
+        _link_current(cache, target)
         return RootfsInfo(target, built=False, seconds=0.0)
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed (make deps installs it)")
@@ -92,7 +94,20 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _link_current(cache, target)
     return RootfsInfo(target, built=True, seconds=time.monotonic() - start)
+
+
+def _link_current(cache: Path, target: Path) -> None:
+    """``<cache>/rootfs`` points at the current rootfs (the local inventory's default ansible_host)."""
+    link = cache / "rootfs"
+    if link.is_symlink() and os.readlink(link) == target.name:
+        return
+    tmp = cache / "rootfs.link-tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(target.name)
+    tmp.replace(link)
 
 
 def _post_build(root: Path) -> None:
