@@ -13,6 +13,8 @@ Settings come from ``#!define`` names in kamailio.cfg (read with ``KSR.kx.get_de
 
 =====================  ===========================================================
 REFEREE_POLICY         policy TOML file (re-read when its mtime/size/inode change)
+REFEREE_POLICY_CHECK   seconds between two looks at the policy file (0: never, RPC only)
+                       ``kamcmd pv.shvSet referee_reload int N`` (any new N) forces a re-read
 REFEREE_EVENTS         JSON-lines event file (decision and outcome per transfer)
 REFEREE_DOMAIN         SIP domain and digest realm
 REFEREE_PBXS           ``name=sip:host:port`` items, space separated
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
 MAX_HEADER_VALUE = 2048
 SCANNER_UA_WORDS = ("friendly-scanner", "sipcli", "sipvicious", "vaxsipuseragent", "sundayddr", "pplsip")
 MAX_FORWARDS = 10
+# Shared variable an operator bumps to make every worker re-read the policy now.
+RELOAD_PV = "$shv(referee_reload)"
 REFER_RATE_REPLY = (503, "Too Many Transfers")
 
 
@@ -71,6 +75,7 @@ class Settings:
     pbxs: dict[str, str] = field(default_factory=dict)  # name -> sip URI
     users: dict[str, User] = field(default_factory=dict)
     dialog_table: str = "referee_dlg"
+    policy_check: float = 1.0
 
     @property
     def pbx_hosts(self) -> dict[str, str]:
@@ -112,6 +117,7 @@ class Settings:
             pbxs=pbxs,
             users=users,
             dialog_table=text("REFEREE_DIALOG_TABLE", "referee_dlg"),
+            policy_check=float(text("REFEREE_POLICY_CHECK", "1")),
         )
 
 
@@ -149,6 +155,8 @@ class PolicyHolder:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def check(self, *, force: bool = False) -> Policy | None:
+        if not force and self._interval <= 0:
+            return self.policy
         now = self._clock()
         if not force and now < self._next_check:
             return self.policy
@@ -285,6 +293,7 @@ class Referee:
         self._pbx_hosts = settings.pbx_hosts
         self._replied = False
         self._refer_owner: str | None = None  # PBX holding the dialog a REFER's Replaces names
+        self._reload_generation: object = None
 
     def _log(self, text: str, level: str = "info") -> None:
         """Log one line (KSR log functions do not add the newline)."""
@@ -576,7 +585,7 @@ class Referee:
                 dialogs = (Dialog(owner.call_id, owner.from_tag, owner.to_tag),)
             event["replaces_pbx"] = owner.pbx
 
-        policy = self.policies.check()
+        policy = self.policies.check(force=self._reload_requested())
         if policy is None:
             return self._refer_rejected(event, 500, "Transfer Policy Unavailable", "no-policy")
         decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs)
@@ -611,6 +620,15 @@ class Referee:
             self._refer_owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
         return True
+
+    def _reload_requested(self) -> bool:
+        """Whether ``kamcmd pv.shvSet referee_reload int N`` changed the shared reload counter."""
+        generation = self.k.pv.get(RELOAD_PV)
+        if generation == self._reload_generation:
+            return False
+        first = self._reload_generation is None
+        self._reload_generation = generation
+        return not first
 
     def _refer_rejected(self, event: dict[str, Any], status: int, reason: str, rule: str) -> bool:
         event["decision"] = {"allowed": False, "status": status, "reason": reason, "rule": rule}
@@ -690,7 +708,7 @@ class Referee:
         self._log(f"referee: transfer {event['call_id']} outcome {event.get('status', event.get('error'))}")
 
 
-def make_handler(ksr: KSR, *, reload_interval: float = 1.0) -> Referee:
+def make_handler(ksr: KSR) -> Referee:
     """Build the handler from the kamailio.cfg defines; called from ``mod_init``."""
     settings = Settings.from_defines(ksr.kx.get_def)
-    return Referee(ksr, settings, load_policy, reload_interval=reload_interval)
+    return Referee(ksr, settings, load_policy, reload_interval=settings.policy_check)
