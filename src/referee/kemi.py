@@ -313,7 +313,7 @@ class Referee:
             self.route_request()
         except BadRequest as exc:
             self.reply(exc.status, exc.reason)
-        except UnicodeError as exc:
+        except UnicodeDecodeError as exc:
             # Bad input, not a bug: a header value app_python3 cannot decode.
             self._log(f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
             if not self._replied and not self.k.is_method("ACK"):
