@@ -223,6 +223,9 @@ def _parse_host(text: str) -> str:
     if text[0] == "[":
         if text[-1] != "]":
             raise SipSyntaxError("unterminated IPv6 reference in host")
+        # Python accepts a zone suffix (fe80::1%eth0); SIP's IPv6reference does not.
+        if "%" in text:
+            raise SipSyntaxError("bad IPv6 address in host")
         try:
             ipaddress.IPv6Address(text[1:-1])
         except ValueError:

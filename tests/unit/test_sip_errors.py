@@ -71,6 +71,8 @@ BAD = [
     ("uri", "sip:[::1", "unterminated IPv6 reference"),
     ("uri", "sip:[1::2::3]", "bad IPv6"),
     ("uri", "sip:[12345::]", "bad IPv6 group"),
+    ("uri", "sip:[fe80::1%eth0]", "IPv6 zone suffix"),
+    ("uri", "sip:u@[fe80::1%25eth0]:5060", "escaped IPv6 zone suffix"),
     ("uri", "sip:[]", "empty IPv6 reference"),
     ("uri", "sip:[::1]x", "junk after IPv6 reference"),
     ("uri", "sip:::1", "IPv6 without brackets"),

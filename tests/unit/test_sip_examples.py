@@ -7,7 +7,6 @@ for the fields it must yield, not only for not raising.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -24,8 +23,6 @@ from referee.sip import (
     parse_replaces,
     parse_sipfrag,
 )
-
-SEED_DIR = Path(__file__).resolve().parents[3] / "shared" / "seed"
 
 
 def unfold_rfc(text: str) -> list[str]:
@@ -399,31 +396,7 @@ def test_article_refer_placeholder_is_refused() -> None:
         parse_refer_to(value)
 
 
-# --- the data above is the article's own text ------------------------------------------------------
-
-
-def _seed_lines() -> list[str]:
-    """The article's lines, stripped, with its no-break spaces read as spaces.
-
-    The article is a web page: a few of its SIP lines (``Refer-To:\xa0http://www.ietf.org``,
-    ``REFER\xa0sip:b@...``, ``Subscription-State:active\xa0``) carry U+00A0 where the HTML had
-    ``&nbsp;``. SIP's whitespace is SP and HTAB only, so the tests read those as the RFC's spaces.
-    """
-    files = sorted(SEED_DIR.glob("*.txt"))
-    if not files:
-        pytest.skip(f"seed article not present at {SEED_DIR}")
-    text = "\n".join(path.read_text(encoding="utf-8") for path in files)
-    return [line.replace("\xa0", " ").strip() for line in text.splitlines()]
-
-
-def test_seed_article_refer_to_lines_are_the_ones_tested() -> None:
-    refer_to = [line for line in _seed_lines() if line.startswith("Refer-To:")]
-    assert refer_to == [*ARTICLE_REFER_TO, "Refer-To: (whatever URI, 서버의 주소)"]
-
-
-def test_seed_article_messages_and_bodies_are_the_ones_tested() -> None:
-    article = "\n".join(_seed_lines())
-    for message in ARTICLE_MESSAGES.values():
-        assert "\n".join(line.strip() for line in message.strip().splitlines()) in article
-    for body, _ in ARTICLE_SIPFRAGS:
-        assert body in article.splitlines()
+# The article data above was copied from the seed article (../shared/seed, a web page whose
+# no-break spaces were read as SIP's spaces) and checked line by line against it when written.
+# The seed is not part of a clone, so no test reads it: a test that skips without it would
+# be green while checking nothing.
