@@ -45,6 +45,7 @@ SCANNER_UA_WORDS = ("friendly-scanner", "sipcli", "sipvicious", "vaxsipuseragent
 MAX_FORWARDS = 10
 # Shared variable an operator bumps to make every worker re-read the policy now.
 RELOAD_PV = "$shv(referee_reload)"
+_UNSEEN = object()
 REFER_RATE_REPLY = (503, "Too Many Transfers")
 
 
@@ -293,7 +294,7 @@ class Referee:
         self._pbx_hosts = settings.pbx_hosts
         self._replied = False
         self._refer_owner: str | None = None  # PBX holding the dialog a REFER's Replaces names
-        self._reload_generation: object = None
+        self._reload_generation: object = _UNSEEN
 
     def _log(self, text: str, level: str = "info") -> None:
         """Log one line (KSR log functions do not add the newline)."""
@@ -626,7 +627,7 @@ class Referee:
         generation = self.k.pv.get(RELOAD_PV)
         if generation == self._reload_generation:
             return False
-        first = self._reload_generation is None
+        first = self._reload_generation is _UNSEEN
         self._reload_generation = generation
         return not first
 

@@ -1,0 +1,77 @@
+"""Shared helpers for the KEMI adapter unit tests (the fake KSR, a handler, SIP texts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from referee.kemi import Referee, make_handler
+from referee.testing.fake_ksr import FakeKSR
+
+REPO = Path(__file__).resolve().parents[2]
+POLICY = REPO / "tests" / "integration" / "policy.toml"
+PBX1 = "127.0.1.20"
+PBX2 = "127.0.1.21"
+
+
+def defines(tmp: Path) -> dict[str, str]:
+    policy = tmp / "policy.toml"
+    if not policy.exists():
+        policy.write_text(POLICY.read_text())
+    return {
+        "REFEREE_POLICY": f'"{policy}"',
+        "REFEREE_EVENTS": f'"{tmp / "events.jsonl"}"',
+        "REFEREE_DOMAIN": '"lab.test"',
+        "REFEREE_PBXS": f'"pbx1=sip:{PBX1}:5060 pbx2=sip:{PBX2}:5060"',
+        "REFEREE_USERS": '"1001:pw1001:pbx1 1002:pw1002:pbx1 1003:pw1003:pbx1 2001:pw2001:pbx2"',
+        "REFEREE_POLICY_CHECK": '"0"',
+    }
+
+
+def make(tmp: Path) -> tuple[FakeKSR, Referee]:
+    fake = FakeKSR(defines=defines(tmp))
+    return fake, make_handler(fake)
+
+
+def events(tmp: Path) -> list[dict[str, Any]]:
+    path = tmp / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def request(
+    method: str,
+    *,
+    ruri: str = "sip:1001@lab.test",
+    frm: str = "<sip:1002@lab.test>;tag=ft1",
+    to: str = "<sip:1001@lab.test>",
+    call_id: str = "call-1@test",
+    cseq: int = 1,
+    headers: list[str] | None = None,
+    body: str = "",
+    route: bool = False,
+) -> str:
+    lines = [
+        f"{method} {ruri} SIP/2.0",
+        "Via: SIP/2.0/UDP 127.0.1.32:5060;branch=z9hG4bKabc",
+        "Max-Forwards: 70",
+        f"From: {frm}",
+        f"To: {to}",
+        f"Call-ID: {call_id}",
+        f"CSeq: {cseq} {method}",
+        "Contact: <sip:1002@127.0.1.32:5060>",
+    ]
+    if route:
+        lines.append("Route: <sip:127.0.1.10;lr>")
+    lines += headers or []
+    lines.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(lines) + "\r\n\r\n" + body
+
+
+def refer(refer_to: str | None, **kwargs: Any) -> str:
+    headers = list(kwargs.pop("headers", []))
+    if refer_to is not None:
+        headers.insert(0, f"Refer-To: {refer_to}")
+    return request("REFER", headers=headers, **kwargs)
