@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("refer_to", metavar="REFER-TO", help="the Refer-To header value")
     check.set_defaults(run=_check)
 
+    from referee.audit.cli import add_parser as add_audit_parser  # noqa: PLC0415
+
+    add_audit_parser(commands)
     try:
         from referee.lab.cli import add_parser as add_lab_parser  # noqa: PLC0415
     except ImportError:  # the lab is an optional part of an install

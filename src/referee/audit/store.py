@@ -1,0 +1,339 @@
+"""The audit store: SQLite in WAL mode, one transaction per change, fsync'd on commit.
+
+``open_store(dsn)`` takes a file path, ``sqlite:///abs/path`` or ``sqlite:relative/path``.
+PostgreSQL DSNs are recognised and refused with ``not implemented: DSN scheme postgresql``:
+no driver ships with referee yet.
+
+Every write method commits before it returns (unless inside :meth:`AuditStore.transaction`,
+which commits once at its end), so a record the daemon has written survives a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from referee.audit.record import STATES, Entry, TransferRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT,
+    refer_cseq TEXT,
+    origin TEXT NOT NULL,
+    flow TEXT,
+    pbx TEXT,
+    state TEXT NOT NULL,
+    result TEXT,
+    parties TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    ended REAL
+);
+CREATE INDEX IF NOT EXISTS transfers_call_id ON transfers (call_id, refer_cseq);
+CREATE TABLE IF NOT EXISTS entries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    transfer_id INTEGER NOT NULL REFERENCES transfers (id),
+    time REAL NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    cseq INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_transfer ON entries (transfer_id, seq);
+CREATE TABLE IF NOT EXISTS ingest (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
+"""
+
+
+class AuditError(Exception):
+    """The store cannot be opened or used; the message says why."""
+
+
+def sqlite_path(dsn: str) -> str:
+    """The file a DSN names; AuditError for schemes referee cannot use."""
+    scheme, sep, rest = dsn.partition(":")
+    if not sep or len(scheme) == 1 or "/" in scheme:  # a plain path (or a Windows drive letter)
+        return dsn
+    scheme = scheme.lower()
+    if scheme in ("postgresql", "postgres"):
+        raise AuditError("not implemented: DSN scheme postgresql (use an SQLite path)")
+    if scheme != "sqlite":
+        raise AuditError(f"unknown DSN scheme {scheme!r} (use an SQLite path or sqlite:///path)")
+    if rest.startswith("///"):
+        return rest[2:]
+    if rest.startswith("//"):
+        raise AuditError("sqlite DSN must be sqlite:///absolute/path or sqlite:relative/path")
+    if not rest:
+        raise AuditError("sqlite DSN names no file")
+    return rest
+
+
+def open_store(dsn: str, *, clock: Callable[[], float] = time.time) -> AuditStore:
+    path = sqlite_path(dsn)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise AuditError(f"audit database directory {parent} does not exist")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(_SCHEMA)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+    except sqlite3.Error as exc:
+        raise AuditError(f"audit database {path}: {exc}") from None
+    return AuditStore(conn, path, clock)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class AuditStore:
+    def __init__(self, conn: sqlite3.Connection, path: str, clock: Callable[[], float]) -> None:
+        self._conn = conn
+        self.path = path
+        self._clock = clock
+        self._depth = 0
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def now(self) -> float:
+        return float(self._clock())
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (nesting joins the outer transaction)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._conn.execute("COMMIT")
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(
+        self,
+        origin: str,
+        *,
+        state: str = "starting",
+        call_id: str | None = None,
+        refer_cseq: str | None = None,
+        flow: str | None = None,
+        pbx: str | None = None,
+        parties: dict[str, str] | None = None,
+        when: float | None = None,
+    ) -> int:
+        if state not in STATES:
+            raise ValueError(f"unknown transfer state {state!r}")
+        when = self.now() if when is None else when
+        with self.transaction():
+            cur = self._conn.execute(
+                "INSERT INTO transfers"
+                " (call_id, refer_cseq, origin, flow, pbx, state, parties, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (call_id, refer_cseq, origin, flow, pbx, state, _dumps(parties or {}), when, when),
+            )
+            transfer_id = cur.lastrowid
+            assert transfer_id is not None
+            self._entry(transfer_id, when, "state", "state", None, {"state": state, "origin": origin})
+        return transfer_id
+
+    def update(
+        self,
+        transfer_id: int,
+        *,
+        state: str | None = None,
+        result: str | None = None,
+        flow: str | None = None,
+        pbx: str | None = None,
+        call_id: str | None = None,
+        refer_cseq: str | None = None,
+        origin: str | None = None,
+        parties: dict[str, str] | None = None,
+        when: float | None = None,
+    ) -> None:
+        """Change fields; a state change is also an entry; a final state sets ``ended``."""
+        when = self.now() if when is None else when
+        with self.transaction():
+            row = self._conn.execute(
+                "SELECT state, parties, ended FROM transfers WHERE id = ?", (transfer_id,)
+            ).fetchone()
+            if row is None:
+                raise AuditError(f"no transfer {transfer_id}")
+            old_state, old_parties, ended = row
+            sets: dict[str, Any] = {"updated": when}
+            if state is not None and state != old_state:
+                if state not in STATES:
+                    raise ValueError(f"unknown transfer state {state!r}")
+                sets["state"] = state
+                if state in ("completed", "cancelled", "abandoned", "failed") and ended is None:
+                    sets["ended"] = when
+                data: dict[str, Any] = {"from": old_state, "state": state}
+                if result:
+                    data["result"] = result
+                self._entry(transfer_id, when, "state", "state", None, data)
+            if result is not None:
+                sets["result"] = result
+            if flow is not None:
+                sets["flow"] = flow
+            if pbx is not None:
+                sets["pbx"] = pbx
+            if call_id is not None:
+                sets["call_id"] = call_id
+            if refer_cseq is not None:
+                sets["refer_cseq"] = refer_cseq
+            if origin is not None:
+                sets["origin"] = origin
+            if parties:
+                merged = {**json.loads(old_parties), **parties}
+                sets["parties"] = _dumps(merged)
+            columns = ", ".join(f"{name} = ?" for name in sets)
+            self._conn.execute(f"UPDATE transfers SET {columns} WHERE id = ?", (*sets.values(), transfer_id))
+
+    def add_entry(
+        self,
+        transfer_id: int,
+        source: str,
+        kind: str,
+        data: dict[str, Any],
+        *,
+        cseq: int | None = None,
+        when: float | None = None,
+    ) -> int:
+        when = self.now() if when is None else when
+        with self.transaction():
+            seq = self._entry(transfer_id, when, source, kind, cseq, data)
+            self._conn.execute("UPDATE transfers SET updated = ? WHERE id = ?", (when, transfer_id))
+        return seq
+
+    def _entry(
+        self, transfer_id: int, when: float, source: str, kind: str, cseq: int | None, data: dict[str, Any]
+    ) -> int:
+        cur = self._conn.execute(
+            "INSERT INTO entries (transfer_id, time, source, kind, cseq, data) VALUES (?, ?, ?, ?, ?, ?)",
+            (transfer_id, when, source, kind, cseq, _dumps(data)),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def set_ingest_offset(self, path: str, inode: int, offset: int) -> None:
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO ingest (path, inode, offset) VALUES (?, ?, ?)"
+                " ON CONFLICT (path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset",
+                (path, inode, offset),
+            )
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def ingest_offset(self, path: str) -> tuple[int, int] | None:
+        row = self._conn.execute("SELECT inode, offset FROM ingest WHERE path = ?", (path,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def find(self, call_id: str, refer_cseq: str | None = None) -> int | None:
+        """The newest record for this Call-ID (and REFER CSeq, when given)."""
+        if refer_cseq:
+            row = self._conn.execute(
+                "SELECT id FROM transfers WHERE call_id = ? AND refer_cseq = ? ORDER BY id DESC LIMIT 1",
+                (call_id, refer_cseq),
+            ).fetchone()
+        else:
+            row = self._conn.execute(
+                "SELECT id FROM transfers WHERE call_id = ? ORDER BY id DESC LIMIT 1", (call_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def get(self, transfer_id: int) -> TransferRecord | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
+        if row is None:
+            return None
+        entries = tuple(
+            _entry_from(r)
+            for r in self._conn.execute(
+                "SELECT seq, transfer_id, time, source, kind, cseq, data FROM entries"
+                " WHERE transfer_id = ? ORDER BY seq",
+                (transfer_id,),
+            )
+        )
+        return _record_from(row, entries)
+
+    def records(self, *, limit: int = 50, state: str | None = None) -> list[TransferRecord]:
+        """Newest first, without entries."""
+        if state is None:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM transfers ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        else:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM transfers WHERE state = ? ORDER BY id DESC LIMIT ?", (state, limit)
+            ).fetchall()
+        return [_record_from(row, ()) for row in rows]
+
+    def entries_after(self, seq: int, *, limit: int = 500) -> list[Entry]:
+        rows = self._conn.execute(
+            "SELECT seq, transfer_id, time, source, kind, cseq, data FROM entries WHERE seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [_entry_from(r) for r in rows]
+
+    def last_seq(self) -> int:
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+        return int(row[0])
+
+
+_COLUMNS = "id, call_id, refer_cseq, origin, flow, pbx, state, result, parties, created, updated, ended"
+
+
+def _record_from(row: tuple[Any, ...], entries: tuple[Entry, ...]) -> TransferRecord:
+    return TransferRecord(
+        id=int(row[0]),
+        call_id=row[1],
+        refer_cseq=row[2],
+        origin=row[3],
+        flow=row[4],
+        pbx=row[5],
+        state=row[6],
+        result=row[7],
+        parties=json.loads(row[8]),
+        created=float(row[9]),
+        updated=float(row[10]),
+        ended=None if row[11] is None else float(row[11]),
+        entries=entries,
+    )
+
+
+def _entry_from(row: tuple[Any, ...]) -> Entry:
+    return Entry(
+        seq=int(row[0]),
+        transfer_id=int(row[1]),
+        time=float(row[2]),
+        source=row[3],
+        kind=row[4],
+        cseq=None if row[5] is None else int(row[5]),
+        data=json.loads(row[6]),
+    )

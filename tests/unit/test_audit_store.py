@@ -1,0 +1,173 @@
+"""The audit store: records, entries, DSNs, WAL, and a committed record surviving SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from referee.audit import AuditError, open_store
+from referee.audit.store import sqlite_path
+
+
+def test_create_update_and_read_back(tmp_path: Path) -> None:
+    clock = iter([100.0, 101.0, 102.5, 103.0]).__next__
+    store = open_store(str(tmp_path / "a.db"), clock=clock)
+    tid = store.create(
+        "operator", call_id="abc@h", flow="blind", pbx="pbx1", parties={"initiator": "PJSIP/1002"}
+    )
+    store.add_entry(tid, "pbx", "BlindTransfer", {"Result": "Success"})
+    store.update(tid, state="completed", result="answered", parties={"recipient": "PJSIP/1003-01"})
+    record = store.get(tid)
+    assert record is not None
+    assert (record.state, record.result, record.flow, record.pbx) == (
+        "completed",
+        "answered",
+        "blind",
+        "pbx1",
+    )
+    assert record.parties == {"initiator": "PJSIP/1002", "recipient": "PJSIP/1003-01"}
+    assert (record.created, record.ended) == (100.0, 102.5)
+    assert [(e.source, e.kind) for e in record.entries] == [
+        ("state", "state"),
+        ("pbx", "BlindTransfer"),
+        ("state", "state"),
+    ]
+    assert record.entries[2].data == {"from": "starting", "state": "completed", "result": "answered"}
+    assert store.find("abc@h") == tid
+    assert store.find("other") is None
+
+
+def test_a_final_state_sets_ended_once(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    tid = store.create("operator", when=1.0)
+    store.update(tid, state="ringback", when=2.0)
+    assert store.get(tid).ended is None  # type: ignore[union-attr]
+    store.update(tid, state="failed", when=3.0)
+    store.update(tid, result="late detail", when=4.0)
+    record = store.get(tid)
+    assert record is not None and record.ended == 3.0 and record.updated == 4.0
+
+
+def test_unknown_state_is_refused(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    with pytest.raises(ValueError, match="unknown transfer state"):
+        store.create("operator", state="ringing")
+    tid = store.create("operator")
+    with pytest.raises(ValueError):
+        store.update(tid, state="done")
+    with pytest.raises(AuditError, match="no transfer 999"):
+        store.update(999, state="failed")
+
+
+def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    with pytest.raises(RuntimeError), store.transaction():
+        store.create("operator")
+        raise RuntimeError("boom")
+    assert store.records() == []
+
+
+def test_list_is_newest_first_and_filters_by_state(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    first = store.create("operator")
+    second = store.create("refer")
+    store.update(first, state="cancelled")
+    assert [r.id for r in store.records()] == [second, first]
+    assert [r.id for r in store.records(state="cancelled")] == [first]
+    assert [r.id for r in store.records(limit=1)] == [second]
+    assert store.records()[0].entries == ()
+
+
+def test_entries_after_follows_new_entries(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    tid = store.create("operator")
+    mark = store.last_seq()
+    store.add_entry(tid, "pbx", "Hangup", {"Channel": "PJSIP/1001-1"})
+    new = store.entries_after(mark)
+    assert [(e.kind, e.data["Channel"]) for e in new] == [("Hangup", "PJSIP/1001-1")]
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    assert store._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "path"),
+    [
+        ("/var/x.db", "/var/x.db"),
+        ("rel/x.db", "rel/x.db"),
+        ("sqlite:///var/x.db", "/var/x.db"),
+        ("sqlite:rel/x.db", "rel/x.db"),
+        ("SQLite:///x.db", "/x.db"),
+    ],
+)
+def test_sqlite_dsns(dsn: str, path: str) -> None:
+    assert sqlite_path(dsn) == path
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("postgresql://u@localhost/referee", "not implemented: DSN scheme postgresql"),
+        ("postgres://u@localhost/referee", "not implemented: DSN scheme postgresql"),
+        ("mysql://localhost/x", "unknown DSN scheme 'mysql'"),
+        ("sqlite://host/x.db", "sqlite:///absolute/path"),
+        ("sqlite:", "names no file"),
+    ],
+)
+def test_unusable_dsns(dsn: str, message: str) -> None:
+    with pytest.raises(AuditError, match=message):
+        open_store(dsn)
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AuditError, match="does not exist"):
+        open_store(str(tmp_path / "nope" / "a.db"))
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from referee.audit import open_store
+    store = open_store(sys.argv[1])
+    tid = store.create("operator", call_id="killed@h", parties={"initiator": "PJSIP/1002"})
+    store.add_entry(tid, "pbx", "BlindTransfer", {"Result": "Success"})
+    store.update(tid, state="ringback")
+    print(tid, flush=True)
+    # keep the connection open, uncommitted work pending, and wait to be killed
+    store._conn.execute("BEGIN IMMEDIATE")
+    store._conn.execute("INSERT INTO transfers (origin, state, created, updated) VALUES ('x', 'starting', 0, 0)")
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_committed_record_survives_sigkill(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        tid = int(proc.stdout.readline())
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "audit.db-wal").exists()  # the process died without checkpointing
+    store = open_store(str(db))
+    record = store.get(tid)
+    assert record is not None
+    assert (record.call_id, record.state) == ("killed@h", "ringback")
+    assert [e.kind for e in record.entries] == ["state", "BlindTransfer", "state"]
+    assert [r.origin for r in store.records()] == ["operator"]  # the uncommitted row is gone
