@@ -1,0 +1,149 @@
+"""Ladder diagrams of the SIP messages in a pcap, between named lab nodes (RFC 3515 figure style).
+
+The pcap is read with scapy; each UDP datagram or TCP segment whose payload starts like a SIP message is one
+arrow. Output: text for the terminal and an SVG file.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.utils import PcapReader
+
+_REQUEST = re.compile(rb"^([A-Z]+) (\S+) SIP/2\.0\r?$")
+_RESPONSE = re.compile(rb"^SIP/2\.0 (\d{3}) ?(.*?)\r?$")
+_CSEQ = re.compile(rb"^(?:CSeq|cseq|CSEQ)\s*:\s*(\d+)\s+([A-Za-z]+)", re.MULTILINE)
+_SIPFRAG = re.compile(rb"\r?\n\r?\n(SIP/2\.0 \d{3}[^\r\n]*)")
+
+
+@dataclass(frozen=True)
+class Message:
+    time: float
+    src: str
+    dst: str
+    label: str
+    is_request: bool
+
+
+def _label(payload: bytes) -> tuple[str, bool] | None:
+    first, _, rest = payload.partition(b"\n")
+    cseq = _CSEQ.search(payload)
+    method = cseq.group(2).decode(errors="replace").upper() if cseq else ""
+    if m := _REQUEST.match(first):
+        label = m.group(1).decode()
+        if label == "NOTIFY" and (frag := _SIPFRAG.search(rest)):
+            label += " (" + frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") + ")"
+        return label, True
+    if m := _RESPONSE.match(first):
+        reason = m.group(2).decode(errors="replace").split(" -- ")[0][:20]
+        text = f"{m.group(1).decode()} {reason}".strip()
+        return (f"{text} ({method})" if method else text), False
+    return None
+
+
+def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
+    """SIP messages between the named nodes of the capture, in capture order."""
+    messages: list[Message] = []
+    if not pcap.is_file() or pcap.stat().st_size == 0:
+        return messages
+    start: float | None = None
+    with PcapReader(str(pcap)) as reader:
+        for pkt in reader:
+            if IP not in pkt:
+                continue
+            layer = pkt[UDP] if UDP in pkt else pkt[TCP] if TCP in pkt else None
+            if layer is None:
+                continue
+            payload = bytes(layer.payload)
+            if not payload:
+                continue
+            found = _label(payload)
+            if found is None:
+                continue
+            ts = float(pkt.time)
+            start = ts if start is None else start
+            src, dst = names.get(pkt[IP].src), names.get(pkt[IP].dst)
+            if src is None or dst is None:  # not between two lab nodes
+                continue
+            messages.append(Message(ts - start, src, dst, found[0], found[1]))
+    return messages
+
+
+def column_order(messages: list[Message], preferred: list[str]) -> list[str]:
+    seen = {m.src for m in messages} | {m.dst for m in messages}
+    order = [n for n in preferred if n in seen]
+    return order + sorted(seen - set(order))
+
+
+COL = 26  # characters between two lifelines
+
+
+def render_text(messages: list[Message], order: list[str]) -> str:
+    if not messages:
+        return "(no SIP messages captured)"
+    pos = {name: i for i, name in enumerate(order)}
+    width = COL * (len(order) - 1) + 1
+    margin = " " * 9
+    head = [" "] * (width + COL)
+    for name, i in pos.items():
+        start = max(0, i * COL - len(name) // 2)
+        head[start : start + len(name)] = list(name)
+    lines = [margin + "".join(head).rstrip()]
+    lifelines = "".join("|" if k % COL == 0 else " " for k in range(width))
+    lines.append(margin + lifelines)
+    for m in messages:
+        a, b = pos[m.src] * COL, pos[m.dst] * COL
+        row = list(lifelines)
+        lo, hi = min(a, b), max(a, b)
+        for k in range(lo + 1, hi):
+            row[k] = "-"
+        if b > a:
+            row[hi - 1] = ">"
+        else:
+            row[lo + 1] = "<"
+        label = f" {m.label} "
+        span = hi - lo - 3
+        if len(label) > span:
+            label = label[: max(span, 0)]
+        offset = lo + 2 + (span - len(label)) // 2
+        row[offset : offset + len(label)] = list(label)
+        lines.append(f"{m.time:8.3f} " + "".join(row))
+    lines.append(margin + lifelines)
+    return "\n".join(lines)
+
+
+def write_svg(messages: list[Message], order: list[str], path: Path, title: str = "") -> None:
+    col, top, row_h, left = 170, 70, 26, 90
+    width = left + col * max(len(order) - 1, 1) + 90
+    height = top + row_h * (len(messages) + 1) + 30
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="monospace" font-size="12">',
+        '<defs><marker id="arrow" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">'
+        '<path d="M0,0 L10,4 L0,8 z" fill="#222"/></marker></defs>',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="10" y="20" font-size="14" font-weight="bold">{html.escape(title)}</text>',
+    ]
+    x = {name: left + i * col for i, name in enumerate(order)}
+    bottom = height - 20
+    for name, xi in x.items():
+        out.append(f'<text x="{xi}" y="{top - 22}" text-anchor="middle" font-weight="bold">{html.escape(name)}</text>')
+        out.append(f'<line x1="{xi}" y1="{top - 15}" x2="{xi}" y2="{bottom}" stroke="#888" stroke-dasharray="4,3"/>')
+    for i, m in enumerate(messages):
+        y = top + row_h * (i + 1)
+        x1, x2 = x[m.src], x[m.dst]
+        colour = "#1f4e9c" if m.is_request else "#2b7a2b"
+        out.append(f'<text x="10" y="{y + 4}" fill="#666">{m.time:7.3f}</text>')
+        out.append(
+            f'<line x1="{x1}" y1="{y}" x2="{x2 - 4 if x2 > x1 else x2 + 4}" y2="{y}" stroke="{colour}" '
+            'stroke-width="1.5" marker-end="url(#arrow)"/>'
+        )
+        out.append(
+            f'<text x="{(x1 + x2) / 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">{html.escape(m.label)}</text>'
+        )
+    out.append("</svg>")
+    path.write_text("\n".join(out) + "\n")

@@ -1,0 +1,237 @@
+"""Run the SIPp scenarios of tests/scenarios/ against the running lab, with a pcap of lo per run.
+
+A scenario is a folder: ``scenario.toml`` (summary, description, the phones in start order) and one SIPp file
+per phone role (``alice.xml``, ``bob.xml``...). The runner registers every phone of the scenario with the
+sipp_phones role's ``register.xml`` (digest auth), starts the role scenarios in order inside the chroot, waits
+for all of them, and captures the SIP packets with tcpdump on lo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from referee.lab import chroot, ladder
+from referee.lab.provision import REPO
+from referee.lab.topology import Topology
+
+SCENARIOS_DIR = REPO / "tests" / "scenarios"
+RUNS_DIR = REPO / "var" / "lab" / "runs"
+PHONES_DIR = "/opt/referee-lab"  # sipp_phones__dir
+IN_CHROOT_RUNS = "/run/referee-lab/runs"
+
+
+@dataclass(frozen=True)
+class PhoneSpec:
+    role: str
+    delay: float = 0.5
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    summary: str
+    description: str
+    phones: tuple[PhoneSpec, ...]
+
+
+@dataclass
+class PhoneResult:
+    role: str
+    returncode: int | None
+    log: Path
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    passed: bool
+    seconds: float
+    pcap: Path
+    svg: Path
+    ladder_text: str
+    phones: list[PhoneResult] = field(default_factory=list)
+    error: str = ""
+
+
+def discover(root: Path = SCENARIOS_DIR) -> list[Scenario]:
+    return [load(p) for p in sorted(root.iterdir()) if (p / "scenario.toml").is_file()]
+
+
+def load(path: Path) -> Scenario:
+    data = tomllib.loads((path / "scenario.toml").read_text())
+    phones = tuple(
+        PhoneSpec(
+            role=str(p["role"]),
+            delay=float(p.get("delay", 0.5)),
+            timeout=float(p.get("timeout", data.get("timeout", 60))),
+        )
+        for p in data["phones"]
+    )
+    for p in phones:
+        if not (path / f"{p.role}.xml").is_file():
+            raise ValueError(f"scenario {path.name}: no {p.role}.xml")
+    return Scenario(
+        name=path.name,
+        path=path,
+        summary=str(data.get("summary", "")),
+        description=str(data.get("description", "")).strip(),
+        phones=phones,
+    )
+
+
+def _is_uac(xml_file: Path) -> bool:
+    """A SIPp scenario whose first message is sent (not received) is a client: it needs the remote host."""
+    for element in ET.parse(xml_file).getroot():
+        if element.tag in ("send", "recv"):
+            return element.tag == "send"
+    return False
+
+
+def capture_filter(topo: Topology) -> str:
+    """SIP between lab nodes only (other tests on this machine may use other loopback addresses)."""
+    hosts = " or ".join(f"host {a}" for a in topo.node_names())
+    return f"port 5060 and ({hosts})"
+
+
+def _start_tcpdump(pcap: Path, log: Path, bpf: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "-w", str(pcap), bpf],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + 10
+    while b"listening on" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            raise RuntimeError(f"tcpdump did not start: {log.read_text(errors='replace')}")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _sipp(
+    state: chroot.LabState, topo: Topology, role: str, scenario_file: str, run_dir: str, log: Path
+) -> subprocess.Popen[bytes]:
+    phone = topo.phone(role)
+    argv = [
+        "chroot",
+        state.rootfs,
+        "sipp",
+        "-sf",
+        scenario_file,
+        "-inf",
+        f"{PHONES_DIR}/phones/{role}.csv",
+        "-i",
+        phone.address,
+        "-p",
+        str(phone.port),
+        "-mi",
+        phone.address,
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout_error",
+        "-trace_err",
+        "-error_file",
+        f"{run_dir}/{role}-errors.log",
+        "-trace_msg",
+        "-message_file",
+        f"{run_dir}/{role}-messages.log",
+    ]
+    if _is_uac(Path(state.rootfs) / scenario_file.lstrip("/")):
+        argv.insert(3, f"{topo.proxy_address}:{topo.proxy_port}")
+    with log.open("ab") as out:
+        out.write(("$ " + " ".join(argv) + "\n").encode())
+        out.flush()
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def _wait_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while any(p.poll() is None for p in procs.values()):
+        if time.monotonic() > deadline:
+            for p in procs.values():
+                _stop(p)
+            return
+        time.sleep(0.05)
+
+
+def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioResult:
+    """Register the phones, run the role scenarios, capture, draw the ladder. Never leaves a process behind."""
+    root = Path(state.rootfs)
+    out_dir = RUNS_DIR / scenario.name
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    run_dir = f"{IN_CHROOT_RUNS}/{scenario.name}"
+    host_run_dir = root / run_dir.lstrip("/")
+    shutil.rmtree(host_run_dir, ignore_errors=True)
+    host_run_dir.mkdir(parents=True)
+    # The scenario files as they are in the repository now (the role installs a copy for the Vagrant phones).
+    for xml in scenario.path.glob("*.xml"):
+        shutil.copy2(xml, host_run_dir / xml.name)
+
+    pcap = out_dir / f"{scenario.name}.pcap"
+    svg = out_dir / f"{scenario.name}.svg"
+    start = time.monotonic()
+    results: list[PhoneResult] = []
+    error = ""
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
+    try:
+        roles = [p.role for p in scenario.phones]
+        for role in roles:
+            log = out_dir / f"{role}-register.log"
+            reg = _sipp(state, topo, role, f"{PHONES_DIR}/register.xml", run_dir, log)
+            procs[f"{role}-register"] = reg
+            _wait_all({role: reg}, 15)
+            if reg.returncode != 0:
+                error = f"{role} could not register (sipp exit {reg.returncode}); see {log}"
+                break
+        if not error:
+            for spec in scenario.phones:
+                log = out_dir / f"{spec.role}.log"
+                procs[spec.role] = _sipp(state, topo, spec.role, f"{run_dir}/{spec.role}.xml", run_dir, log)
+                results.append(PhoneResult(spec.role, None, log))
+                time.sleep(spec.delay)
+            _wait_all({r.role: procs[r.role] for r in results}, max(s.timeout for s in scenario.phones))
+            for r in results:
+                r.returncode = procs[r.role].returncode
+    finally:
+        for p in procs.values():
+            _stop(p)
+        time.sleep(0.3)  # let the last packets reach the capture
+        _stop(dump, signal.SIGINT)
+        for f in host_run_dir.glob("*.log"):
+            shutil.copy2(f, out_dir / f.name)
+    seconds = time.monotonic() - start
+    passed = not error and bool(results) and all(r.returncode == 0 for r in results)
+    if not passed and not error:
+        failed = [f"{r.role} (exit {r.returncode})" for r in results if r.returncode != 0]
+        error = "failed: " + ", ".join(failed)
+    messages = ladder.read_pcap(pcap, topo.node_names())
+    order = ladder.column_order(messages, topo.node_order())
+    text = ladder.render_text(messages, order)
+    ladder.write_svg(messages, order, svg, title=f"{scenario.name}: {scenario.summary}")
+    return ScenarioResult(scenario, passed, seconds, pcap, svg, text, results, error)

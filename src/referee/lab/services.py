@@ -1,0 +1,146 @@
+"""Bring the lab up and down: rootfs, mounts, provisioning, and the daemons started by PID in the chroot."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from referee.lab import chroot, provision, rootfs
+from referee.lab.topology import Topology
+
+REPO = provision.REPO
+WORK_DIR = REPO / "var" / "lab"
+LOG_DIR = WORK_DIR / "logs"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One Asterisk instance of the rootfs (the directories match the inventory's asterisk__* variables)."""
+
+    name: str
+    config_dir: str
+    run_dir: str
+
+
+ASTERISKS = (
+    Instance("pbx1", "/etc/asterisk", "/run/asterisk"),
+    Instance("pbx2", "/etc/asterisk-pbx2", "/run/asterisk-pbx2"),
+)
+KAMAILIO_RUN_DIR = "/run/kamailio"
+
+
+@dataclass
+class UpReport:
+    rootfs: Path
+    rootfs_built: bool
+    rootfs_seconds: float
+    provision: list[provision.ProvisionResult] = field(default_factory=list)
+    start_seconds: float = 0.0
+
+
+def in_root(root: Path, path: str) -> Path:
+    return root / path.lstrip("/")
+
+
+def chroot_run(root: Path, *argv: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["chroot", str(root), *argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def prepare(log=print) -> tuple[chroot.LabState, rootfs.RootfsInfo]:  # type: ignore[no-untyped-def]
+    """Build or reuse the rootfs and mount it (any leftover of an earlier lab is torn down first)."""
+    info = rootfs.ensure_rootfs(log=WORK_DIR / "debootstrap.log")
+    log(f"rootfs: {info.path} ({'built in %.0f s' % info.seconds if info.built else 'cached'})")
+    chroot.teardown(info.path)
+    state = chroot.LabState(str(info.path))
+    state.save()
+    chroot.mount_all(info.path)
+    return state, info
+
+
+def start_services(state: chroot.LabState, topo: Topology) -> None:
+    root = Path(state.rootfs)
+    for d in (KAMAILIO_RUN_DIR, "/run/referee-lab", *(a.run_dir for a in ASTERISKS)):
+        in_root(root, d).mkdir(parents=True, exist_ok=True)
+    for a in ASTERISKS:
+        chroot_run(root, "chown", "asterisk:asterisk", a.run_dir)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    chroot.start_daemon(
+        state,
+        "kamailio",
+        ["kamailio", "-DD", "-E", "-f", "/etc/kamailio/kamailio.cfg", "-P", f"{KAMAILIO_RUN_DIR}/kamailio.pid"],
+        LOG_DIR / "kamailio.log",
+        ready=Path(KAMAILIO_RUN_DIR) / "kamailio_ctl",
+    )
+    for a in ASTERISKS:
+        chroot.start_daemon(
+            state,
+            a.name,
+            ["asterisk", "-f", "-n", "-C", f"{a.config_dir}/asterisk.conf"],
+            LOG_DIR / f"{a.name}.log",
+            ready=Path(a.run_dir) / "asterisk.ctl",
+        )
+    for a in ASTERISKS:
+        done = chroot_run(root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted")
+        if done.returncode != 0:
+            raise RuntimeError(f"{a.name} did not finish booting: {done.stdout}{done.stderr}")
+    _wait_listening(topo)
+
+
+def _wait_listening(topo: Topology, timeout: float = 15.0) -> None:
+    """Wait until the proxy and the PBXs have bound their SIP ports (ss from iproute2, or /proc/net/udp)."""
+    want = {(topo.proxy_address, topo.proxy_port), *((p.address, p.sip_port) for p in topo.pbxs)}
+    deadline = time.monotonic() + timeout
+    while True:
+        bound = _udp_bound()
+        missing = want - bound
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not listening after {timeout:.0f}s: {sorted(missing)}")
+        time.sleep(0.2)
+
+
+def _udp_bound() -> set[tuple[str, int]]:
+    bound = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        local = line.split()[1]
+        hexip, hexport = local.split(":")
+        octets = [str(int(hexip[i : i + 2], 16)) for i in (6, 4, 2, 0)]
+        bound.add((".".join(octets), int(hexport, 16)))
+    return bound
+
+
+def up(topo: Topology, log=print, idempotence_check: bool = False) -> UpReport:  # type: ignore[no-untyped-def]
+    """rootfs, mounts, provisioning and daemons. On any failure everything is torn down again."""
+    ok = False
+    try:
+        state, info = prepare(log)
+        report = UpReport(info.path, info.built, info.seconds)
+        runs = 2 if idempotence_check else 1
+        for i in range(runs):
+            res = provision.provision(info.path, WORK_DIR / f"provision-{i + 1}.log")
+            report.provision.append(res)
+            log(f"provision run {i + 1}: changed={res.changed} failed={res.failed} in {res.seconds:.0f} s")
+        start = time.monotonic()
+        start_services(state, topo)
+        report.start_seconds = time.monotonic() - start
+        log(
+            "services: "
+            + ", ".join(f"{name} pid {pid}" for name, pid in state.pids.items())
+            + f" (started in {report.start_seconds:.1f} s)"
+        )
+        ok = True
+        return report
+    finally:
+        if not ok:
+            chroot.teardown()
+
+
+def down() -> dict[str, list[str]]:
+    """Stop everything and unmount; idempotent."""
+    root = rootfs.rootfs_path()
+    return chroot.teardown(root if root.exists() else None)
