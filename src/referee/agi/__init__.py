@@ -1,0 +1,10 @@
+"""Asterisk's side of the transfer policy: the dialplan guard over AGI and FastAGI.
+
+- :mod:`referee.agi.guard`: channel variables in, :meth:`Policy.decide`, channel variables
+  out (sans-I/O, shared by both transports);
+- :mod:`referee.agi.process`: the process AGI (pyst2), run by ``agi/referee_transfer_guard.py``;
+- :mod:`referee.agi.fastagi` and :mod:`referee.agi.daemon`: the FastAGI server
+  (``referee fastagi``), bounded against bad clients.
+
+Importing this package imports neither pyst2 nor panoramisk.
+"""

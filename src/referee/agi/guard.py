@@ -1,0 +1,186 @@
+"""The transfer guard: channel variables in, a :mod:`referee.policy` decision, channel variables out.
+
+Thin on purpose: it builds the Refer-To and the referrer the policy expects from what the
+dialplan knows, asks :meth:`Policy.decide`, and writes the answer back as variables. It is
+sans-I/O, so the process AGI (pyst2) and the FastAGI server (asyncio) drive the same code:
+
+    session = GuardSession(env, default_domain)
+    while (name := session.wanted()) is not None:
+        session.give(name, <GET VARIABLE name>)
+    for name, value in session.decide(policy):
+        <SET VARIABLE name value>
+
+Inputs, in the transfer context (``TRANSFER_CONTEXT``):
+
+- the target: ``${EXTEN}`` (``agi_extension``), asked about as ``<sip:EXTEN@DOMAIN>`` (escaped); in the
+  ``external_replaces`` extension the target is ``${SIPREFERTOHDR}`` instead;
+- the referrer, the first of: the REFER's ``Referred-By`` (``SIPREFERREDBYHDR``, set by
+  res_pjsip_refer), the transferer's channel (``TRANSFERERNAME``, ``BLINDTRANSFER``,
+  ``ATTENDEDTRANSFER``, set by the bridging core: ``PJSIP/1002-0000001a`` -> ``1002``), or
+  the caller ID number; as ``sip:USER@DOMAIN`` unless it is already a URI;
+- the tenant domain: ``${REFEREE_DOMAIN}`` if set, else the adapter's default (``lab.test``).
+
+Outputs: ``REFEREE_STATUS``, ``REFEREE_REASON``, ``REFEREE_RULE``, ``REFEREE_TARGET`` (the
+rewritten Refer-To URI), ``REFEREE_TARGET_USER`` (its user part, what the dialplan dials),
+``REFEREE_TENANT``, and last ``REFEREE_ALLOWED`` (``1``/``0``): a session cut short never
+leaves a stale allow behind. Any failure inside the guard fails closed: ``REFEREE_ALLOWED=0``
+with status 500 and the traceback in the log.
+
+``external_replaces``: the dialog a Replaces names lives on another PBX, so this PBX cannot
+know whether the referrer is a party to it; the proxy, which saw the REFER, checks that. The
+guard asks the policy about the target only (the Refer-To without its Replaces header), and
+the dialplan dials ``${SIPREFERTOHDR}`` unchanged, Replaces included.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+from referee.policy import Decision, Policy
+from referee.sip import SipSyntaxError, Uri, parse_name_addr
+
+log = logging.getLogger("referee.agi.guard")
+
+DEFAULT_DOMAIN = "lab.test"
+EXTERNAL_REPLACES = "external_replaces"
+
+#: Where the referrer comes from, best first. The first non-empty one is used.
+REFERRER_VARIABLES = ("SIPREFERREDBYHDR", "TRANSFERERNAME", "BLINDTRANSFER", "ATTENDEDTRANSFER")
+
+#: Output variables, in the order they are set; REFEREE_ALLOWED is always last.
+OUTPUT_VARIABLES = (
+    "REFEREE_STATUS",
+    "REFEREE_REASON",
+    "REFEREE_RULE",
+    "REFEREE_TARGET",
+    "REFEREE_TARGET_USER",
+    "REFEREE_TENANT",
+    "REFEREE_ALLOWED",
+)
+
+# "PJSIP/1002-0000001a", "SIP/bob-00000001", "Local/1002@ctx-00000001;2": tech/RESOURCE-sequence.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_]+/(?P<resource>[^/]+?)-[0-9a-fA-F]{8}(?:;[12])?")
+
+
+class GuardSession:
+    """The inputs one guard call collects, and the variables it answers with."""
+
+    def __init__(self, env: Mapping[str, str], default_domain: str = DEFAULT_DOMAIN) -> None:
+        self.exten = env.get("agi_extension", "")
+        self.callerid = env.get("agi_callerid", "")
+        self.channel = env.get("agi_channel", "")
+        self.default_domain = default_domain
+        self.values: dict[str, str] = {}
+        self._wanted = ["REFEREE_DOMAIN"]
+        if self.exten == EXTERNAL_REPLACES:
+            self._wanted.append("SIPREFERTOHDR")
+        self._wanted += REFERRER_VARIABLES
+
+    @property
+    def external_replaces(self) -> bool:
+        return self.exten == EXTERNAL_REPLACES
+
+    def wanted(self) -> str | None:
+        """The next channel variable to read, or None once the inputs are known."""
+        if not self._wanted:
+            return None
+        name = self._wanted[0]
+        if name in REFERRER_VARIABLES and any(self.values.get(v) for v in REFERRER_VARIABLES):
+            self._wanted.clear()  # the referrer is known: stop asking
+            return None
+        return name
+
+    def give(self, name: str, value: str | None) -> None:
+        """The value of a channel variable (None or "" when unset)."""
+        if self._wanted and self._wanted[0] == name:
+            self._wanted.pop(0)
+        self.values[name] = (value or "").strip()
+
+    @property
+    def domain(self) -> str:
+        return self.values.get("REFEREE_DOMAIN") or self.default_domain
+
+    def refer_to(self) -> str:
+        """The Refer-To value the policy is asked about."""
+        if not self.external_replaces:
+            return f"<{Uri('sip', user=self.exten, host=self.domain)}>"
+        header = self.values.get("SIPREFERTOHDR", "")
+        if not header:
+            return ""
+        addr = parse_name_addr(header if header[0] in '<"' else f"<{header}>")
+        uri = addr.uri.replace(headers=tuple((k, v) for k, v in addr.uri.headers if k.lower() != "replaces"))
+        return str(addr.replace(uri=uri))
+
+    def referrer(self) -> str:
+        """The referrer URI the policy is asked about ("" when nothing names one)."""
+        for name in REFERRER_VARIABLES:
+            value = self.values.get(name, "")
+            if not value:
+                continue
+            if name == "SIPREFERREDBYHDR":
+                return value
+            match = _CHANNEL_NAME.fullmatch(value)
+            user = match.group("resource").split("@", 1)[0] if match else ""
+            if user:
+                return str(Uri("sip", user=user, host=self.domain))
+        if self.callerid and self.callerid.lower() != "unknown":
+            return str(Uri("sip", user=self.callerid, host=self.domain))
+        return ""
+
+    def decide(self, policy: Policy | None) -> list[tuple[str, str]]:
+        """The output variables, in order. Never raises: a failure is a 500 and a refusal."""
+        try:
+            if policy is None:
+                return _refused(503, "No transfer policy loaded", "unavailable")
+            try:
+                refer_to = self.refer_to()
+            except SipSyntaxError as err:
+                return _refused(400, f"Bad SIPREFERTOHDR: {err.reason}", "syntax")
+            referrer = self.referrer()
+            decision = policy.decide(refer_to, referrer=referrer)
+            log.info(
+                "transfer %s -> %s on %s: %s",
+                referrer or "(unknown)",
+                refer_to or "(none)",
+                self.channel or "(no channel)",
+                _summary(decision),
+            )
+            return _variables(decision)
+        except Exception:
+            log.exception(
+                "transfer guard failed on %s; refusing the transfer", self.channel or "(no channel)"
+            )
+            return _refused(500, "Transfer guard internal error", "error")
+
+
+def _summary(decision: Decision) -> str:
+    if decision.allowed:
+        return f"ALLOW rule {decision.rule} target {decision.target}"
+    return f"REJECT {decision.status} {decision.reason} (rule {decision.rule})"
+
+
+def _variables(decision: Decision) -> list[tuple[str, str]]:
+    target = decision.target
+    return [
+        ("REFEREE_STATUS", str(decision.status)),
+        ("REFEREE_REASON", decision.reason),
+        ("REFEREE_RULE", decision.rule),
+        ("REFEREE_TARGET", "" if target is None else str(target)),
+        ("REFEREE_TARGET_USER", "" if target is None else target.user or ""),
+        ("REFEREE_TENANT", decision.tenant or ""),
+        ("REFEREE_ALLOWED", "1" if decision.allowed else "0"),
+    ]
+
+
+def _refused(status: int, reason: str, rule: str) -> list[tuple[str, str]]:
+    return [
+        ("REFEREE_STATUS", str(status)),
+        ("REFEREE_REASON", reason),
+        ("REFEREE_RULE", rule),
+        ("REFEREE_TARGET", ""),
+        ("REFEREE_TARGET_USER", ""),
+        ("REFEREE_TENANT", ""),
+        ("REFEREE_ALLOWED", "0"),
+    ]

@@ -1,0 +1,17 @@
+"""Quoting AGI command arguments, for the process AGI and the FastAGI server alike."""
+
+from __future__ import annotations
+
+_MAX_VALUE = 512
+
+
+def agi_quote(value: str) -> str:
+    """One AGI command argument, quoted for res_agi's parser.
+
+    Neither pyst2's ``AGI._quote`` nor panoramisk escapes anything: a ``"`` in a value ends
+    the argument early, and a newline ends the command and starts another one (command
+    injection from a Refer-To). res_agi reads ``\\"`` and ``\\\\`` as literals inside quotes;
+    control characters have no escape, so they become spaces. Values are cut to 512 characters.
+    """
+    text = "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value[:_MAX_VALUE])
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
