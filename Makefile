@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PKGS := kamailio kamailio-python3-modules sip-tester debootstrap tcpdump vagrant
 
-.PHONY: help deps venv lint unit test demo bench clean
+.PHONY: help deps venv lint unit test demo bench clean lab-up lab-down lab-demo
 
 help:
 	@echo "make demo   - run the policy across the example REFER cases"
 	@echo "make test   - install what is needed, lint, and run every test"
 	@echo "make bench  - policy decision benchmarks (pytest-benchmark)"
+	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see README, The lab)"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
@@ -42,8 +43,20 @@ test: deps venv lint
 bench: venv
 	$(BIN)/pytest -q tests/bench --benchmark-enable --benchmark-columns=min,median,mean,max,ops
 
-demo: venv
+demo: deps venv
 	$(BIN)/python -m referee.demo
+	@$(MAKE) --no-print-directory lab-demo
+
+# The lab (root): build or reuse the sid rootfs, provision it with ansible/site.yml, start Kamailio and both
+# Asterisks in the chroot, run every tests/scenarios/ folder, print a result per scenario, tear down.
+lab-demo: deps venv
+	$(BIN)/python -m referee.lab demo
+
+lab-up: deps venv
+	$(BIN)/python -m referee.lab up
+
+lab-down: venv
+	$(BIN)/python -m referee.lab down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """``referee lab ...``: info, up, down, run and demo (the one-command lab).
 
-Wired into the main CLI by ``referee.cli`` through :func:`add_parser`; also runnable as ``python -m referee.lab``.
+Wired into the main CLI by ``referee.cli`` through :func:`add_parser`;
+also runnable as ``python -m referee.lab``.
 Heavy imports (scapy, yaml) are done inside the commands, so ``referee --help`` stays fast.
 """
 
@@ -16,27 +17,37 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    lab = subparsers.add_parser("lab", help="the local Kamailio + Asterisk lab (root; chroot on loopback)")
+    lab: argparse.ArgumentParser = subparsers.add_parser(
+        "lab", help="the local Kamailio + Asterisk lab (root; chroot on loopback)"
+    )
     cmds = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
 
     info = cmds.add_parser("info", help="topology, credentials and AMI user of the lab")
     info.add_argument("--json", action="store_true", help="print as JSON")
     info.set_defaults(run=_info)
 
-    up = cmds.add_parser("up", help="build or reuse the rootfs, provision it, start Kamailio and both Asterisks")
-    up.add_argument("--idempotence", action="store_true", help="provision twice; fail unless the 2nd has changed=0")
+    up = cmds.add_parser(
+        "up", help="build or reuse the rootfs, provision it, start Kamailio and both Asterisks"
+    )
+    up.add_argument(
+        "--idempotence", action="store_true", help="provision twice; fail unless the 2nd has changed=0"
+    )
     up.set_defaults(run=_up)
 
     down = cmds.add_parser("down", help="stop the lab's processes and unmount (idempotent)")
     down.set_defaults(run=_down)
 
-    run = cmds.add_parser("run", help="run scenarios against the running lab (default: every scenario folder)")
+    run = cmds.add_parser(
+        "run", help="run scenarios against the running lab (default: every scenario folder)"
+    )
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="folder names under tests/scenarios/")
     run.set_defaults(run=_run)
 
     demo = cmds.add_parser("demo", help="up, run every scenario, print a result per scenario, down")
     demo.add_argument("scenarios", nargs="*", metavar="SCENARIO")
-    demo.add_argument("--idempotence", action="store_true", help="also check that a 2nd provisioning is a no-op")
+    demo.add_argument(
+        "--idempotence", action="store_true", help="also check that a 2nd provisioning is a no-op"
+    )
     demo.set_defaults(run=_demo)
     return lab
 
@@ -54,7 +65,9 @@ def _info(args: argparse.Namespace) -> int:
         print(json.dumps(topo.as_json(), indent=2))
         return 0
     print(f"domain {topo.domain}")
-    print(f"proxy  {topo.proxy_name} {topo.proxy_address}:{topo.proxy_port} ({'+'.join(topo.proxy_transports)})")
+    print(
+        f"proxy  {topo.proxy_name} {topo.proxy_address}:{topo.proxy_port} ({'+'.join(topo.proxy_transports)})"
+    )
     for p in topo.pbxs:
         print(
             f"pbx    {p.name} {p.address} sip {p.sip_port} ami {p.ami_port} agi {p.agi_port} "

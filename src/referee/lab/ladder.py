@@ -55,8 +55,11 @@ def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
         for pkt in reader:
             if IP not in pkt:
                 continue
-            layer = pkt[UDP] if UDP in pkt else pkt[TCP] if TCP in pkt else None
-            if layer is None:
+            if UDP in pkt:
+                layer = pkt[UDP]
+            elif TCP in pkt:
+                layer = pkt[TCP]
+            else:
                 continue
             payload = bytes(layer.payload)
             if not payload:
@@ -131,8 +134,13 @@ def write_svg(messages: list[Message], order: list[str], path: Path, title: str 
     x = {name: left + i * col for i, name in enumerate(order)}
     bottom = height - 20
     for name, xi in x.items():
-        out.append(f'<text x="{xi}" y="{top - 22}" text-anchor="middle" font-weight="bold">{html.escape(name)}</text>')
-        out.append(f'<line x1="{xi}" y1="{top - 15}" x2="{xi}" y2="{bottom}" stroke="#888" stroke-dasharray="4,3"/>')
+        out.append(
+            f'<text x="{xi}" y="{top - 22}" text-anchor="middle" font-weight="bold">'
+            f"{html.escape(name)}</text>"
+        )
+        out.append(
+            f'<line x1="{xi}" y1="{top - 15}" x2="{xi}" y2="{bottom}" stroke="#888" stroke-dasharray="4,3"/>'
+        )
     for i, m in enumerate(messages):
         y = top + row_h * (i + 1)
         x1, x2 = x[m.src], x[m.dst]
@@ -143,7 +151,8 @@ def write_svg(messages: list[Message], order: list[str], path: Path, title: str 
             'stroke-width="1.5" marker-end="url(#arrow)"/>'
         )
         out.append(
-            f'<text x="{(x1 + x2) / 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">{html.escape(m.label)}</text>'
+            f'<text x="{(x1 + x2) / 2}" y="{y - 5}" text-anchor="middle" fill="{colour}">'
+            f"{html.escape(m.label)}</text>"
         )
     out.append("</svg>")
     path.write_text("\n".join(out) + "\n")

@@ -33,7 +33,9 @@ def ansible_bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def provision(rootfs: Path, log: Path, limit: str | None = None, extra: list[str] | None = None) -> ProvisionResult:
+def provision(
+    rootfs: Path, log: Path, limit: str | None = None, extra: list[str] | None = None
+) -> ProvisionResult:
     env = dict(os.environ)
     env["REFEREE_LAB_ROOTFS"] = str(rootfs)
     env["ANSIBLE_CONFIG"] = str(ANSIBLE_DIR / "ansible.cfg")
@@ -46,7 +48,9 @@ def provision(rootfs: Path, log: Path, limit: str | None = None, extra: list[str
     start = time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.run(cmd, cwd=ANSIBLE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            cmd, cwd=ANSIBLE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        )
     seconds = time.monotonic() - start
     text = log.read_text()
     recap = _RECAP.findall(text)

@@ -21,7 +21,7 @@ SUITE = "sid"
 MIRROR = os.environ.get("REFEREE_LAB_MIRROR", "http://deb.debian.org/debian")
 DEFAULT_CACHE = Path(os.environ.get("REFEREE_LAB_CACHE", "/var/cache/referee-lab"))
 
-# Everything the playbook installs is already here, so provisioning needs no network and a second run is a no-op.
+# Everything the playbook installs is already here: provisioning needs no network, a 2nd run is a no-op.
 PACKAGES: tuple[str, ...] = (
     "asterisk",
     "asterisk-modules",
@@ -38,7 +38,9 @@ PACKAGES: tuple[str, ...] = (
 STAMP = "etc/referee-lab-rootfs"
 
 # Keep daemons from being started by package scripts inside the chroot: the lab runner starts them.
-POLICY_RC_D = "#!/bin/sh\n# referee lab: services are started by the lab runner, not by package scripts\nexit 101\n"
+POLICY_RC_D = (
+    "#!/bin/sh\n# referee lab: services are started by the lab runner, not by package scripts\nexit 101\n"
+)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def _wait_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None
 
 
 def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioResult:
-    """Register the phones, run the role scenarios, capture, draw the ladder. Never leaves a process behind."""
+    """Register the phones, run the role scenarios, capture, draw the ladder; leaves no process behind."""
     root = Path(state.rootfs)
     out_dir = RUNS_DIR / scenario.name
     shutil.rmtree(out_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,10 +51,11 @@ def chroot_run(root: Path, *argv: str, timeout: float = 30.0) -> subprocess.Comp
     )
 
 
-def prepare(log=print) -> tuple[chroot.LabState, rootfs.RootfsInfo]:  # type: ignore[no-untyped-def]
+def prepare(log: Callable[[str], None] = print) -> tuple[chroot.LabState, rootfs.RootfsInfo]:
     """Build or reuse the rootfs and mount it (any leftover of an earlier lab is torn down first)."""
     info = rootfs.ensure_rootfs(log=WORK_DIR / "debootstrap.log")
-    log(f"rootfs: {info.path} ({'built in %.0f s' % info.seconds if info.built else 'cached'})")
+    how = f"built in {info.seconds:.0f} s" if info.built else "cached"
+    log(f"rootfs: {info.path} ({how})")
     chroot.teardown(info.path)
     state = chroot.LabState(str(info.path))
     state.save()
@@ -71,7 +73,15 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
     chroot.start_daemon(
         state,
         "kamailio",
-        ["kamailio", "-DD", "-E", "-f", "/etc/kamailio/kamailio.cfg", "-P", f"{KAMAILIO_RUN_DIR}/kamailio.pid"],
+        [
+            "kamailio",
+            "-DD",
+            "-E",
+            "-f",
+            "/etc/kamailio/kamailio.cfg",
+            "-P",
+            f"{KAMAILIO_RUN_DIR}/kamailio.pid",
+        ],
         LOG_DIR / "kamailio.log",
         ready=Path(KAMAILIO_RUN_DIR) / "kamailio_ctl",
     )
@@ -84,7 +94,9 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             ready=Path(a.run_dir) / "asterisk.ctl",
         )
     for a in ASTERISKS:
-        done = chroot_run(root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted")
+        done = chroot_run(
+            root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted"
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{a.name} did not finish booting: {done.stdout}{done.stderr}")
     _wait_listening(topo)
@@ -114,7 +126,7 @@ def _udp_bound() -> set[tuple[str, int]]:
     return bound
 
 
-def up(topo: Topology, log=print, idempotence_check: bool = False) -> UpReport:  # type: ignore[no-untyped-def]
+def up(topo: Topology, log: Callable[[str], None] = print, idempotence_check: bool = False) -> UpReport:
     """rootfs, mounts, provisioning and daemons. On any failure everything is torn down again."""
     ok = False
     try:

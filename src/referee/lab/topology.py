@@ -59,7 +59,7 @@ class Topology:
         return names
 
     def node_order(self) -> list[str]:
-        """Left-to-right order of the ladder columns: the first phone, the proxy, the PBXs, the other phones."""
+        """Ladder columns, left to right: the first phone, the proxy, the PBXs, the other phones."""
         phones = [p.name for p in self.phones]
         return phones[:1] + [self.proxy_name] + [p.name for p in self.pbxs] + phones[1:]
 
