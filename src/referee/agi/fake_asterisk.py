@@ -120,3 +120,18 @@ def _answer(channel: Channel, words: list[str]) -> str:
     if verb.startswith("VERBOSE"):
         return "200 result=1\n"
     return "520 Invalid command syntax.  Proper usage not available.\n"
+
+
+async def call(
+    host: str,
+    port: int,
+    env: Mapping[str, str],
+    variables: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> Channel:
+    """Connect to a FastAGI server and run one session as the channel."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        return await play(reader, writer, env, variables, timeout=timeout)
+    finally:
+        writer.close()

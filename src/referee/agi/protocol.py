@@ -1,0 +1,119 @@
+"""The FastAGI wire protocol on asyncio streams: the request header, and commands with results.
+
+Why not panoramisk's ``Application.handler`` (panoramisk 1.4) for the request header:
+
+- it loops ``while b'\\n\\n' not in buffer: buffer += await reader.read(100)``. At EOF
+  ``read`` returns ``b''`` at once without suspending, so a client that closes mid-header
+  makes the coroutine spin forever and stalls the whole event loop;
+- it has no read timeout (a slow client holds its session forever) and no size bound (a
+  client sending bytes without a blank line grows the buffer without limit).
+
+So :func:`read_request` reads the header here, bounded in time, lines and bytes. What
+panoramisk does well is kept: routes are panoramisk-style handlers (``async def h(request)``)
+and get a :class:`panoramisk.fast_agi.Request` (``request.headers``,
+``await request.send_command(...)``), with results parsed by panoramisk's
+``parse_agi_result``. :class:`AgiRequest` fixes one more panoramisk bug there: at EOF its
+``_read_result`` parses ``''`` and raises ``ValueError: invalid literal for int()``; here a
+closed connection is an :class:`AgiHangup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from panoramisk.fast_agi import Request
+from panoramisk.utils import parse_agi_result
+
+from referee.agi.quoting import agi_quote
+
+
+class BadRequest(Exception):
+    """A FastAGI request header that cannot be used; the connection is dropped."""
+
+
+class AgiHangup(Exception):
+    """The connection closed (or Asterisk said HANGUP) while a command waited for its result."""
+
+
+class AgiCommandError(Exception):
+    """Asterisk answered a command with an error (510, 520, result=-1, ...)."""
+
+
+@dataclass(frozen=True)
+class HeaderLimits:
+    timeout: float = 5.0  # seconds for the whole header, however the bytes trickle in
+    max_bytes: int = 32 * 1024
+    max_lines: int = 256
+
+
+async def read_request(reader: asyncio.StreamReader, limits: HeaderLimits) -> dict[str, str]:
+    """Read ``agi_name: value`` lines up to the blank line; raise BadRequest or TimeoutError.
+
+    Each line is also bounded by the reader's own ``limit`` (``asyncio.start_server(limit=)``).
+    """
+    headers: dict[str, str] = {}
+    size = 0
+    async with asyncio.timeout(limits.timeout):
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as err:
+                where = "mid-header" if err.partial or headers else "before the header"
+                raise BadRequest(f"connection closed {where}") from None
+            except asyncio.LimitOverrunError:
+                raise BadRequest("header line too long") from None
+            size += len(line)
+            if size > limits.max_bytes:
+                raise BadRequest("header too large")
+            text = line.rstrip(b"\r\n")
+            if not text:
+                if not headers:
+                    raise BadRequest("empty header")
+                return headers
+            if len(headers) >= limits.max_lines:
+                raise BadRequest("too many header lines")
+            headers.update([_header_line(text)])
+
+
+def _header_line(text: bytes) -> tuple[str, str]:
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("header is not UTF-8") from None
+    name, colon, value = decoded.partition(":")
+    if not colon or not name.startswith("agi_") or not name.replace("_", "").isalnum():
+        raise BadRequest(f"not an AGI header line: {decoded[:60]!r}")
+    return name, value.strip(" ")
+
+
+class AgiRequest(Request):  # type: ignore[misc]  # panoramisk ships no type information
+    """panoramisk's Request, with EOF and HANGUP turned into :class:`AgiHangup`."""
+
+    async def _read_result(self) -> dict[str, Any]:
+        # Workaround: panoramisk 1.4 decodes an EOF (b'') as '' and fails in int('').
+        line: bytes = await self.reader.readline()
+        if not line.endswith(b"\n"):
+            raise AgiHangup("connection closed while waiting for a result")
+        result: dict[str, Any] = parse_agi_result(line.decode(self.encoding, "replace").rstrip("\r\n"))
+        return result
+
+    async def command(self, command: str) -> dict[str, Any]:
+        """Send one command; its parsed result, or AgiHangup / AgiCommandError."""
+        result: dict[str, Any] = await self.send_command(command)
+        error = result.get("error")
+        if error == "AGIResultHangup":
+            raise AgiHangup(result.get("msg", "hangup"))
+        if error:
+            raise AgiCommandError(f"{command.split(' ', 2)[:2]}: {error} {result.get('msg', '')}".strip())
+        return result
+
+    async def get_variable(self, name: str) -> str | None:
+        """``GET VARIABLE``: the value, or None when the variable is not set."""
+        result = await self.command(f"GET VARIABLE {agi_quote(name)}")
+        code, value = result.get("result", ("0", ""))
+        return str(value) if code == "1" else None
+
+    async def set_variable(self, name: str, value: str) -> None:
+        await self.command(f"SET VARIABLE {agi_quote(name)} {agi_quote(value)}")

@@ -1,0 +1,280 @@
+"""The FastAGI server against bad clients, over real TCP on loopback (127.0.2.20, a free port).
+
+Every case ends with a good client getting its answer from the same server: one bad client
+never stalls the event loop or another session. Waits are bounded (counts and timeouts);
+nothing asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from referee.agi.daemon import TRANSFER_GUARD, transfer_guard
+from referee.agi.fake_asterisk import agi_env, call
+from referee.agi.fastagi import FastAgiServer, Limits
+from referee.agi.policy_source import PolicySource
+from referee.agi.protocol import HeaderLimits
+
+HOST = "127.0.2.20"
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
+BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def enough_file_descriptors() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 8192)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 4500, "these tests need ~4500 descriptors"
+
+
+def make_server(**limits: object) -> FastAgiServer:
+    source = PolicySource(EXAMPLE)
+    source.load()
+    return FastAgiServer({TRANSFER_GUARD: transfer_guard(source)}, Limits(**limits))  # type: ignore[arg-type]
+
+
+def with_server(test: Callable[[FastAgiServer, int], Awaitable[None]], **limits: object) -> FastAgiServer:
+    async def main() -> FastAgiServer:
+        server = make_server(**limits)
+        _, port = await server.start(HOST, 0)
+        try:
+            await test(server, port)
+        finally:
+            await server.close()
+        return server
+
+    return asyncio.run(main())
+
+
+async def good_client(port: int) -> None:
+    channel = await call(HOST, port, agi_env("1003"), BOB)
+    assert channel.allowed == "1"
+    assert channel.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.20:5060"
+
+
+async def closed_by_server(reader: asyncio.StreamReader, bound: float = 10.0) -> bool:
+    """True once the server has closed the connection (EOF or reset), within ``bound`` seconds."""
+    try:
+        for _ in range(1000):  # drain whatever the server sent, up to its close
+            if not await asyncio.wait_for(reader.read(4096), bound):
+                return True
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+async def wait_until(condition: Callable[[], bool], rounds: int = 400) -> bool:
+    for _ in range(rounds):
+        if condition():
+            return True
+        await asyncio.sleep(0.025)
+    return condition()
+
+
+async def raw(port: int, data: bytes, *, close_write: bool = False) -> asyncio.StreamReader:
+    """Send ``data``; the writer is kept open (a collected StreamWriter would close the socket)."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    KEEP.append(writer)
+    writer.write(data)
+    await writer.drain()
+    if close_write:
+        writer.write_eof()
+    return reader
+
+
+KEEP: list[asyncio.StreamWriter] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_kept_writers() -> None:
+    KEEP.clear()
+
+
+GARBAGE = {
+    "no newline, longer than a line": (b"\x00\xff" * 6000, "bad_requests", "header line too long"),
+    "an HTTP request": (b"GET / HTTP/1.1\r\nHost: 127.0.2.20\r\n\r\n", "bad_requests", "not an AGI header"),
+    "not UTF-8": (b"agi_network: yes\nagi_callerid: \xff\xfe\n\n", "bad_requests", "not UTF-8"),
+    "a blank line first": (b"\n", "bad_requests", "empty header"),
+    "too many lines": (
+        b"".join(b"agi_x%d: y\n" % i for i in range(300)) + b"\n",
+        "bad_requests",
+        "too many header lines",
+    ),
+    "too many bytes": (
+        b"".join(b"agi_v%d: %s\n" % (i, b"x" * 4000) for i in range(12)) + b"\n",
+        "bad_requests",
+        "header too large",
+    ),
+    "a line without a colon": (b"agi_network yes\n\n", "bad_requests", "not an AGI header"),
+    "no such route": (b"agi_network: yes\nagi_network_script: rm-rf\n\n", "unknown_routes", "no route"),
+}
+
+
+@pytest.mark.parametrize("case", list(GARBAGE))
+def test_garbage_is_dropped_and_the_server_goes_on(case: str) -> None:
+    data, counter, why = GARBAGE[case]
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader = await raw(port, data)
+        assert await closed_by_server(reader)
+        assert await wait_until(lambda: getattr(server.stats, counter) == 1)
+        assert why in server.stats.last_error
+        await good_client(port)
+
+    server = with_server(test)
+    assert server.stats.completed == 1
+    assert server.stats.active == 0
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"agi_network: yes\nagi_network_script: transfer-guard\n", b"agi_network: yes\nagi_netw"],
+    ids=["nothing", "header without its blank line", "half a line"],
+)
+def test_a_client_closing_mid_header_does_not_stall_the_loop(sent: bytes) -> None:
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader = await raw(port, sent, close_write=True)
+        assert await closed_by_server(reader)
+        assert await wait_until(lambda: server.stats.bad_requests == 1)
+        assert "connection closed" in server.stats.last_error
+        await good_client(port)  # panoramisk's Application.handler would spin here forever
+
+    with_server(test)
+
+
+def test_a_trickling_client_is_cut_at_the_header_timeout() -> None:
+    header = b"".join(b"agi_v%d: slow\n" % i for i in range(40)) + b"\n"
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        sent = 0
+        try:
+            for byte in header:  # one byte every 20 ms: always active, never done in time
+                writer.write(bytes([byte]))
+                await writer.drain()
+                sent += 1
+                await asyncio.sleep(0.02)
+                if reader.at_eof():
+                    break
+        except ConnectionError:
+            pass
+        assert sent < len(header), "the server let a slowloris finish its header"
+        assert await closed_by_server(reader)
+        assert server.stats.timeouts == 1
+        await good_client(port)
+
+    with_server(test, header=HeaderLimits(timeout=0.5))
+
+
+def test_a_client_that_never_answers_a_command_is_cut_at_the_session_timeout() -> None:
+    header = b"agi_network: yes\nagi_network_script: transfer-guard\nagi_extension: 1003\n\n"
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader = await raw(port, header)
+        first = await asyncio.wait_for(reader.readline(), 10)
+        assert first.startswith(b"GET VARIABLE")  # the guard asked; we never answer
+        assert await closed_by_server(reader)
+        assert server.stats.timeouts == 1
+        await good_client(port)
+
+    with_server(test, session_timeout=0.5)
+
+
+def test_a_channel_hanging_up_mid_session_ends_only_that_session() -> None:
+    header = b"agi_network: yes\nagi_network_script: transfer-guard\nagi_extension: 1003\n\n"
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(header)
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"GET VARIABLE")
+        writer.write(b"HANGUP\n")
+        await writer.drain()
+        assert await closed_by_server(reader)
+        assert server.stats.handler_errors == 0
+        await good_client(port)
+
+    with_server(test)
+
+
+def test_a_good_client_is_answered_while_500_slow_clients_hold_their_sessions() -> None:
+    async def test(server: FastAgiServer, port: int) -> None:
+        slow = []
+        for _ in range(500):
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"agi_network: yes\nagi_netw")  # and then nothing
+            slow.append((reader, writer))
+        assert await wait_until(lambda: server.stats.active == 500)
+        await good_client(port)
+        await asyncio.gather(*(good_client(port) for _ in range(20)))
+        assert server.stats.active == 500, "the slow clients were still connected while good ones were served"
+        for _, writer in slow:
+            writer.close()
+        assert await wait_until(lambda: server.stats.active == 0)
+
+    server = with_server(test, max_connections=1024, header=HeaderLimits(timeout=60))
+    assert server.stats.completed == 21
+    assert server.stats.bad_requests == 500
+
+
+def test_slow_clients_are_closed_by_the_server_after_the_header_timeout() -> None:
+    async def test(server: FastAgiServer, port: int) -> None:
+        readers = [await raw(port, b"agi_network: yes\n") for _ in range(200)]
+        closed = await asyncio.gather(*(closed_by_server(r) for r in readers))
+        assert all(closed)
+        assert server.stats.timeouts == 200
+        await good_client(port)
+
+    with_server(test, header=HeaderLimits(timeout=0.5))
+
+
+def test_thousands_of_connections_never_exceed_the_cap() -> None:
+    cap, total = 200, 3000
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        gate = asyncio.Semaphore(256)
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+            async with gate:
+                try:
+                    return await asyncio.wait_for(asyncio.open_connection(HOST, port), 30)
+                except (ConnectionError, TimeoutError):
+                    return None
+
+        conns = [c for c in await asyncio.gather(*(connect() for _ in range(total))) if c is not None]
+        assert len(conns) > total // 2
+        assert await wait_until(lambda: server.stats.accepted >= len(conns))
+        assert server.stats.peak <= cap
+        assert server.stats.active == cap
+        assert server.stats.over_cap == server.stats.accepted - cap
+        # At the cap, a new client is refused at once (Asterisk falls back, fail closed) ...
+        refused, _ = await asyncio.open_connection(HOST, port)
+        assert await closed_by_server(refused)
+        # ... and once the idle connections go, a good client is served again.
+        for _, writer in conns:
+            writer.close()
+        assert await wait_until(lambda: server.stats.active == 0)
+        await good_client(port)
+
+    server = with_server(test, max_connections=cap, header=HeaderLimits(timeout=60))
+    assert server.stats.peak <= cap
+    assert server.stats.completed == 1
+
+
+def test_200_concurrent_sessions_all_get_their_own_answer() -> None:
+    async def test(server: FastAgiServer, port: int) -> None:
+        extens = [("1003", "1"), ("09001234567", "0"), ("2001", "1"), ("0012125550100", "0")] * 50
+        channels = await asyncio.gather(*(call(HOST, port, agi_env(e), BOB) for e, _ in extens))
+        assert [c.allowed for c in channels] == [want for _, want in extens]
+        assert server.stats.peak <= 200
+
+    server = with_server(test)
+    assert server.stats.completed == 200
