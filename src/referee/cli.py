@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("refer_to", metavar="REFER-TO", help="the Refer-To header value")
     check.set_defaults(run=_check)
 
+    from referee.agi.cli import add_parser as add_agi_parser  # noqa: PLC0415
+
+    add_agi_parser(commands)
     from referee.audit.cli import add_parser as add_audit_parser  # noqa: PLC0415
 
     add_audit_parser(commands)

@@ -1,0 +1,14 @@
+#!/usr/bin/python3
+"""Process AGI transfer guard: ``AGI(referee_transfer_guard.py)`` in the transfer context.
+
+The fallback for the FastAGI guard (``referee fastagi``): same policy, same variables, one
+process per call. It needs the referee package and pyst2 importable by /usr/bin/python3;
+the policy file is $REFEREE_POLICY, else /etc/referee/policy.toml.
+"""
+
+import sys
+
+from referee.agi.process import main
+
+if __name__ == "__main__":
+    sys.exit(main())

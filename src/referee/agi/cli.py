@@ -1,0 +1,105 @@
+"""``referee fastagi``: run the FastAGI transfer guard.
+
+    referee fastagi [--policy FILE] [--listen ADDR] [--port N] [--domain DOMAIN]
+                    [--max-connections N] [--header-timeout S] [--session-timeout S]
+                    [--log-level LEVEL]
+
+The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
+A policy that cannot be loaded at startup exits with status 3, naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from referee.agi.guard import DEFAULT_DOMAIN
+from referee.agi.policy_source import PolicySource, policy_path
+from referee.policy import PolicyError
+
+EXIT_OK, EXIT_USAGE, EXIT_BAD_POLICY = 0, 2, 3
+
+
+def add_parser(commands: Any) -> None:
+    """Add ``fastagi`` to the ``referee`` command's subparsers."""
+    parser = commands.add_parser("fastagi", help="run the FastAGI transfer guard for Asterisk")
+    parser.add_argument(
+        "--policy", metavar="FILE", help="policy file (default: $REFEREE_POLICY or /etc/referee/policy.toml)"
+    )
+    parser.add_argument(
+        "--listen", default="127.0.0.1", metavar="ADDR", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=4573, help="TCP port (default 4573; 0 picks a free one)")
+    parser.add_argument(
+        "--domain",
+        default=DEFAULT_DOMAIN,
+        help=f"tenant domain of bare extensions (default {DEFAULT_DOMAIN})",
+    )
+    parser.add_argument(
+        "--max-connections", type=int, default=512, metavar="N", help="sessions at once (default 512)"
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds for the request header (default 5)",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds for a whole session (default 10)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # Imported here: `referee policy ...` should not pay for asyncio and panoramisk.
+    from referee.agi.daemon import announce, serve  # noqa: PLC0415
+    from referee.agi.fastagi import Limits  # noqa: PLC0415
+    from referee.agi.protocol import HeaderLimits  # noqa: PLC0415
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if (
+        args.max_connections < 1
+        or args.header_timeout <= 0
+        or args.session_timeout <= 0
+        or not 0 <= args.port < 65536
+    ):
+        print("referee: fastagi: limits and timeouts must be positive, the port 0-65535", file=sys.stderr)
+        return EXIT_USAGE
+    source = PolicySource(policy_path(args.policy))
+    try:
+        source.load()
+    except PolicyError as err:
+        print(f"referee: policy {source.path}: {err}", file=sys.stderr)
+        return EXIT_BAD_POLICY
+    limits = Limits(
+        max_connections=args.max_connections,
+        header=HeaderLimits(timeout=args.header_timeout),
+        session_timeout=args.session_timeout,
+    )
+    try:
+        asyncio.run(
+            serve(
+                source,
+                args.listen,
+                args.port,
+                limits=limits,
+                default_domain=args.domain,
+                on_listening=announce,
+            )
+        )
+    except OSError as err:
+        print(
+            f"referee: fastagi: cannot listen on {args.listen}:{args.port}: {err.strerror or err}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return EXIT_OK

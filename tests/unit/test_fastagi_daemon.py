@@ -1,0 +1,136 @@
+"""``referee fastagi`` as a process: startup, the guard over TCP, SIGHUP reloads, SIGTERM.
+
+The daemon listens on 127.0.2.20 with a free port (``--port 0``) and prints where.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from referee.agi.fake_asterisk import Channel, agi_env, call
+
+HOST = "127.0.2.20"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
+BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
+PBX1 = 'pattern = "1[0-9]{3}"\n  pbx = "sip:127.0.0.20:5060"'
+
+
+class Daemon:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.log: list[str] = []
+        assert proc.stderr is not None
+        self._stderr = asyncio.create_task(self._collect(proc.stderr))
+
+    async def _collect(self, stream: asyncio.StreamReader) -> None:
+        for _ in range(100_000):
+            line = await stream.readline()
+            if not line:
+                return
+            self.log.append(line.decode(errors="replace"))
+
+    async def logged(self, text: str, rounds: int = 400) -> bool:
+        for _ in range(rounds):
+            if any(text in line for line in self.log):
+                return True
+            await asyncio.sleep(0.025)
+        return False
+
+    async def guard(self, exten: str) -> Channel:
+        return await call(HOST, self.port, agi_env(exten), BOB)
+
+
+async def start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "referee.cli", "fastagi", "--listen", HOST, "--port", "0", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+
+
+@asynccontextmanager
+async def running(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[Daemon]:
+    proc = await start(*args, env=env)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert "listening on" in line, line
+        daemon = Daemon(proc, int(line.rsplit(":", 1)[1]))
+        yield daemon
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def test_guard_over_tcp_and_reload_on_sighup(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(EXAMPLE.read_text())
+
+    async def main() -> int | None:
+        async with running("--policy", str(policy)) as daemon:
+            channel = await daemon.guard("1003")
+            assert channel.allowed == "1"
+            assert channel.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.20:5060"
+            assert (await daemon.guard("09001234567")).allowed == "0"
+
+            # A new policy: pbx1's extensions move to 127.0.0.22.
+            policy.write_text(EXAMPLE.read_text().replace(PBX1, PBX1.replace("0.20", "0.22")))
+            daemon.proc.send_signal(signal.SIGHUP)
+            assert await daemon.logged("reloaded")
+            assert (await daemon.guard("1003")).variables["REFEREE_TARGET"] == "sip:1003@127.0.0.22:5060"
+
+            # A broken policy: the one in force stays, and the log says why.
+            policy.write_text(EXAMPLE.read_text().replace("max_depth = 3", "max_depth = -2"))
+            daemon.proc.send_signal(signal.SIGHUP)
+            assert await daemon.logged("not reloaded")
+            assert any("policy.max_depth: must be at least 0" in line for line in daemon.log)
+            channel = await daemon.guard("1003")
+            assert channel.allowed == "1"
+            assert channel.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.22:5060"
+
+            daemon.proc.send_signal(signal.SIGTERM)
+            return await asyncio.wait_for(daemon.proc.wait(), 30)
+
+    assert asyncio.run(main()) == 0
+
+
+def test_policy_from_the_environment(tmp_path: Path) -> None:
+    env = dict(os.environ, REFEREE_POLICY=str(EXAMPLE))
+
+    async def main() -> None:
+        async with running(env=env) as daemon:
+            assert (await daemon.guard("2001")).variables["REFEREE_TARGET"] == "sip:2001@127.0.0.21:5060"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("problem", ["missing", "broken"])
+def test_a_policy_that_cannot_load_at_startup_is_a_clear_error_exit(tmp_path: Path, problem: str) -> None:
+    policy = tmp_path / "policy.toml"
+    if problem == "broken":
+        policy.write_text(EXAMPLE.read_text().replace("max_depth = 3", "max_depth = -2"))
+
+    async def main() -> tuple[int | None, str, str]:
+        proc = await start("--policy", str(policy))
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = asyncio.run(main())
+    assert code == 3
+    assert "listening" not in out
+    assert "Traceback" not in err
+    assert f"referee: policy {policy}:" in err
+    assert ("max_depth: must be at least 0" if problem == "broken" else "cannot read") in err
