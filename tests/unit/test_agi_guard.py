@@ -202,3 +202,12 @@ def test_pyst2_quote_does_not_escape_which_is_why_agi_quote_exists() -> None:
         quoted.strip('"'),
     ]
     assert "\n" not in agi_quote('x" EXEC Dial "PJSIP/evil\nEXEC Dial PJSIP/evil')
+
+
+def test_the_target_may_come_as_the_first_agi_argument(policy: Policy) -> None:
+    # Gosub(referee-guard,s,1(${EXTEN})): agi_extension is "s", the target is ARG1.
+    out, _ = run(policy, "s", {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}, agi_arg_1="09001234567")
+    assert out["REFEREE_RULE"] == "prefixes:deny:+449"
+    out, asked = run(policy, "s", {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}, agi_arg_1="external_replaces")
+    assert "SIPREFERTOHDR" in asked
+    assert out["REFEREE_STATUS"] == "400"  # no SIPREFERTOHDR on this channel

@@ -12,7 +12,7 @@ sans-I/O, so the process AGI (pyst2) and the FastAGI server (asyncio) drive the 
 
 Inputs, in the transfer context (``TRANSFER_CONTEXT``):
 
-- the target: ``${EXTEN}`` (``agi_extension``), asked about as ``<sip:EXTEN@DOMAIN>`` (escaped); in the
+- the target: the AGI's first argument, else ``${EXTEN}`` (``agi_extension``), asked about as ``<sip:EXTEN@DOMAIN>`` (escaped); in the
   ``external_replaces`` extension the target is ``${SIPREFERTOHDR}`` instead;
 - the referrer, the first of: the REFER's ``Referred-By`` (``SIPREFERREDBYHDR``, set by
   res_pjsip_refer), the transferer's channel (``TRANSFERERNAME``, ``BLINDTRANSFER``,
@@ -68,7 +68,8 @@ class GuardSession:
     """The inputs one guard call collects, and the variables it answers with."""
 
     def __init__(self, env: Mapping[str, str], default_domain: str = DEFAULT_DOMAIN) -> None:
-        self.exten = env.get("agi_extension", "")
+        # AGI(url,TARGET) from a Gosub passes ${EXTEN} as the first argument.
+        self.exten = env.get("agi_arg_1") or env.get("agi_extension", "")
         self.callerid = env.get("agi_callerid", "")
         self.channel = env.get("agi_channel", "")
         self.default_domain = default_domain

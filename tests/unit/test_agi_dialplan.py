@@ -1,0 +1,124 @@
+"""The dialplan snippet agrees with the guard: routes, script, variables, labels, fail-closed order.
+
+No Asterisk here (the lab scenarios run the real one): these read the file as pbx_config
+does, one ``exten``/``same`` line at a time, and check what would silently break a transfer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from referee.agi.daemon import TRANSFER_GUARD
+from referee.agi.guard import OUTPUT_VARIABLES
+
+ROOT = Path(__file__).resolve().parents[2]
+SNIPPET = ROOT / "asterisk" / "extensions_referee_transfer.conf"
+
+# extension -> list of (label, application, arguments), per context
+Dialplan = dict[str, dict[str, list[tuple[str | None, str, str]]]]
+
+
+def parse(text: str) -> Dialplan:
+    plan: Dialplan = {}
+    context = exten = None
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip() if not raw.lstrip().startswith(";") else ""
+        if not line:
+            continue
+        if line.startswith("["):
+            context = line.strip("[]")
+            plan[context] = {}
+            continue
+        assert context is not None, raw
+        kind, _, rest = line.partition("=>")
+        if kind.strip() == "exten":
+            exten, priority, step = (part.strip() for part in rest.split(",", 2))
+            assert priority == "1", raw
+        else:
+            assert kind.strip() == "same" and exten is not None, raw
+            priority, step = (part.strip() for part in rest.split(",", 1))
+            assert priority.startswith("n"), raw
+        label = re.fullmatch(r"n\((\w+)\)", priority)
+        app, _, args = step.partition("(")
+        assert args.endswith(")"), raw
+        plan[context].setdefault(exten, []).append((label.group(1) if label else None, app, args[:-1]))
+    return plan
+
+
+@pytest.fixture(scope="module")
+def plan() -> Dialplan:
+    return parse(SNIPPET.read_text())
+
+
+def test_the_header_says_how_to_include_it() -> None:
+    head = SNIPPET.read_text()
+    assert "#include extensions_referee_transfer.conf" in head
+    assert "Set(__TRANSFER_CONTEXT=referee-transfer)" in head
+
+
+def test_transfer_context_handles_numbers_and_external_replaces(plan: Dialplan) -> None:
+    assert set(plan["referee-transfer"]) == {"_[+0-9].", "external_replaces"}
+
+
+@pytest.mark.parametrize("exten", ["_[+0-9].", "external_replaces"])
+def test_guard_before_dial_and_refusal_with_cause_21(plan: Dialplan, exten: str) -> None:
+    steps = plan["referee-transfer"][exten]
+    apps = [app for _, app, _ in steps]
+    assert apps.index("Gosub") < apps.index("GotoIf") < apps.index("Dial")
+    gosub = steps[apps.index("Gosub")][2]
+    assert gosub == (
+        "referee-guard,s,1(external_replaces)"
+        if exten == "external_replaces"
+        else "referee-guard,s,1(${EXTEN})"
+    )
+    assert steps[apps.index("GotoIf")][2] == '$["${REFEREE_ALLOWED}" != "1"]?refused'
+    refused = [label for label, _, _ in steps].index("refused")
+    assert [app for _, app, _ in steps[refused:]] == ["Log", "Hangup"]
+    assert steps[refused][2].startswith("WARNING,")
+    assert steps[-1][1:] == ("Hangup", "21")
+    dial = steps[apps.index("Dial")][2]
+    assert dial.startswith("PJSIP/${REFEREE_PROXY}/")
+    if exten == "external_replaces":
+        assert dial == "PJSIP/${REFEREE_PROXY}/${SIPREFERTOHDR},30"
+    else:
+        assert dial == "PJSIP/${REFEREE_PROXY}/sip:${REFEREE_TARGET_USER}@${REFEREE_TENANT},30"
+
+
+def test_guard_tries_fastagi_then_the_process_agi_and_fails_closed(plan: Dialplan) -> None:
+    steps = plan["referee-guard"]["s"]
+    assert steps[0][1:] == ("Set", "REFEREE_ALLOWED=0")  # before any guard runs
+    agis = [args for _, app, args in steps if app == "AGI"]
+    assert agis == [f"${{url}}/{TRANSFER_GUARD},${{ARG1}}", "referee_transfer_guard.py,${ARG1}"]
+    assert ("Set", "LOCAL(url)=agi://127.0.0.20:4573") in [(app, args) for _, app, args in steps]
+    script = ROOT / "agi" / "referee_transfer_guard.py"
+    assert script.is_file() and script.stat().st_mode & 0o111
+    assert steps[-1][1] == "Return"
+
+
+def test_every_goto_label_exists_in_its_extension(plan: Dialplan) -> None:
+    for context, extens in plan.items():
+        for exten, steps in extens.items():
+            labels = {label for label, _, _ in steps if label}
+            for _, app, args in steps:
+                if app == "GotoIf":
+                    target = args.rsplit("?", 1)[1]
+                    assert target in labels, f"{context},{exten}: GotoIf to unknown label {target}"
+
+
+def test_execif_never_carries_a_colon(plan: Dialplan) -> None:
+    # ExecIf(expr?true:false) splits at ':' - an agi:// URL or a "x: y" message would break it.
+    for extens in plan.values():
+        for steps in extens.values():
+            for _, app, args in steps:
+                if app == "ExecIf":
+                    assert ":" not in args.split("?", 1)[1], args
+
+
+def test_the_dialplan_reads_only_variables_the_guard_sets(plan: Dialplan) -> None:
+    read = set(re.findall(r"\$\{(REFEREE_\w+)\}", SNIPPET.read_text()))
+    own = {"REFEREE_PROXY"}  # set by the snippet itself (from the global REFEREE_PROXY_ENDPOINT)
+    assert read - own <= set(OUTPUT_VARIABLES)
+    assert {"REFEREE_ALLOWED", "REFEREE_STATUS", "REFEREE_REASON", "REFEREE_RULE"} <= read
