@@ -183,20 +183,46 @@ class PolicyHolder:
 
 
 class EventLog:
-    """Appends one JSON object per line. O_APPEND writes of one line are not interleaved."""
+    """Appends one JSON object per line. O_APPEND writes of one line are not interleaved.
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    The file stays open between events; at most once a second it is checked to have been
+    rotated or removed, and then reopened.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._monotonic = monotonic
+        self._fd: int | None = None
+        self._inode = 0
+        self._next_check = 0.0
+        self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+    def _open(self) -> int:
+        now = self._monotonic()
+        if self._fd is not None and now < self._next_check:
+            return self._fd
+        self._next_check = now + 1.0
+        try:
+            inode = os.stat(self.path).st_ino
+        except OSError:
+            inode = -1
+        if self._fd is None or inode != self._inode:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self._inode = os.fstat(self._fd).st_ino
+        return self._fd
 
     def write(self, event: dict[str, Any]) -> None:
-        record = {"time": round(self._clock(), 6), **event}
-        line = (json.dumps(record, separators=(",", ":"), ensure_ascii=True, default=str) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+        record = {"time": self._clock(), **event}
+        os.write(self._open(), (self._encode(record) + "\n").encode())
 
 
 # --- dialog -> PBX map (a Kamailio htable, replicated over DMQ) -----------------------------
@@ -295,6 +321,8 @@ class Referee:
         self._replied = False
         self._refer_owner: str | None = None  # PBX holding the dialog a REFER's Replaces names
         self._reload_generation: object = _UNSEEN
+        self.method = ""  # of the request being routed
+        self.srcip = ""
 
     def _log(self, text: str, level: str = "info") -> None:
         """Log one line (KSR log functions do not add the newline)."""
@@ -310,6 +338,8 @@ class Referee:
     def ksr_request_route(self, msg: object) -> int:
         self._replied = False
         self._refer_owner = None
+        self.method = ""
+        self.srcip = ""
         try:
             self.route_request()
         except BadRequest as exc:
@@ -317,7 +347,7 @@ class Referee:
         except UnicodeDecodeError as exc:
             # Bad input, not a bug: a header value app_python3 cannot decode.
             self._log(f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
-            if not self._replied and not self.k.is_method("ACK"):
+            if not self._replied and self.method != "ACK":
                 self.reply(400, "Bad Request (not UTF-8)")
         except Exception:
             self._fail(500, "Server Internal Error")
@@ -361,7 +391,7 @@ class Referee:
     def _fail(self, status: int, reason: str) -> None:
         self._log("referee: request route failed, rejecting:\n" + traceback.format_exc(), "err")
         try:
-            if not self._replied and not self.k.is_method("ACK"):
+            if not self._replied and self.method != "ACK":
                 self.reply(status, reason)
         except Exception:
             self._log("referee: could not send the failure reply:\n" + traceback.format_exc(), "err")
@@ -379,7 +409,10 @@ class Referee:
 
     def route_request(self) -> None:
         k = self.k
-        if k.is_KDMQ():
+        # Read once: every KSR call crosses from Python into Kamailio.
+        self.method = method = _str(k.kx.get_method()).upper()
+        self.srcip = _str(k.kx.get_srcip())
+        if method == "KDMQ":
             k.dmq.handle_message()
             return
         if k.maxfwd.process_maxfwd(MAX_FORWARDS) < 0:
@@ -389,18 +422,18 @@ class Referee:
             self._log("referee: malformed request dropped by sanity checks")
             return
         if _is_scanner(_str(k.kx.get_ua())):
-            self._log(f"referee: scanner user agent from {_str(k.kx.get_srcip())} dropped")
+            self._log(f"referee: scanner user agent from {self.srcip} dropped")
             k.set_drop()
             return
         from_pbx = self.source_pbx() is not None
-        if k.is_method("REFER") and not from_pbx and k.pike.pike_check_req() < 0:
+        if method == "REFER" and not from_pbx and k.pike.pike_check_req() < 0:
             self.reply(*REFER_RATE_REPLY)
             return
-        if k.is_method("CANCEL"):
+        if method == "CANCEL":
             if k.tm.t_check_trans() > 0:
                 self.relay()
             return
-        if not k.is_method("ACK"):
+        if not method == "ACK":
             if k.tmx.t_precheck_trans() > 0:  # retransmission of a request being handled
                 k.tm.t_check_trans()
                 return
@@ -409,44 +442,45 @@ class Referee:
         if k.siputils.has_totag() > 0:
             self.route_in_dialog()
             return
-        if k.is_method("ACK"):
+        if method == "ACK":
             if k.tm.t_check_trans() > 0:
                 self.relay()
             return
         k.hdr.remove("Route")
-        if k.is_method("REGISTER"):
+        if method == "REGISTER":
             self.route_register()
             return
-        if k.is_method("OPTIONS") and not _str(k.kx.get_ruri()).partition("@")[1]:
+        if method == "OPTIONS" and not _str(k.kx.get_ruri()).partition("@")[1]:
             self.reply(200, "OK")  # keepalive to the proxy itself
             return
-        if k.is_method("REFER"):
+        if method == "REFER":
             # record_route after the Refer-To rewrite: msg_apply_changes refuses to run
             # once a Record-Route lump is in place.
             if self.handle_refer():
                 k.rr.record_route()
                 self.route_out_of_dialog_refer()
             return
-        if k.is_method_in("IS"):  # INVITE, SUBSCRIBE
+        if method in ("INVITE", "SUBSCRIBE"):
             k.rr.record_route()
-        if k.is_method("INVITE") and k.hdr.is_present("Replaces") > 0:
+        if method == "INVITE" and k.hdr.is_present("Replaces") > 0:
             self.route_replaces()
             return
         self.route_initial()
 
     def route_in_dialog(self) -> None:
         k = self.k
+        method = self.method
         if k.rr.loose_route() > 0:
-            if k.is_method("REFER"):
+            if method == "REFER":
                 if not self.handle_refer():
                     return
-            elif k.is_method("NOTIFY"):
+            elif method == "NOTIFY":
                 self.handle_notify()
-            elif k.is_method("BYE"):
+            elif method == "BYE":
                 self.dialogs.forget(_str(k.kx.get_callid()))
             self.relay()
             return
-        if k.is_method("ACK"):
+        if method == "ACK":
             if k.tm.t_check_trans() > 0:
                 self.relay()
             return
@@ -466,7 +500,7 @@ class Referee:
         self._replied = True
 
     def source_pbx(self) -> str | None:
-        return self._pbx_hosts.get(_str(self.k.kx.get_srcip()))
+        return self._pbx_hosts.get(self.srcip)
 
     def home_pbx(self, user: str) -> str | None:
         found = self.settings.users.get(user)
@@ -488,7 +522,7 @@ class Referee:
                 return
             pbx = home
             k.setdsturi(self.settings.pbxs[pbx])
-        if k.is_method("INVITE"):
+        if self.method == "INVITE":
             self.remember_dialog(pbx)
             k.tm.t_on_reply("ksr_onreply_invite")
         self.relay()
@@ -565,7 +599,7 @@ class Referee:
             "call_id": call_id,
             "cseq": cseq,
             "from": referrer,
-            "src": _str(k.kx.get_srcip()),
+            "src": self.srcip,
         }
         try:
             refer_to = self.single_header("Refer-To")
@@ -590,7 +624,7 @@ class Referee:
         if policy is None:
             return self._refer_rejected(event, 500, "Transfer Policy Unavailable", "no-policy")
         decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs)
-        event["decision"] = decision.to_dict()
+        event["decision"] = summary = decision.to_dict()
         if not decision.allowed:
             self.events.write(event)
             self._log(
@@ -605,6 +639,9 @@ class Referee:
             # Attended transfer: the INVITE with Replaces must reach the PBX holding that dialog.
             new_refer_to = self._point_at(new_refer_to, self.settings.pbxs[owner.pbx])
         event["forwarded_refer_to"] = new_refer_to
+        # An allowed decision's rule trace can be replayed offline (referee policy check
+        # --explain); leaving it out halves the cost of the event on the hot path.
+        summary.pop("trace", None)
         self.events.write(event)
         self._log(
             f"referee: REFER {call_id} cseq {cseq} from {referrer} allowed (rule {decision.rule}), "
@@ -650,6 +687,8 @@ class Referee:
 
     @staticmethod
     def _embedded_replaces(refer_to: str) -> sip.Replaces | None:
+        if "replaces" not in refer_to.lower():  # the common case: no need to parse twice
+            return None
         try:
             value = sip.parse_refer_to(refer_to).uri.header("Replaces")
             return None if value is None else sip.parse_replaces(value)

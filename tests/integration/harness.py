@@ -126,9 +126,10 @@ def refer_bytes(refer_to_lines: list[bytes], *, user: str = "1002", extra: bytes
 class Kamailio:
     """The host's Kamailio in the foreground (-DD -E), stopped by its PID."""
 
-    def __init__(self, tmp: Path, cfg: Path) -> None:
+    def __init__(self, tmp: Path, cfg: Path, *, shm_mb: int = 64) -> None:
         self.tmp = tmp
         self.cfg = cfg
+        self.shm_mb = shm_mb
         self.log_path = tmp / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +140,7 @@ class Kamailio:
     def start(self) -> None:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", "64", "-M", "8"],
+                [KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", str(self.shm_mb), "-M", "8"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -156,6 +157,7 @@ class Kamailio:
             )
             if sip_request(ping, src="127.0.1.39", wait=0.3):
                 return
+        self.stop()
         raise RuntimeError(f"kamailio did not answer OPTIONS:\n{self.log()}")
 
     def stop(self) -> None:
