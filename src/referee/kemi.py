@@ -433,7 +433,7 @@ class Referee:
             if k.tm.t_check_trans() > 0:
                 self.relay()
             return
-        if not method == "ACK":
+        if method != "ACK":
             if k.tmx.t_precheck_trans() > 0:  # retransmission of a request being handled
                 k.tm.t_check_trans()
                 return

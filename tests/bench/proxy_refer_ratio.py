@@ -74,8 +74,10 @@ def run_once(tmp: Path, script: Path, refers: int) -> tuple[float, float]:
         cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
         start = time.monotonic()
         uac = subprocess.run(
-            [harness.SIPP, f"{harness.PROXY}:5060", "-sf", str(uac_xml), "-i", harness.PHONES["1002"]]
-            + [*common, "-m", str(refers), "-l", str(CALL_LIMIT), "-r", str(RATE)],
+            [
+                *(harness.SIPP, f"{harness.PROXY}:5060", "-sf", str(uac_xml), "-i", harness.PHONES["1002"]),
+                *(*common, "-m", str(refers), "-l", str(CALL_LIMIT), "-r", str(RATE)),
+            ],
             capture_output=True,
             text=True,
             check=False,
