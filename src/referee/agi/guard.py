@@ -12,8 +12,8 @@ sans-I/O, so the process AGI (pyst2) and the FastAGI server (asyncio) drive the 
 
 Inputs, in the transfer context (``TRANSFER_CONTEXT``):
 
-- the target: the AGI's first argument, else ``${EXTEN}`` (``agi_extension``), asked about as ``<sip:EXTEN@DOMAIN>`` (escaped); in the
-  ``external_replaces`` extension the target is ``${SIPREFERTOHDR}`` instead;
+- the target: the AGI's first argument, else ``${EXTEN}`` (``agi_extension``), asked about
+  as ``<sip:EXTEN@DOMAIN>`` (escaped); for ``external_replaces`` it is ``${SIPREFERTOHDR}``;
 - the referrer, the first of: the REFER's ``Referred-By`` (``SIPREFERREDBYHDR``, set by
   res_pjsip_refer), the transferer's channel (``TRANSFERERNAME``, ``BLINDTRANSFER``,
   ``ATTENDEDTRANSFER``, set by the bridging core: ``PJSIP/1002-0000001a`` -> ``1002``), or
