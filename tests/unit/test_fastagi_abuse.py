@@ -18,7 +18,7 @@ from referee.agi.daemon import TRANSFER_GUARD, transfer_guard
 from referee.agi.fake_asterisk import agi_env, call
 from referee.agi.fastagi import FastAgiServer, Limits
 from referee.agi.policy_source import PolicySource
-from referee.agi.protocol import HeaderLimits
+from referee.agi.protocol import AgiRequest, HeaderLimits
 
 HOST = "127.0.2.20"
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
@@ -278,3 +278,28 @@ def test_200_concurrent_sessions_all_get_their_own_answer() -> None:
 
     server = with_server(test)
     assert server.stats.completed == 200
+
+
+def test_a_failing_route_is_logged_and_only_its_session_ends() -> None:
+    async def broken(request: AgiRequest) -> None:
+        await request.get_variable("X")
+        raise RuntimeError("route bug")
+
+    async def main() -> FastAgiServer:
+        source = PolicySource(EXAMPLE)
+        source.load()
+        server = FastAgiServer({"broken": broken, TRANSFER_GUARD: transfer_guard(source)})
+        _, port = await server.start(HOST, 0)
+        try:
+            channel = await call(HOST, port, agi_env("1003", script="broken"), {"X": "1"})
+            assert channel.commands == [["GET", "VARIABLE", "X"]]
+            assert channel.allowed is None  # nothing set: the dialplan's REFEREE_ALLOWED=0 stands
+            await good_client(port)
+        finally:
+            await server.close()
+        return server
+
+    server = asyncio.run(main())
+    assert server.stats.handler_errors == 1
+    assert server.stats.last_error == "route failed"
+    assert server.stats.completed == 1
