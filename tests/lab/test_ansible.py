@@ -37,7 +37,9 @@ def _tool(name: str) -> str:
 
 def _run(argv: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", **env}
-    return subprocess.run(argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_ansible_lint_production_profile() -> None:
@@ -79,7 +81,15 @@ def _vagrant_groups() -> dict[str, list[str]]:
 
 def test_vagrant_inventory_lists_the_vagrant_machines_per_play() -> None:
     done = _run(
-        [_tool("ansible-playbook"), "-i", "inventories/vagrant", "site.yml", "--list-hosts", "--limit", "all"],
+        [
+            _tool("ansible-playbook"),
+            "-i",
+            "inventories/vagrant",
+            "site.yml",
+            "--list-hosts",
+            "--limit",
+            "all",
+        ],
         ANSIBLE,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from referee.lab import chroot, ladder, rootfs, scenario, services, topology
+from referee.lab.services import UpReport
+
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,8 +30,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _prerequisites() -> None:
     if os.geteuid() != 0:
-        pytest.fail("the lab e2e tests need root (debootstrap, chroot, mount, tcpdump); run `make test` as root")
-    missing = [tool for tool in ("debootstrap", "chroot", "tcpdump", "mount", "umount") if not shutil.which(tool)]
+        pytest.fail(
+            "the lab e2e tests need root (debootstrap, chroot, mount, tcpdump); run `make test` as root"
+        )
+    missing = [
+        tool for tool in ("debootstrap", "chroot", "tcpdump", "mount", "umount") if not shutil.which(tool)
+    ]
     if missing:
         pytest.fail(f"missing {', '.join(missing)}: `make deps` installs them")
 
@@ -36,7 +43,6 @@ def _prerequisites() -> None:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[object]:
     _prerequisites()
-    from referee.lab import services, topology
 
     try:
         report = services.up(topology.load(), idempotence_check=True)
@@ -46,8 +52,6 @@ def lab() -> Iterator[object]:
 
 
 def test_rootfs_has_asterisk_22_and_kamailio_6(lab: object) -> None:
-    from referee.lab import rootfs
-
     root = rootfs.rootfs_path()
     ast = subprocess.run(["chroot", str(root), "asterisk", "-V"], capture_output=True, text=True, check=True)
     kam = subprocess.run(["chroot", str(root), "kamailio", "-v"], capture_output=True, text=True, check=True)
@@ -56,8 +60,6 @@ def test_rootfs_has_asterisk_22_and_kamailio_6(lab: object) -> None:
 
 
 def test_second_provisioning_changes_nothing(lab: object) -> None:
-    from referee.lab.services import UpReport
-
     assert isinstance(lab, UpReport)
     first, second = lab.provision
     assert first.failed == 0
@@ -65,8 +67,6 @@ def test_second_provisioning_changes_nothing(lab: object) -> None:
 
 
 def test_daemons_are_listening_on_the_lab_addresses(lab: object) -> None:
-    from referee.lab import chroot, services, topology
-
     state = chroot.LabState.load()
     assert state is not None
     assert set(state.pids) == {"kamailio", "pbx1", "pbx2"}
@@ -78,8 +78,6 @@ def test_daemons_are_listening_on_the_lab_addresses(lab: object) -> None:
 
 
 def test_basic_call_through_kamailio_and_asterisk(lab: object) -> None:
-    from referee.lab import chroot, ladder, scenario, topology
-
     state = chroot.LabState.load()
     assert state is not None
     topo = topology.load()
@@ -117,8 +115,6 @@ def test_lab_info_json_names_topology_and_credentials() -> None:
 
 
 def test_down_leaves_no_mount_and_no_process(lab: object) -> None:
-    from referee.lab import chroot, rootfs, services
-
     services.down()
     services.down()  # idempotent
     root = rootfs.rootfs_path()
