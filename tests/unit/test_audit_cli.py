@@ -29,7 +29,7 @@ def db(tmp_path: Path) -> str:
         call_id="c1",
         refer_cseq="7",
         flow="blind",
-        parties={"initiator": "sip:1002@lab.test", "target": "<sip:1003@lab.test>"},
+        parties={"referrer": "sip:1002@lab.test", "target": "<sip:1003@lab.test>"},
     )
     store.add_entry(
         tid,

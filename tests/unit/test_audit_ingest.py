@@ -96,7 +96,7 @@ def test_real_kemi_events_make_one_record_with_notifies_in_cseq_order(
     assert (full.call_id, full.refer_cseq, full.origin, full.flow) == (CALL_ID, "7", "refer", "blind")
     assert full.state == "completed"
     assert full.result == "NOTIFY 200 OK"
-    assert full.parties["initiator"] == "sip:1002@lab.test"
+    assert full.parties["referrer"] == "sip:1002@lab.test"
     assert full.parties["target"] == "<sip:1003@127.0.0.20:5060>"
     assert [e.data["status"] for e in full.notify_outcomes()] == [100, 180, 200]
     ladder = [(e.kind, e.cseq) for e in full.ladder() if e.source in ("proxy", "notify")]
@@ -210,7 +210,7 @@ def test_a_record_the_pbx_opened_is_claimed_by_the_refer(store: AuditStore) -> N
     record = store.get(tid)
     assert record is not None
     assert (record.origin, record.refer_cseq) == ("refer", "2")
-    assert record.parties["initiator"] == "PJSIP/1002-00000001"
+    assert record.parties == {"initiator": "PJSIP/1002-00000001", "referrer": "sip:1002@lab.test"}
 
 
 @pytest.mark.parametrize(

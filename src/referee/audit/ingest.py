@@ -60,7 +60,7 @@ def _record_for(store: AuditStore, event: ProxyEvent) -> int:
         return found
     parties: dict[str, str] = {}
     if isinstance(event.raw.get("from"), str):
-        parties["initiator"] = event.raw["from"]
+        parties["referrer"] = event.raw["from"]
     return store.create(
         "refer",
         call_id=event.call_id,
@@ -108,11 +108,9 @@ def apply(store: AuditStore, event: ProxyEvent) -> int:
         if event.kind == "refer.decision":
             updates: dict[str, Any] = {"flow": _flow_of(event)}
             target = event.raw.get("forwarded_refer_to") or event.decision.get("refer_to")
-            parties = {"initiator": str(event.raw.get("from", ""))} if event.raw.get("from") else {}
+            parties = {"referrer": str(event.raw.get("from", ""))} if event.raw.get("from") else {}
             if isinstance(target, str) and target:
                 parties["target"] = target
-            if record.parties:
-                parties = {k: v for k, v in parties.items() if k not in record.parties}
             decision = event.decision
             if decision.get("allowed") is False and not is_final:
                 status = event.status or _status(decision.get("status"))

@@ -16,7 +16,9 @@ def stamp(when: float) -> str:
 
 def list_line(record: TransferRecord) -> str:
     parties = record.parties
-    who = f"{parties.get('initiator', '?')} -> {parties.get('target', parties.get('recipient', '?'))}"
+    initiator = parties.get("referrer") or parties.get("initiator") or "?"
+    target = parties.get("target") or parties.get("destination") or parties.get("recipient") or "?"
+    who = f"{initiator} -> {target}"
     return (
         f"{record.id:>6}  {stamp(record.created)}  {record.state:<9}  {record.flow or '-':<8}  "
         f"{record.origin:<8}  {who}  {record.result or ''}".rstrip()

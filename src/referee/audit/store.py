@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from referee.audit.record import STATES, Entry, TransferRecord
+from referee.audit.record import FINAL_STATES, STATES, Entry, TransferRecord
 
 SCHEMA_VERSION = 1
 
@@ -153,9 +153,20 @@ class AuditStore:
         with self.transaction():
             cur = self._conn.execute(
                 "INSERT INTO transfers"
-                " (call_id, refer_cseq, origin, flow, pbx, state, parties, created, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (call_id, refer_cseq, origin, flow, pbx, state, _dumps(parties or {}), when, when),
+                " (call_id, refer_cseq, origin, flow, pbx, state, parties, created, updated, ended)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call_id,
+                    refer_cseq,
+                    origin,
+                    flow,
+                    pbx,
+                    state,
+                    _dumps(parties or {}),
+                    when,
+                    when,
+                    when if state in FINAL_STATES else None,
+                ),
             )
             transfer_id = cur.lastrowid
             assert transfer_id is not None
@@ -190,7 +201,7 @@ class AuditStore:
                 if state not in STATES:
                     raise ValueError(f"unknown transfer state {state!r}")
                 sets["state"] = state
-                if state in ("completed", "cancelled", "abandoned", "failed") and ended is None:
+                if state in FINAL_STATES and ended is None:
                     sets["ended"] = when
                 data: dict[str, Any] = {"from": old_state, "state": state}
                 if result:
@@ -266,6 +277,10 @@ class AuditStore:
                 "SELECT id FROM transfers WHERE call_id = ? ORDER BY id DESC LIMIT 1", (call_id,)
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def state_of(self, transfer_id: int) -> str | None:
+        row = self._conn.execute("SELECT state FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
+        return None if row is None else str(row[0])
 
     def get(self, transfer_id: int) -> TransferRecord | None:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM transfers WHERE id = ?", (transfer_id,)).fetchone()

@@ -1,0 +1,106 @@
+"""The transfer state machine: the hangup table in the docstring, cell by cell, against the code
+and against Hangup events replayed through the tracker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ami_traces import ALICE, BOB, CAROL, trace
+
+from referee.audit import open_store
+from referee.audit.store import AuditStore
+from referee.orchestrator import transfer as transfer_module
+from referee.orchestrator.tracker import Tracker
+from referee.orchestrator.transfer import HANGUP, Flow, Role, State, Transfer, hangup_outcome
+
+
+def docstring_table() -> dict[tuple[Flow, State, Role], State]:
+    doc = transfer_module.__doc__ or ""
+    block = doc.split("flow     state     initiator transferred recipient")[1].split("\n\n")[0]
+    table: dict[tuple[Flow, State, Role], State] = {}
+    for line in block.splitlines():
+        if not line.strip() or line.startswith("="):
+            continue
+        flow, state, *cells = line.split()
+        for role, cell in zip(Role, cells, strict=True):
+            table[(Flow(flow), State(state), role)] = State(state) if cell == "=" else State(cell)
+    return table
+
+
+CELLS = sorted(docstring_table().items())
+
+
+def test_the_docstring_table_has_every_cell() -> None:
+    assert len(CELLS) == len(Flow) * len(State) * len(Role) == 42
+
+
+def test_the_docstring_table_is_the_code() -> None:
+    assert docstring_table() == HANGUP
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AuditStore:
+    return open_store(str(tmp_path / "audit.db"))
+
+
+def hangup_event(uniqueid: str) -> dict[str, str]:
+    return {"Event": "Hangup", "Uniqueid": uniqueid, "Channel": "PJSIP/x", "Cause": "16"}
+
+
+@pytest.mark.parametrize(("cell", "expected"), CELLS, ids=[f"{f}-{s}-{r}" for (f, s, r), _ in CELLS])
+def test_each_hangup_cell_through_the_tracker(
+    store: AuditStore, cell: tuple[Flow, State, Role], expected: State
+) -> None:
+    flow, state, role = cell
+    tracker = Tracker("pbx1", store)
+    for event in trace("call_setup.txt"):
+        tracker.handle(event)
+    record_id = store.create("operator", flow=str(flow), pbx="pbx1", state=str(state))
+    transfer = Transfer(
+        record_id, "pbx1", flow, "operator", initiator=BOB, transferred=ALICE, recipient=CAROL, state=state
+    )
+    tracker.add(transfer)
+    uid = {Role.INITIATOR: BOB, Role.TRANSFERRED: ALICE, Role.RECIPIENT: CAROL}[role]
+    tracker.handle(hangup_event(uid))
+    assert transfer.state == expected
+    record = store.get(record_id)
+    assert record is not None
+    assert record.state == str(expected)
+    # a followed transfer gets the event in its record; a finished one is no longer followed
+    assert [e.kind for e in record.entries if e.source == "pbx"] == ([] if state.final else ["Hangup"])
+    if expected.final:
+        assert tracker.get(record_id) is transfer and record_id not in tracker.active
+        assert record.ended is not None
+    else:
+        assert record_id in tracker.active
+
+
+def test_an_unrelated_hangup_changes_nothing(store: AuditStore) -> None:
+    tracker = Tracker("pbx1", store)
+    record_id = store.create("operator")
+    transfer = Transfer(
+        record_id, "pbx1", Flow.ATTENDED, "operator", initiator=BOB, transferred=ALICE, state=State.RINGBACK
+    )
+    tracker.add(transfer)
+    tracker.handle(hangup_event("1764000000.99"))
+    assert transfer.state == State.RINGBACK
+    assert store.get(record_id).entries[-1].kind == "state"  # type: ignore[union-attr]
+
+
+def test_outcomes_say_why() -> None:
+    assert hangup_outcome(Flow.ATTENDED, State.ANSWERED, Role.INITIATOR) == (
+        State.COMPLETED,
+        "completed by the initiator hanging up",
+    )
+    assert hangup_outcome(Flow.BLIND, State.RINGBACK, Role.TRANSFERRED) == (
+        State.ABANDONED,
+        "the transferred party hung up",
+    )
+    assert hangup_outcome(Flow.BLIND, State.RINGBACK, Role.INITIATOR) == (State.RINGBACK, "")
+
+
+def test_a_final_state_never_moves() -> None:
+    transfer = Transfer(1, "pbx1", Flow.BLIND, "operator", initiator=BOB, state=State.CANCELLED)
+    assert not transfer.move(State.COMPLETED)
+    assert transfer.state == State.CANCELLED
