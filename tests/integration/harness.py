@@ -29,6 +29,11 @@ TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
 KEMI_SCRIPT = REPO / "kamailio" / "referee_kemi.py"
 POLICY = Path(__file__).with_name("policy.toml")
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
+# Set to a Debian rootfs (the lab's sid one has Kamailio 6.x) to run the same tests against the
+# Kamailio inside it. It runs in a private mount namespace on a throw-away overlay of the rootfs,
+# with this repository and the test directory bind-mounted at their own paths: the rootfs itself
+# is never written to, and every mount goes away with the Kamailio process.
+ROOTFS = os.environ.get("REFEREE_KAMAILIO_ROOTFS", "")
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 
 PROXY = "127.0.1.10"
@@ -42,7 +47,27 @@ DOMAIN = "lab.test"
 
 
 def have_tools() -> bool:
-    return os.path.exists(KAMAILIO) and os.path.exists(SIPP)
+    kamailio = os.path.join(ROOTFS, "usr/sbin/kamailio") if ROOTFS else KAMAILIO
+    return os.path.exists(kamailio) and os.path.exists(SIPP)
+
+
+ROOTFS_LAUNCH = """set -e
+m="$1"; shift
+mkdir -p "$m/upper" "$m/work" "$m/merged"
+mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$m/upper,workdir=$m/work" "$m/merged"
+mkdir -p "$m/merged$REPO" "$m/merged$TESTDIR"
+mount --bind "$REPO" "$m/merged$REPO"
+mount --bind "$TESTDIR" "$m/merged$TESTDIR"
+mount -t proc proc "$m/merged/proc"
+exec chroot "$m/merged" "$@"
+"""
+
+
+def kamailio_command(tmp: Path, args: list[str]) -> list[str]:
+    if not ROOTFS:
+        return [KAMAILIO, *args]
+    scratch = tmp / "rootfs-overlay"
+    return ["unshare", "--mount", "sh", "-c", ROOTFS_LAUNCH, "sh", str(scratch), "/usr/sbin/kamailio", *args]
 
 
 def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
@@ -139,8 +164,16 @@ class Kamailio:
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
+            args = ["-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", str(self.shm_mb), "-M", "8"]
+            env = {
+                **os.environ,
+                "ROOTFS": os.path.realpath(ROOTFS),
+                "REPO": str(REPO),
+                "TESTDIR": str(self.tmp),
+            }
             self.proc = subprocess.Popen(
-                [KAMAILIO, "-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", str(self.shm_mb), "-M", "8"],
+                kamailio_command(self.tmp, args),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -169,6 +202,7 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
