@@ -17,7 +17,9 @@ EXAMPLE = ROOT / "examples" / "policy.toml"
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
 
 
-def run_agi(exten: str, variables: dict[str, str], policy: Path | str = EXAMPLE) -> tuple[Channel, int, str]:
+def run_agi(
+    exten: str, variables: dict[str, str], policy: Path | str = EXAMPLE, **env_extra: str
+) -> tuple[Channel, int, str]:
     """Start the script with the AGI environment of ``exten``; the channel, exit code and stderr."""
     env = {k: v for k, v in os.environ.items() if k not in {"REFEREE_POLICY", "REFEREE_DOMAIN"}}
     env["REFEREE_POLICY"] = str(policy)
@@ -29,7 +31,8 @@ def run_agi(exten: str, variables: dict[str, str], policy: Path | str = EXAMPLE)
         )  # fmt: skip
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         try:
-            channel = await play(proc.stdout, proc.stdin, agi_env(exten, script=""), variables)
+            agi = agi_env(exten, script="", **env_extra)
+            channel = await play(proc.stdout, proc.stdin, agi, variables, encoding="latin-1")
             proc.stdin.close()
             err = await asyncio.wait_for(proc.stderr.read(), 30)
             code = await asyncio.wait_for(proc.wait(), 30)
@@ -92,3 +95,9 @@ def test_external_replaces_through_the_process_agi() -> None:
     assert code == 0
     assert channel.variables["REFEREE_ALLOWED"] == "1"
     assert channel.variables["REFEREE_TARGET"] == "sip:2001@127.0.0.21:5060"
+
+
+def test_a_latin1_caller_id_name_does_not_cost_the_transfer() -> None:
+    channel, code, err = run_agi("1003", BOB, agi_calleridname="José Müller")
+    assert code == 0, err
+    assert channel.variables["REFEREE_ALLOWED"] == "1"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from referee.agi.daemon import TRANSFER_GUARD, transfer_guard
-from referee.agi.fake_asterisk import agi_env, call
+from referee.agi.fake_asterisk import agi_env, call, split_args
 from referee.agi.fastagi import FastAgiServer, Limits
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest, HeaderLimits
@@ -102,7 +102,7 @@ def _close_kept_writers() -> None:
 GARBAGE = {
     "no newline, longer than a line": (b"\x00\xff" * 6000, "bad_requests", "header line too long"),
     "an HTTP request": (b"GET / HTTP/1.1\r\nHost: 127.0.2.20\r\n\r\n", "bad_requests", "not an AGI header"),
-    "not UTF-8": (b"agi_network: yes\nagi_callerid: \xff\xfe\n\n", "bad_requests", "not UTF-8"),
+    "a binary header name": (b"agi_network: yes\nagi_\xff\xfe: x\n\n", "bad_requests", "not an AGI header"),
     "a blank line first": (b"\n", "bad_requests", "empty header"),
     "too many lines": (
         b"".join(b"agi_x%d: y\n" % i for i in range(300)) + b"\n",
@@ -303,3 +303,31 @@ def test_a_failing_route_is_logged_and_only_its_session_ends() -> None:
     assert server.stats.handler_errors == 1
     assert server.stats.last_error == "route failed"
     assert server.stats.completed == 1
+
+
+def test_a_latin1_caller_id_name_does_not_cost_the_transfer() -> None:
+    header = (
+        b"agi_network: yes\nagi_network_script: transfer-guard\nagi_extension: 1003\n"
+        b"agi_calleridname: Jos\xe9 M\xfcller\n\n"
+    )
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(header)
+        variables = dict(BOB)
+        for _ in range(20):
+            line = (await asyncio.wait_for(reader.readline(), 10)).decode()
+            if not line:
+                break
+            words = split_args(line.rstrip("\n"))
+            if words[:2] == ["SET", "VARIABLE"]:
+                variables[words[2]] = words[3]
+                writer.write(b"200 result=1\n")
+            else:
+                value = variables.get(words[2])
+                writer.write(b"200 result=0\n" if value is None else f"200 result=1 ({value})\n".encode())
+        writer.close()
+        assert variables["REFEREE_ALLOWED"] == "1"
+        assert server.stats.bad_requests == 0
+
+    with_server(test)

@@ -92,10 +92,14 @@ async def play(
     *,
     max_commands: int = 64,
     timeout: float = 10.0,
+    encoding: str = "utf-8",
 ) -> Channel:
-    """Run one AGI session as the channel; return what happened to it."""
+    """Run one AGI session as the channel; return what happened to it.
+
+    ``encoding`` is that of the environment's values (Asterisk passes caller ID bytes as they came).
+    """
     channel = Channel(dict(env), dict(variables or {}))
-    writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+    writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode(encoding) + b"\n")
     await writer.drain()
     for _ in range(max_commands):
         line = await asyncio.wait_for(reader.readline(), timeout)

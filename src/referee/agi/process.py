@@ -12,6 +12,7 @@ with :func:`referee.agi.quoting.agi_quote` and sent with ``AGI.execute``.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -46,9 +47,14 @@ def load(path: str) -> Policy | None:
         return None
 
 
-def main(stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+def main(stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO = sys.stderr) -> int:
     # Asterisk logs an AGI's stderr on its console: keep it to our own lines, no pyst2 debug.
     logging.basicConfig(stream=stderr, level=logging.INFO, format="referee-agi %(levelname)s %(message)s")
+    # The AGI environment may carry a Latin-1 caller ID name: read leniently, whatever the locale.
+    if stdin is None:
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+    if stdout is None:
+        stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", errors="replace", line_buffering=True)
     from asterisk.agi import AGI  # noqa: PLC0415  (pyst2; only the process AGI needs it)
 
     with open(os.devnull, "w", encoding="utf-8") as quiet:

@@ -78,12 +78,10 @@ async def read_request(reader: asyncio.StreamReader, limits: HeaderLimits) -> di
 
 
 def _header_line(text: bytes) -> tuple[str, str]:
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadRequest("header is not UTF-8") from None
+    # Values may be in any charset (a Latin-1 caller ID name): decoded leniently. Names may not.
+    decoded = text.decode("utf-8", "replace")
     name, colon, value = decoded.partition(":")
-    if not colon or not name.startswith("agi_") or not name.replace("_", "").isalnum():
+    if not colon or not name.startswith("agi_") or not (name.isascii() and name.replace("_", "").isalnum()):
         raise BadRequest(f"not an AGI header line: {decoded[:60]!r}")
     return name, value.strip(" ")
 
