@@ -151,7 +151,8 @@ def refer_bytes(refer_to_lines: list[bytes], *, user: str = "1002", extra: bytes
 class Kamailio:
     """The host's Kamailio in the foreground (-DD -E), stopped by its PID."""
 
-    def __init__(self, tmp: Path, cfg: Path, *, shm_mb: int = 64) -> None:
+    def __init__(self, tmp: Path, cfg: Path, *, shm_mb: int = 64, port: int = PORT) -> None:
+        self.port = port
         self.tmp = tmp
         self.cfg = cfg
         self.shm_mb = shm_mb
@@ -188,7 +189,7 @@ class Kamailio:
                 b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + PROXY.encode() + b">\r\n"
                 b"Call-ID: " + uuid.uuid4().hex.encode() + b"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
             )
-            if sip_request(ping, src="127.0.1.39", wait=0.3):
+            if sip_request(ping, src="127.0.1.39", dst=(PROXY, self.port), wait=0.3):
                 return
         self.stop()
         raise RuntimeError(f"kamailio did not answer OPTIONS:\n{self.log()}")
