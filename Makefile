@@ -12,6 +12,8 @@ help:
 	@echo "make test   - install what is needed, lint, and run every test"
 	@echo "make bench  - policy decision benchmarks (pytest-benchmark)"
 	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see README, The lab)"
+	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
+	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
@@ -60,3 +62,15 @@ lab-down: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The Kamailio proxy (kamailio/, referee.kemi): real Kamailio + SIPp on 127.0.1.x. `make test` runs these too.
+.PHONY: integration integration-6x bench-proxy
+integration: deps venv
+	$(BIN)/pytest -q tests/integration
+
+# The same tests against the Kamailio 6.x of the lab's sid rootfs (make lab-up builds it), on a private overlay.
+integration-6x: deps venv
+	REFEREE_KAMAILIO_ROOTFS=$${REFEREE_KAMAILIO_ROOTFS:-/var/cache/referee-lab/rootfs} $(BIN)/pytest -q tests/integration
+
+bench-proxy: deps venv
+	$(BIN)/python tests/bench/proxy_refer_ratio.py
