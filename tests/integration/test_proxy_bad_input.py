@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from harness import Kamailio, refer_bytes, sip_request, status_of
 
@@ -49,3 +51,25 @@ def test_bad_byte_in_from_is_answered_400(kamailio: Kamailio) -> None:
     (answer,) = sip_request(payload)
     assert status_of(answer)[0] == 400
     assert "Unhandled exception" not in kamailio.log()
+
+
+def test_scanner_user_agent_gets_no_answer(kamailio: Kamailio) -> None:
+    payload = refer_bytes([b"Refer-To: <sip:1003@lab.test>"], extra=b"User-Agent: friendly-scanner")
+    assert sip_request(payload, wait=1.0) == []
+    assert "scanner user agent" in kamailio.log()
+    assert kamailio.events() == []
+
+
+def test_refer_flood_from_one_phone_is_limited(start_kamailio: Callable[..., Kamailio]) -> None:
+    start_kamailio(kamailio__refer_rate=3)
+    codes = [
+        status_of(sip_request(refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"]))[0])[0]
+        for _ in range(12)
+    ]
+    assert codes[0] == 403
+    assert 503 in codes
+    # Another phone is not affected.
+    (other,) = sip_request(
+        refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"], user="1003"), src="127.0.1.33"
+    )
+    assert status_of(other)[0] == 403

@@ -257,3 +257,17 @@ def test_refer_with_replaces_of_unknown_dialog_gets_481(kamailio: Kamailio, tmp_
     refer_rejected(
         kamailio, tmp_path, "<sip:1001@lab.test?Replaces=gone%40test%3Bto-tag%3Da%3Bfrom-tag%3Db>", 481
     )
+
+
+def test_refer_sub_false_is_passed_on_and_recorded(kamailio: Kamailio, tmp_path: Path) -> None:
+    uas = pbx(tmp_path, "pbx1", PBX1, g.uas_refer())
+    bob = phone(
+        tmp_path, "bob", "1002", g.ood_refer("<sip:1003@lab.test>", 202, extra_headers="Refer-Sub: false")
+    )
+    with running(uas):
+        assert bob.run() == 0, bob.output()
+        uas.wait()
+    (refer,) = uas.received("REFER")
+    assert header(refer, "Refer-Sub") == ["false"]
+    (event,) = [e for e in kamailio.wait_events(2) if e["event"] == "refer.decision"]
+    assert event["subscription"] is False
