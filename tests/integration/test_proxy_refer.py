@@ -271,3 +271,14 @@ def test_refer_sub_false_is_passed_on_and_recorded(kamailio: Kamailio, tmp_path:
     assert header(refer, "Refer-Sub") == ["false"]
     (event,) = [e for e in kamailio.wait_events(2) if e["event"] == "refer.decision"]
     assert event["subscription"] is False
+
+
+def test_compact_refer_to_is_replaced_not_duplicated(kamailio: Kamailio, tmp_path: Path) -> None:
+    uas = pbx(tmp_path, "pbx1", PBX1, g.uas_refer())
+    scenario_xml = g.ood_refer("<sip:1003@lab.test>", 202).replace("Refer-To: ", "r: ")
+    bob = phone(tmp_path, "bob", "1002", scenario_xml)
+    with running(uas):
+        assert bob.run() == 0, bob.output()
+        uas.wait()
+    (refer,) = uas.received("REFER")
+    assert header(refer, "Refer-To") + header(refer, "r") == ["<sip:1003@127.0.1.20:5060>"]
