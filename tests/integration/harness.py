@@ -247,6 +247,7 @@ class Sipp:
     remote: str | None = None
     calls: int = 1
     extra: list[str] = field(default_factory=list)
+    port: int = PORT
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -257,7 +258,7 @@ class Sipp:
         args = [SIPP]
         if self.remote:
             args.append(self.remote)
-        args += ["-sf", str(self.xml), "-i", self.local_ip, "-p", str(PORT), "-m", str(self.calls)]
+        args += ["-sf", str(self.xml), "-i", self.local_ip, "-p", str(self.port), "-m", str(self.calls)]
         args += ["-trace_msg", "-message_file", str(self.messages_path)]
         args += ["-trace_err", "-error_file", str(self.tmp / f"{self.name}_errors.log")]
         args += ["-timeout", "15s", "-timeout_error", "-nostdin", *self.extra]

@@ -169,3 +169,24 @@ def uas_notify(status_line: str, state: str, cseq: int, *, local: str = "1001", 
         """,
         status_line,
     )
+
+
+def register(user: str, password: str, expect: int) -> str:
+    base = f"""
+        REGISTER sip:lab.test SIP/2.0
+        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+        From: <sip:{user}@lab.test>;tag=[pid]SIPpTag00[call_number]
+        To: <sip:{user}@lab.test>
+        Call-ID: [call_id]
+        Contact: <sip:{user}@[local_ip]:[local_port]>
+        Expires: 300
+        Max-Forwards: 70
+        """
+    return "\n".join(
+        [
+            send(base + "CSeq: 1 REGISTER"),
+            '<recv response="401" auth="true"/>',
+            send(base + f"CSeq: 2 REGISTER\n[authentication username={user} password={password}]"),
+            f'<recv response="{expect}"/>',
+        ]
+    )

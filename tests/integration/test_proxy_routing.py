@@ -6,27 +6,7 @@ from pathlib import Path
 
 import sippgen as g
 from harness import PASSWORDS, PBX1, PBX2, PHONES, PROXY, Kamailio, Sipp, header, running, scenario
-
-
-def register(user: str, password: str, expect: int) -> str:
-    base = f"""
-        REGISTER sip:lab.test SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: <sip:{user}@lab.test>;tag=[pid]SIPpTag00[call_number]
-        To: <sip:{user}@lab.test>
-        Call-ID: [call_id]
-        Contact: <sip:{user}@[local_ip]:[local_port]>
-        Expires: 300
-        Max-Forwards: 70
-        """
-    return "\n".join(
-        [
-            g.send(base + "CSeq: 1 REGISTER"),
-            '<recv response="401" auth="true"/>',
-            g.send(base + f"CSeq: 2 REGISTER\n[authentication username={user} password={password}]"),
-            f'<recv response="{expect}"/>',
-        ]
-    )
+from sippgen import register
 
 
 def sipp(tmp: Path, name: str, ip: str, body: str, remote: str | None = f"{PROXY}:5060") -> Sipp:
