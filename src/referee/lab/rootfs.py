@@ -77,6 +77,7 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
     cache.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.tmp-", dir=cache))
+    tmp.chmod(0o755)  # mkdtemp makes it 0700: the chroot's / must be traversable by its daemons' users
     try:
         cmd = [
             "debootstrap",
@@ -113,6 +114,9 @@ def _link_current(cache: Path, target: Path) -> None:
 
 
 def _post_build(root: Path) -> None:
+    resolv = root / "etc/resolv.conf"
+    if not resolv.exists() and Path("/etc/resolv.conf").is_file():  # for apt inside the chroot, if ever needed
+        shutil.copy2("/etc/resolv.conf", resolv)
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text(POLICY_RC_D)
     policy.chmod(0o755)
