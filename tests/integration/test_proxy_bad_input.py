@@ -73,3 +73,10 @@ def test_refer_flood_from_one_phone_is_limited(start_kamailio: Callable[..., Kam
         refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"], user="1003"), src="127.0.1.33"
     )
     assert status_of(other)[0] == 403
+
+
+def test_request_failing_sanity_checks_is_answered(kamailio: Kamailio) -> None:
+    payload = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"CSeq: 1 REFER", b"CSeq: 1 INVITE")
+    (answer,) = sip_request(payload)
+    assert status_of(answer)[0] == 400
+    assert kamailio.events() == []  # never reached the REFER logic

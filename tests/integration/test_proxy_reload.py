@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from harness import Kamailio, refer_bytes, sip_request, status_of
 
 PREMIUM = [b"Refer-To: <sip:09001234567@lab.test>"]
@@ -62,3 +63,20 @@ def test_policy_reload_through_kamcmd(start_kamailio: Callable[..., Kamailio], t
     )
     assert out.returncode == 0, out.stderr
     assert answers_from_all_workers() == {(403, "Transfer to +449001234567 denied: reloaded by rpc")}
+
+
+def test_missing_policy_fails_closed_until_the_file_appears(
+    start_kamailio: Callable[..., Kamailio], tmp_path: Path
+) -> None:
+    later = tmp_path / "later.toml"
+    proxy = start_kamailio(kamailio__policy_file=str(later))
+    assert answers_from_all_workers() == {(500, "Transfer Policy Unavailable")}
+    assert "no policy loaded, REFER fails closed" in proxy.log()
+    later.write_text((tmp_path / "policy.toml").read_text())
+    time.sleep(1.2)
+    assert answers_from_all_workers() == {(403, "Transfer to +449001234567 denied: premium-rate (09)")}
+
+
+def test_kamailio_refuses_to_start_with_a_bad_user_list(start_kamailio: Callable[..., Kamailio]) -> None:
+    with pytest.raises(RuntimeError, match="names unknown PBX 'pbx9'"):
+        start_kamailio(kamailio__users=[{"name": "1001", "password": "x", "pbx": "pbx9"}])
