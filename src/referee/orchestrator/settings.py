@@ -1,0 +1,165 @@
+"""The orchestrator's settings: a TOML file and/or command-line options.
+
+::
+
+    [orchestrator]
+    db = "/var/lib/referee/audit.sqlite3"        # or sqlite:///path
+    events = "/var/log/referee/events.jsonl"     # the proxy's decision events ("" for none)
+    api = "127.0.0.1:8088"                       # loopback only
+    token_file = "/var/lib/referee/api.token"    # created (0600, random) when missing
+
+    [[pbx]]
+    name = "pbx1"
+    host = "127.0.0.20"
+    port = 5038
+    username = "referee"
+    secret = "..."           # or secret_file = "/path"
+
+On the command line a PBX is ``--pbx NAME=ami://USER:SECRET@HOST:PORT`` (repeatable).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from referee.orchestrator.pbx import PbxConfig
+
+DEFAULT_DB = "/var/lib/referee/audit.sqlite3"
+DEFAULT_EVENTS = "/var/log/referee/events.jsonl"
+DEFAULT_API = "127.0.0.1:8088"
+DEFAULT_TOKEN_FILE = "/var/lib/referee/api.token"
+
+
+class SettingsError(Exception):
+    pass
+
+
+@dataclass
+class Settings:
+    pbxs: list[PbxConfig] = field(default_factory=list)
+    db: str = DEFAULT_DB
+    events: str = DEFAULT_EVENTS
+    api: str = DEFAULT_API
+    token_file: str = DEFAULT_TOKEN_FILE
+    poll_interval: float = 0.5
+
+    @property
+    def api_address(self) -> tuple[str, int]:
+        return parse_api_address(self.api)
+
+
+def parse_api_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise SettingsError(f"API address {text!r} must be HOST:PORT")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise SettingsError(f"API host {host!r} must be an IPv4 loopback address") from None
+    if address not in ipaddress.ip_network("127.0.0.0/8"):
+        raise SettingsError(
+            f"API host {host} is not loopback (127.0.0.0/8): the API is for this machine only"
+        )
+    return host, int(port)
+
+
+def parse_pbx_url(text: str) -> PbxConfig:
+    """``NAME=ami://USER:SECRET@HOST:PORT``."""
+    name, sep, url = text.partition("=")
+    parts = urlsplit(url)
+    if not sep or not name or parts.scheme != "ami" or not parts.hostname or not parts.username:
+        raise SettingsError(f"--pbx {name or text!r}: expected NAME=ami://USER:SECRET@HOST:PORT")
+    try:
+        port = parts.port or 5038
+    except ValueError:
+        raise SettingsError(f"--pbx {name}: bad port") from None
+    return PbxConfig(name, parts.hostname, port, unquote(parts.username), unquote(parts.password or ""))
+
+
+def _pbx_from_table(item: Any, index: int) -> PbxConfig:
+    where = f"pbx[{index}]"
+    if not isinstance(item, dict):
+        raise SettingsError(f"{where}: must be a table")
+    unknown = set(item) - {"name", "host", "port", "username", "secret", "secret_file"}
+    if unknown:
+        raise SettingsError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "host", "username"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise SettingsError(f"{where}.{key}: required, a string")
+    port = item.get("port", 5038)
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise SettingsError(f"{where}.port: must be a port number")
+    secret = item.get("secret")
+    if "secret_file" in item:
+        try:
+            with open(item["secret_file"], encoding="utf-8") as handle:
+                secret = handle.read().strip()
+        except OSError as exc:
+            raise SettingsError(f"{where}.secret_file: {exc}") from None
+    if not isinstance(secret, str):
+        raise SettingsError(f"{where}: needs secret or secret_file")
+    return PbxConfig(item["name"], item["host"], port, item["username"], secret)
+
+
+def load_file(path: str) -> Settings:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    unknown = set(data) - {"orchestrator", "pbx"}
+    if unknown:
+        raise SettingsError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}")
+    settings = Settings()
+    section = data.get("orchestrator", {})
+    for key, value in section.items():
+        if key not in ("db", "events", "api", "token_file") or not isinstance(value, str):
+            raise SettingsError(f"{path}: orchestrator.{key}: unknown key or not a string")
+        setattr(settings, key, value)
+    pbxs = data.get("pbx", [])
+    if not isinstance(pbxs, list):
+        raise SettingsError(f"{path}: pbx must be an array of tables ([[pbx]])")
+    settings.pbxs = [_pbx_from_table(item, i) for i, item in enumerate(pbxs)]
+    return settings
+
+
+def check(settings: Settings) -> None:
+    if not settings.pbxs:
+        raise SettingsError("no PBX: give --pbx NAME=ami://USER:SECRET@HOST:PORT or a [[pbx]] in --config")
+    names = [p.name for p in settings.pbxs]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"PBX names must be unique, got {', '.join(names)}")
+    settings.api_address  # noqa: B018 - validates
+
+
+def read_or_create_token(path: str) -> str:
+    """The API token in ``path``; a new random one (file mode 0600) when the file is missing."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token(path)
+    except OSError as exc:
+        raise SettingsError(f"token file {path}: {exc.strerror}") from None
+    token = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+def read_token(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except OSError as exc:
+        raise SettingsError(f"token file {path}: {exc.strerror}") from None
+    if len(token) < 16:
+        raise SettingsError(f"token file {path}: the token must be at least 16 characters")
+    return token
