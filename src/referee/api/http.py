@@ -9,6 +9,7 @@ else it raises is logged and answered 500 (the API's tests make sure that never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -158,6 +159,7 @@ class HttpServer:
         self.max_connections = max_connections
         self.open = 0
         self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self.server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD)
@@ -167,21 +169,37 @@ class HttpServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
-            response: Response | None = Response(503, {"error": "too many connections, try again"})
+            response: Response | None
             if self.open <= self.max_connections:
                 response = await self._respond(reader)
+            else:
+                # Take in what the client sent first (briefly): closing on unread data would reset
+                # the connection and lose the answer.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(reader.read(MAX_HEAD), 1.0)
+                response = Response(503, {"error": "too many connections, try again"})
             if response is not None:
                 writer.write(_encode(response))
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:  # the server is closing
+            pass
         finally:
             self.open -= 1
+            if task is not None:
+                self._tasks.discard(task)
             writer.close()
 
     async def _respond(self, reader: asyncio.StreamReader) -> Response | None:
