@@ -22,6 +22,7 @@ from referee.orchestrator.settings import (
     Settings,
     SettingsError,
     check,
+    lab_pbxs,
     load_file,
     parse_api_address,
     parse_pbx_url,
@@ -278,3 +279,12 @@ def test_daemon_usage_errors(tmp_path: Path) -> None:
         assert code == 2 and "not implemented: DSN scheme postgresql" in err
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_lab_pbxs_come_from_the_inventory() -> None:
+    pbxs = lab_pbxs()
+    assert [(p.name, p.host, p.port, p.username) for p in pbxs] == [
+        ("pbx1", "127.0.0.20", 5038, "referee"),
+        ("pbx2", "127.0.0.21", 5038, "referee"),
+    ]
+    assert all(p.secret for p in pbxs)

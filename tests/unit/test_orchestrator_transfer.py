@@ -104,3 +104,14 @@ def test_a_final_state_never_moves() -> None:
     transfer = Transfer(1, "pbx1", Flow.BLIND, "operator", initiator=BOB, state=State.CANCELLED)
     assert not transfer.move(State.COMPLETED)
     assert transfer.state == State.CANCELLED
+
+
+def test_only_the_latest_finished_transfers_stay_in_memory(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("referee.orchestrator.tracker.KEEP_FINISHED", 2)
+    tracker = Tracker("pbx1", store)
+    for n in range(1, 4):
+        tracker.add(Transfer(n, "pbx1", Flow.BLIND, "operator", initiator=BOB, state=State.FAILED))
+    assert list(tracker.finished) == [2, 3]
+    assert tracker.get(1) is None

@@ -24,6 +24,7 @@ from referee.orchestrator.settings import (
     Settings,
     SettingsError,
     check,
+    lab_pbxs,
     load_file,
     parse_pbx_url,
     read_or_create_token,
@@ -42,6 +43,9 @@ def add_parser(commands: Any) -> None:
         default=[],
         metavar="NAME=ami://USER:SECRET@HOST:PORT",
         help="a PBX (repeatable)",
+    )
+    daemon.add_argument(
+        "--lab", action="store_true", help="every PBX of the lab inventory (referee lab info)"
     )
     daemon.add_argument("--db", help="audit database (path or sqlite:///path)")
     daemon.add_argument("--events", help="the proxy's JSON-lines event file ('' for none)")
@@ -90,6 +94,8 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_file(args.config) if args.config else Settings()
+    if args.lab:
+        settings.pbxs += lab_pbxs()
     settings.pbxs += [parse_pbx_url(text) for text in args.pbx]
     for key in ("db", "events", "api", "token_file"):
         value = getattr(args, key)

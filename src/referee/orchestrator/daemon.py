@@ -34,6 +34,9 @@ class Daemon:
         self.address: tuple[str, int] | None = None
 
     async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # before anyone learns we are up
+            loop.add_signal_handler(signum, self.stopping.set)
         for config in self.settings.pbxs:
             tracker = Tracker(config.name, self.store)
             link = PbxLink(config, tracker)
@@ -44,9 +47,6 @@ class Daemon:
         return self.address
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stopping.set)
         while not self.stopping.is_set():
             if self.ingest is not None:
                 try:

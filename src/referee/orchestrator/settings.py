@@ -131,6 +131,22 @@ def load_file(path: str) -> Settings:
     return settings
 
 
+def lab_pbxs() -> list[PbxConfig]:
+    """The PBXs of the lab inventory, with the lab's AMI user."""
+    try:
+        from referee.lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
+    except ImportError as exc:
+        raise SettingsError(f"--lab: the lab is not installed ({exc})") from None
+    try:
+        info = load().as_json()
+    except (OSError, KeyError, ValueError) as exc:
+        raise SettingsError(f"--lab: cannot read the lab inventory ({exc})") from None
+    return [
+        PbxConfig(p["name"], p["address"], int(p["ami_port"]), p["ami"]["user"], p["ami"]["secret"])
+        for p in info["pbxs"]
+    ]
+
+
 def check(settings: Settings) -> None:
     if not settings.pbxs:
         raise SettingsError("no PBX: give --pbx NAME=ami://USER:SECRET@HOST:PORT or a [[pbx]] in --config")

@@ -24,6 +24,8 @@ from referee.orchestrator.transfer import Flow, Role, State, Transfer
 
 log = logging.getLogger(__name__)
 
+KEEP_FINISHED = 1000  # ended transfers kept in memory for get()
+
 # Events about a transfer's channels that go into its audit record.
 RECORDED = frozenset(
     {
@@ -71,9 +73,14 @@ class Tracker:
 
     # -- transfers ------------------------------------------------------------------------
 
+    def _finish(self, transfer: Transfer) -> None:
+        self.finished[transfer.id] = transfer
+        while len(self.finished) > KEEP_FINISHED:  # the audit store keeps them all
+            del self.finished[next(iter(self.finished))]
+
     def add(self, transfer: Transfer) -> None:
         if transfer.final:
-            self.finished[transfer.id] = transfer
+            self._finish(transfer)
         else:
             self.active[transfer.id] = transfer
 
@@ -94,7 +101,7 @@ class Tracker:
             self.store.update(transfer.id, parties=transfer.names)
         if transfer.final:
             self.active.pop(transfer.id, None)
-            self.finished[transfer.id] = transfer
+            self._finish(transfer)
         if self._on_change is not None:
             self._on_change(transfer)
 
