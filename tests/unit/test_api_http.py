@@ -47,6 +47,12 @@ def test_a_good_request() -> None:
     [
         (b"GARBAGE\r\n\r\n", 400, "malformed request line"),
         (b"GET x HTTP/1.1\r\n\r\n", 400, "malformed request line"),
+        (b"GET //[ HTTP/1.1\r\n\r\n", 400, "malformed request target"),
+        (
+            b"GET /?" + b"&".join(b"a=1" for _ in range(51)) + b" HTTP/1.1\r\n\r\n",
+            400,
+            "malformed request target",
+        ),
         (b"GET / HTTP/2.0\r\n\r\n", 505, "is not HTTP/1.0 or HTTP/1.1"),
         (b"GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "malformed header line"),
         (b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, "Content-Length must be a number"),

@@ -148,8 +148,12 @@ async def _read_request(reader: asyncio.StreamReader) -> Request:
         body = await reader.readexactly(length) if length else b""
     except asyncio.IncompleteReadError:
         raise HttpError(400, "the body is shorter than its Content-Length") from None
-    split = urlsplit(target)
-    return Request(method.upper(), unquote(split.path), parse_qs(split.query), headers, body)
+    try:
+        split = urlsplit(target)
+        query = parse_qs(split.query, max_num_fields=50)
+    except ValueError as exc:  # "//[" is an invalid IPv6 netloc to urlsplit; too many fields
+        raise HttpError(400, f"malformed request target: {exc}") from None
+    return Request(method.upper(), unquote(split.path), query, headers, body)
 
 
 class HttpServer:
@@ -211,6 +215,9 @@ class HttpServer:
             return None
         except HttpError as exc:
             return error_response(exc)
+        except (ValueError, UnicodeError) as exc:  # a parse we did not foresee: still the client's fault
+            log.warning("malformed request: %s", exc)
+            return Response(400, {"error": "malformed request"})
         try:
             return await self.handler(request)
         except HttpError as exc:
