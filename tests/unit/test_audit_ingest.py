@@ -266,3 +266,18 @@ def test_a_rotated_file_is_read_from_its_start(tmp_path: Path, store: AuditStore
 
 def test_a_missing_file_is_nothing_to_do(tmp_path: Path, store: AuditStore) -> None:
     assert EventFileIngest(store, str(tmp_path / "absent.jsonl")).poll() == 0
+
+
+def test_a_line_longer_than_a_read_is_skipped_and_the_next_one_read(
+    tmp_path: Path, store: AuditStore
+) -> None:
+    path = tmp_path / "events.jsonl"
+    good = line(event="refer.decision", call_id="after", cseq="1", decision={"allowed": True})
+    path.write_bytes(b"x" * (3 << 20))  # 3 MiB, newline not written yet
+    ingest = EventFileIngest(store, str(path))
+    assert ingest.poll() == 0 and ingest.bad == 0
+    with path.open("a") as handle:
+        handle.write("\n" + good + "\n")
+    assert ingest.poll() == 1
+    assert ingest.bad == 1 and "line longer than" in ingest.last_error
+    assert [r.call_id for r in store.records()] == ["after"]

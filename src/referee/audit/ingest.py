@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from referee.audit.proxy_events import BadEvent, ProxyEvent, parse_line
 from referee.audit.record import FINAL_STATES
@@ -158,6 +158,11 @@ class EventFileIngest:
                 handle.seek(offset)
                 chunk = handle.read(READ_CHUNK)
                 end = chunk.rfind(b"\n")
+                if end < 0 and len(chunk) == READ_CHUNK:
+                    offset = self._skip_long_line(handle, offset, st.st_ino)
+                    if offset < 0:
+                        break
+                    continue
                 if end < 0:
                     break  # a line still being written
                 for line in chunk[: end + 1].splitlines(keepends=True):
@@ -166,6 +171,25 @@ class EventFileIngest:
                 if len(chunk) < READ_CHUNK:
                     break
         return count
+
+    def _skip_long_line(self, handle: BinaryIO, offset: int, inode: int) -> int:
+        """Past a line longer than READ_CHUNK (counted as bad); -1 while its end is not written yet."""
+        position = offset
+        while True:
+            handle.seek(position)
+            chunk = handle.read(READ_CHUNK)
+            if not chunk:
+                return -1
+            newline = chunk.find(b"\n")
+            if newline >= 0:
+                end = position + newline + 1
+                with self.store.transaction():
+                    self.bad += 1
+                    self.last_error = f"{self.path} offset {end}: line longer than {READ_CHUNK} bytes"
+                    log.warning("skipping proxy event line: %s", self.last_error)
+                    self.store.set_ingest_offset(self.path, inode, end)
+                return end
+            position += len(chunk)
 
     def _apply_line(self, line: bytes, inode: int, offset: int) -> int:
         with self.store.transaction():
