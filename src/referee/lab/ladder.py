@@ -120,8 +120,8 @@ def render_text(messages: list[Message], order: list[str]) -> str:
 
 
 def write_svg(messages: list[Message], order: list[str], path: Path, title: str = "") -> None:
-    col, top, row_h, left = 170, 70, 26, 90
-    width = left + col * max(len(order) - 1, 1) + 90
+    col, top, row_h, left = 200, 70, 26, 90
+    width = max(left + col * max(len(order) - 1, 1) + 90, 20 + 9 * len(title))
     height = top + row_h * (len(messages) + 1) + 30
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

@@ -115,7 +115,8 @@ def _link_current(cache: Path, target: Path) -> None:
 
 def _post_build(root: Path) -> None:
     resolv = root / "etc/resolv.conf"
-    if not resolv.exists() and Path("/etc/resolv.conf").is_file():  # for apt inside the chroot, if ever needed
+    # for apt inside the chroot, should a role ever need a package the rootfs lacks
+    if not resolv.exists() and Path("/etc/resolv.conf").is_file():
         shutil.copy2("/etc/resolv.conf", resolv)
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text(POLICY_RC_D)

@@ -1,0 +1,74 @@
+"""The ladder diagram from a pcap (written here with scapy): no root, no lab needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scapy.layers.inet import IP, UDP
+from scapy.packet import Raw
+from scapy.utils import wrpcap
+
+from referee.lab import ladder
+
+NAMES = {"127.0.0.31": "alice", "127.0.0.10": "proxy", "127.0.0.20": "pbx1"}
+
+
+def _sip(src: str, dst: str, text: str, t: float) -> object:
+    pkt = IP(src=src, dst=dst) / UDP(sport=5060, dport=5060) / Raw(text.replace("\n", "\r\n").encode())
+    pkt.time = t
+    return pkt
+
+
+def _capture(tmp_path: Path) -> Path:
+    pcap = tmp_path / "c.pcap"
+    wrpcap(
+        str(pcap),
+        [
+            _sip("127.0.0.31", "127.0.0.10", "INVITE sip:1002@lab.test SIP/2.0\nCSeq: 1 INVITE\n\n", 10.0),
+            _sip("127.0.0.10", "127.0.0.20", "INVITE sip:1002@lab.test SIP/2.0\nCSeq: 1 INVITE\n\n", 10.1),
+            _sip(
+                "127.0.1.5", "127.0.0.10", "OPTIONS sip:x SIP/2.0\nCSeq: 9 OPTIONS\n\n", 10.15
+            ),  # not a lab node
+            _sip("127.0.0.20", "127.0.0.10", "SIP/2.0 200 OK\nCSeq: 1 INVITE\n\n", 10.2),
+            _sip(
+                "127.0.0.20",
+                "127.0.0.10",
+                "NOTIFY sip:a SIP/2.0\nCSeq: 3 NOTIFY\nContent-Type: message/sipfrag\n\nSIP/2.0 404 Not Found\n",
+                10.3,
+            ),
+            _sip("127.0.0.10", "127.0.0.31", "not sip at all", 10.4),
+        ],
+    )
+    return pcap
+
+
+def test_reads_sip_between_named_nodes_only(tmp_path: Path) -> None:
+    messages = ladder.read_pcap(_capture(tmp_path), NAMES)
+    assert [(m.src, m.dst, m.label) for m in messages] == [
+        ("alice", "proxy", "INVITE"),
+        ("proxy", "pbx1", "INVITE"),
+        ("pbx1", "proxy", "200 OK (INVITE)"),
+        ("pbx1", "proxy", "NOTIFY (404 Not Found)"),
+    ]
+    assert messages[0].time == 0.0
+    assert round(messages[2].time, 3) == 0.2
+
+
+def test_text_and_svg(tmp_path: Path) -> None:
+    messages = ladder.read_pcap(_capture(tmp_path), NAMES)
+    order = ladder.column_order(messages, ["alice", "proxy", "pbx1", "bob"])
+    assert order == ["alice", "proxy", "pbx1"]
+    text = ladder.render_text(messages, order).splitlines()
+    assert text[0].split() == ["alice", "proxy", "pbx1"]
+    assert "|" in text[2] and "INVITE" in text[2] and text[2].index(">") > text[2].index("INVITE")
+    assert "<" in text[4] and "200 OK" in text[4]
+    svg = tmp_path / "l.svg"
+    ladder.write_svg(messages, order, svg, title="t & <t>")
+    body = svg.read_text()
+    assert body.startswith("<svg") and body.rstrip().endswith("</svg>")
+    assert "t &amp; &lt;t&gt;" in body and body.count("marker-end") == len(messages)
+
+
+def test_empty_capture(tmp_path: Path) -> None:
+    assert ladder.read_pcap(tmp_path / "missing.pcap", NAMES) == []
+    assert ladder.render_text([], []) == "(no SIP messages captured)"
