@@ -62,14 +62,12 @@ class Tracker:
         store: AuditStore,
         *,
         table: ChannelTable | None = None,
-        on_change: Callable[[Transfer], None] | None = None,
     ) -> None:
         self.pbx = pbx
         self.store = store
         self.table = table if table is not None else ChannelTable()
         self.active: dict[int, Transfer] = {}
         self.finished: dict[int, Transfer] = {}  # ended while this process ran, for get()
-        self._on_change = on_change
 
     # -- transfers ------------------------------------------------------------------------
 
@@ -102,8 +100,6 @@ class Tracker:
         if transfer.final:
             self.active.pop(transfer.id, None)
             self._finish(transfer)
-        if self._on_change is not None:
-            self._on_change(transfer)
 
     def _name(self, transfer: Transfer, role: Role, uniqueid: str, name: str = "") -> None:
         channel = self.table.get(uniqueid)
