@@ -100,7 +100,7 @@ def run_once(tmp: Path, script: Path, refers: int) -> tuple[float, float]:
 
 def main() -> int:
     refers = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-    with tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
+    with harness.exclusive(), tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
         tmp = Path(tmpdir)
         baseline, baseline_cpu = run_once(tmp / "passthrough", HERE / "passthrough_kemi.py", refers)
         full, full_cpu = run_once(tmp / "referee", harness.KEMI_SCRIPT, refers)

@@ -11,6 +11,13 @@ import harness
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def addresses_to_ourselves() -> Iterator[None]:
+    """Concurrent runs (another checkout, CI) would fight over the same loopback addresses: queue."""
+    with harness.exclusive():
+        yield
+
+
 @pytest.fixture
 def start_kamailio(tmp_path: Path) -> Iterator[Callable[..., harness.Kamailio]]:
     if not harness.have_tools():

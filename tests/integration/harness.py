@@ -7,6 +7,7 @@ Every process is started here, and stopped here by its PID.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -44,6 +45,20 @@ PHONES = {"1001": "127.0.1.31", "1002": "127.0.1.32", "1003": "127.0.1.33", "200
 HOME = {"1001": "pbx1", "1002": "pbx1", "1003": "pbx1", "2001": "pbx2"}
 PASSWORDS = {user: f"secret-{user}" for user in PHONES}
 DOMAIN = "lab.test"
+
+
+LOCK_PATH = "/tmp/referee-kamailio-integration.lock"
+
+
+@contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the machine-wide lock on the 127.0.1.x addresses (another checkout may run these tests)."""
+    with open(LOCK_PATH, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def have_tools() -> bool:
