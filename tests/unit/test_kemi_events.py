@@ -1,0 +1,70 @@
+"""The JSON-lines event log and the htable-backed dialog store of referee.kemi."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from referee.kemi import DialogRecord, DialogStore, EventLog
+from referee.testing.fake_ksr import FakeKSR
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_events_are_one_json_object_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    log = EventLog(str(path), clock=lambda: 12.5)
+    log.write({"event": "refer.decision", "call_id": "c1", "refer_to": "<sip:caf\u00e9@x>"})
+    log.write({"event": "refer.outcome", "call_id": "c1", "status": 200})
+    assert lines(path) == [
+        {"time": 12.5, "event": "refer.decision", "call_id": "c1", "refer_to": "<sip:caf\u00e9@x>"},
+        {"time": 12.5, "event": "refer.outcome", "call_id": "c1", "status": 200},
+    ]
+
+
+def test_event_file_rotation_is_followed(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    mono = Clock()
+    log = EventLog(str(path), monotonic=mono)
+    log.write({"n": 1})
+    path.rename(tmp_path / "events.jsonl.1")  # logrotate
+    log.write({"n": 2})  # within the second: still the old (renamed) file
+    mono.now += 1.5
+    log.write({"n": 3})
+    assert [e["n"] for e in lines(tmp_path / "events.jsonl.1")] == [1, 2]
+    assert [e["n"] for e in lines(path)] == [3]
+
+
+def test_dialog_store_round_trip_and_tags_in_either_order() -> None:
+    fake = FakeKSR()
+    store = DialogStore(fake, "referee_dlg")
+    store.put(DialogRecord("c1", "pbx2", "ft", "", "2001", "1003"))
+    store.set_to_tag("c1", "tt")
+    store.set_to_tag("c1", "other")  # the first to-tag (first answer) stays
+    record = store.get("c1")
+    assert record is not None
+    assert record.has_tags("tt", "ft") and record.has_tags("ft", "tt")
+    assert not record.has_tags("ft", "other")
+    assert record.has_party("2001") and not record.has_party("") and not record.has_party("1002")
+    store.forget("c1")
+    assert store.get("c1") is None
+
+
+def test_dialog_store_ignores_foreign_values() -> None:
+    fake = FakeKSR()
+    store = DialogStore(fake, "referee_dlg")
+    fake.tables["referee_dlg"] = {"a": "not json", "b": json.dumps({"pbx": "pbx1"}), "c": "[1]"}
+    assert store.get("a") is None
+    assert store.get("b") is None  # missing fields
+    assert store.get("c") is None
+    assert store.get("missing") is None
