@@ -194,13 +194,17 @@ class EventLog:
         path: str,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self._clock = clock
         self._monotonic = monotonic
+        self._on_error = on_error
         self._fd: int | None = None
         self._inode = 0
         self._next_check = 0.0
+        self._next_error = 0.0
+        self.lost = 0  # events that could not be written
         self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
     def _open(self) -> int:
@@ -221,8 +225,22 @@ class EventLog:
         return self._fd
 
     def write(self, event: dict[str, Any]) -> None:
+        """Append one event. A file that cannot be written loses the event, never the decision:
+        the error is reported (at most every 10 s) and the caller goes on."""
         record = {"time": self._clock(), **event}
-        os.write(self._open(), (self._encode(record) + "\n").encode())
+        try:
+            os.write(self._open(), (self._encode(record) + "\n").encode())
+        except OSError as exc:
+            self.lost += 1
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            now = self._monotonic()
+            if self._on_error is not None and now >= self._next_error:
+                self._next_error = now + 10.0
+                self._on_error(
+                    f"referee: cannot write events to {self.path} ({exc}); {self.lost} lost so far"
+                )
 
 
 # --- dialog -> PBX map (a Kamailio htable, replicated over DMQ) -----------------------------
@@ -315,7 +333,7 @@ class Referee:
         self.k = ksr
         self.settings = settings
         self.policies = PolicyHolder(settings.policy_path, loader, self._log, interval=reload_interval)
-        self.events = EventLog(settings.events_path)
+        self.events = EventLog(settings.events_path, on_error=lambda text: self._log(text, "err"))
         self.dialogs = DialogStore(ksr, settings.dialog_table)
         self._pbx_hosts = settings.pbx_hosts
         self._replied = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kemi_fixtures import make, refer
+
 from referee.kemi import DialogRecord, DialogStore, EventLog
 from referee.testing.fake_ksr import FakeKSR
 
@@ -68,3 +70,29 @@ def test_dialog_store_ignores_foreign_values() -> None:
     assert store.get("b") is None  # missing fields
     assert store.get("c") is None
     assert store.get("missing") is None
+
+
+def test_unwritable_event_file_loses_events_not_decisions(tmp_path: Path) -> None:
+    errors: list[str] = []
+    mono = Clock()
+    log = EventLog(str(tmp_path / "no-such-dir" / "events.jsonl"), monotonic=mono, on_error=errors.append)
+    log.write({"n": 1})
+    log.write({"n": 2})
+    assert log.lost == 2
+    assert len(errors) == 1  # reported at most every 10 s
+    assert "cannot write events" in errors[0]
+    mono.now += 11
+    log.write({"n": 3})
+    assert len(errors) == 2
+
+
+def test_refer_still_decided_when_events_cannot_be_written(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    handler.events.path = str(tmp_path / "missing" / "events.jsonl")
+    fake.request(refer("<sip:09001234567@lab.test>"))
+    handler.ksr_request_route(None)
+    assert fake.replies == [(403, "Transfer to +449001234567 denied: premium-rate (09)")]
+    fake.request(refer("<sip:1003@lab.test>", call_id="c2"))
+    handler.ksr_request_route(None)
+    assert len(fake.relays) == 1
+    assert any("cannot write events" in text for text in fake.logged("err"))
