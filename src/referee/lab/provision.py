@@ -34,7 +34,11 @@ def ansible_bin(name: str) -> str:
 
 
 def provision(
-    rootfs: Path, log: Path, limit: str | None = None, extra: list[str] | None = None
+    rootfs: Path,
+    log: Path,
+    limit: str | None = None,
+    extra: list[str] | None = None,
+    timeout: float = 900.0,
 ) -> ProvisionResult:
     env = dict(os.environ)
     env["REFEREE_LAB_ROOTFS"] = str(rootfs)
@@ -49,7 +53,7 @@ def provision(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         proc = subprocess.run(
-            cmd, cwd=ANSIBLE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+            cmd, cwd=ANSIBLE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=timeout
         )
     seconds = time.monotonic() - start
     text = log.read_text()

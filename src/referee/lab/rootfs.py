@@ -89,7 +89,7 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
         ]
         logfile = log or cache / "debootstrap.log"
         with logfile.open("w") as out:
-            subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT)
+            subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
         _post_build(tmp)
         if target.exists():  # an incomplete tree from an older layout: replace it
             shutil.rmtree(target)
