@@ -70,7 +70,7 @@ def test_second_provisioning_changes_nothing(lab: object) -> None:
 def test_daemons_are_listening_on_the_lab_addresses(lab: object) -> None:
     state = chroot.LabState.load()
     assert state is not None
-    assert set(state.pids) == {"kamailio", "pbx1", "pbx2"}
+    assert set(state.pids) == {"kamailio", "pbx1", "pbx2", "fastagi-pbx1", "fastagi-pbx2"}
     assert all(chroot.alive(pid) for pid in state.pids.values())
     topo = topology.load()
     bound = services._udp_bound()
@@ -180,7 +180,9 @@ def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> No
         assert chroot.alive(pid)
         assert state.pids["operator"] == pid
         show = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "dialplan show referee-transfer")
-        assert "referee-transfer" in show.stdout and "AGI(agi://127.0.0.22:4573/transfer)" in show.stdout
+        assert "Gosub(referee-guard,s,1(${EXTEN}))" in show.stdout, show.stdout
+        show = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "dialplan show globals")
+        assert "REFEREE_FASTAGI=agi://127.0.0.22:4573" in show.stdout, show.stdout
         user = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "manager show user referee")
         assert "referee" in user.stdout and "No such user" not in user.stdout, user.stdout
         proxy = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "pjsip show endpoint referee-proxy")

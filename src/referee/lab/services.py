@@ -30,6 +30,7 @@ ASTERISKS = (
     Instance("pbx2", "/etc/asterisk-pbx2", "/run/asterisk-pbx2"),
 )
 KAMAILIO_RUN_DIR = "/run/kamailio"
+POLICY_FILE = "/etc/referee/policy.toml"  # referee__policy_file
 
 
 @dataclass
@@ -93,6 +94,27 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             LOG_DIR / f"{a.name}.log",
             ready=Path(a.run_dir) / "asterisk.ctl",
         )
+    # The FastAGI transfer guard of each PBX (the referee role's daemon; systemd runs it outside the lab).
+    for pbx in topo.pbxs:
+        chroot.start_daemon(
+            state,
+            f"fastagi-{pbx.name}",
+            [
+                "python3",
+                "-m",
+                "referee.cli",
+                "fastagi",
+                "--listen",
+                pbx.address,
+                "--port",
+                str(pbx.agi_port),
+                "--policy",
+                POLICY_FILE,
+                "--domain",
+                topo.domain,
+            ],
+            LOG_DIR / f"fastagi-{pbx.name}.log",
+        )
     for a in ASTERISKS:
         done = chroot_run(
             root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted"
@@ -103,12 +125,12 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
 
 
 def _wait_listening(topo: Topology, timeout: float = 15.0) -> None:
-    """Wait until the proxy and the PBXs have bound their SIP ports (ss from iproute2, or /proc/net/udp)."""
-    want = {(topo.proxy_address, topo.proxy_port), *((p.address, p.sip_port) for p in topo.pbxs)}
+    """Wait until the proxy and the PBXs have bound their SIP (UDP) ports and the FastAGI guards theirs."""
+    want_udp = {(topo.proxy_address, topo.proxy_port), *((p.address, p.sip_port) for p in topo.pbxs)}
+    want_tcp = {(p.address, p.agi_port) for p in topo.pbxs}
     deadline = time.monotonic() + timeout
     while True:
-        bound = _udp_bound()
-        missing = want - bound
+        missing = (want_udp - _udp_bound()) | (want_tcp - _tcp_listening())
         if not missing:
             return
         if time.monotonic() > deadline:
@@ -116,14 +138,25 @@ def _wait_listening(topo: Topology, timeout: float = 15.0) -> None:
         time.sleep(0.2)
 
 
-def _udp_bound() -> set[tuple[str, int]]:
-    bound = set()
-    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
-        local = line.split()[1]
-        hexip, hexport = local.split(":")
+def _sockets(table: str, state: str | None = None) -> set[tuple[str, int]]:
+    """Local (address, port) of the IPv4 sockets in /proc/net/<table>, optionally in one TCP state."""
+    found = set()
+    for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+        fields = line.split()
+        if state is not None and fields[3] != state:
+            continue
+        hexip, hexport = fields[1].split(":")
         octets = [str(int(hexip[i : i + 2], 16)) for i in (6, 4, 2, 0)]
-        bound.add((".".join(octets), int(hexport, 16)))
-    return bound
+        found.add((".".join(octets), int(hexport, 16)))
+    return found
+
+
+def _udp_bound() -> set[tuple[str, int]]:
+    return _sockets("udp")
+
+
+def _tcp_listening() -> set[tuple[str, int]]:
+    return _sockets("tcp", "0A")
 
 
 def up(topo: Topology, log: Callable[[str], None] = print, idempotence_check: bool = False) -> UpReport:
