@@ -203,3 +203,16 @@ def test_reconnect_resyncs_and_settles_what_changed_meanwhile(tmp_path: Path) ->
         ]
 
     run(check, tmp_path)
+
+
+def test_events_during_the_resync_are_replayed_over_the_snapshot(tmp_path: Path) -> None:
+    async def check(rig: Rig) -> None:
+        # Both hang up after CoreShowChannels was answered and before BridgeList is: the
+        # snapshot still shows them; the replay must not.
+        rig.ami.answers["BridgeList"] = text("call_hangup.txt") + "\n" + text("bridge_list.txt")
+        rig.link.start()
+        await rig.link.wait_resynced()
+        assert rig.tracker.table.channels == {}
+        assert rig.tracker.table.bridges == {}
+
+    run(check, tmp_path, connect=False)

@@ -1,7 +1,8 @@
 """One PBX's AMI connection (panoramisk), feeding its tracker.
 
 On every login (the first and each reconnect) the link resynchronises: ``CoreShowChannels``
-and ``BridgeList`` rebuild the channel table, then the SIP Call-ID of every PJSIP channel is
+and ``BridgeList`` rebuild the channel table (events that arrive meanwhile are replayed over
+the snapshot), then the SIP Call-ID of every PJSIP channel is
 fetched with ``Getvar CHANNEL(pjsip,call-id)`` (new PJSIP channels get theirs on
 ``Newchannel``). Until the resync is done the link is not ``ready`` and operations on this
 PBX are refused.
@@ -56,6 +57,7 @@ class PbxLink:
         self.action_timeout = action_timeout
         self.ready = False
         self.resyncs = 0
+        self._replay: list[AmiMessage] | None = None  # events seen while a resync runs
         self._resynced = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self.manager = Manager(
@@ -105,6 +107,8 @@ class PbxLink:
 
     def _on_event(self, manager: Manager, message: Mapping[str, Any]) -> None:
         event = normalize(message)
+        if self._replay is not None:
+            self._replay.append(event)
         try:
             self.tracker.handle(event)
         except Exception:  # one odd event must not take the daemon down
@@ -146,13 +150,17 @@ class PbxLink:
         return [m for m in messages if m.get("Event") == item]
 
     async def _resync(self) -> None:
+        self._replay = []
         try:
             channels = await self._list("CoreShowChannels", "CoreShowChannel")
             bridges = await self._list("BridgeList", "BridgeListItem")
         except PbxUnavailable as exc:
             log.error("AMI %s: resync failed: %s", self.name, exc)
             return
-        self.tracker.resync(channels, bridges)
+        finally:
+            replay, self._replay = self._replay, None
+        # The snapshot is older than the events that came while it was taken: replay them over it.
+        self.tracker.resync(channels, bridges, replay=replay)
         for channel in self.tracker.channels():
             if channel.is_pjsip and channel.call_id is None:
                 await self._fetch_call_id(channel.uniqueid, channel.name)

@@ -327,9 +327,17 @@ class Tracker:
     # -- resync ---------------------------------------------------------------------------
 
     def resync(
-        self, channel_items: Iterable[Mapping[str, str]], bridge_items: Iterable[Mapping[str, str]]
+        self,
+        channel_items: Iterable[Mapping[str, str]],
+        bridge_items: Iterable[Mapping[str, str]],
+        *,
+        replay: Iterable[Mapping[str, str]] = (),
     ) -> None:
+        """Rebuild the table from a snapshot, then ``replay`` the events received since it was asked
+        for (each sets state outright, so those the snapshot already shows change nothing)."""
         self.table.load(channel_items, bridge_items)
+        for event in replay:
+            self.table.apply(event)
         for transfer in list(self.active.values()):
             self._check_bridged(transfer)
             for role, uid in (
