@@ -69,6 +69,32 @@ def test_text_and_svg(tmp_path: Path) -> None:
     assert "t &amp; &lt;t&gt;" in body and body.count("marker-end") == len(messages)
 
 
+def test_notify_outcomes_in_cseq_order(tmp_path: Path) -> None:
+    def notify(cseq: int, frag: str, t: float) -> object:
+        return _sip(
+            "127.0.0.10",
+            "127.0.0.31",
+            f"NOTIFY sip:a SIP/2.0\nCall-ID: x1\nCSeq: {cseq} NOTIFY\n"
+            f"Content-Type: message/sipfrag\n\nSIP/2.0 {frag}\n",
+            t,
+        )
+
+    pcap = tmp_path / "n.pcap"
+    # 200 overtakes 100 (two proxy workers); the 180 is retransmitted.
+    wrpcap(
+        str(pcap),
+        [
+            notify(2, "180 Ringing", 1.0),
+            notify(3, "200 OK", 1.1),
+            notify(1, "100 Trying", 1.2),
+            notify(2, "180 Ringing", 1.3),
+        ],
+    )
+    messages = ladder.read_pcap(pcap, NAMES)
+    assert ladder.notify_outcomes(messages, "proxy", "alice") == ["100 Trying", "180 Ringing", "200 OK"]
+    assert ladder.notify_outcomes(messages, "alice", "proxy") == []
+
+
 def test_empty_capture(tmp_path: Path) -> None:
     assert ladder.read_pcap(tmp_path / "missing.pcap", NAMES) == []
     assert ladder.render_text([], []) == "(no SIP messages captured)"

@@ -27,6 +27,25 @@ class Message:
     dst: str
     label: str
     is_request: bool
+    call_id: str = ""
+    cseq: int = 0
+    sipfrag: str = ""  # the status line of a NOTIFY's message/sipfrag body, if any
+
+
+_CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def notify_outcomes(messages: list[Message], src: str, dst: str) -> list[str]:
+    """The sipfrag status lines of the NOTIFYs from ``src`` to ``dst``, in CSeq order per dialog.
+
+    Through a multi-worker proxy NOTIFYs can overtake each other; their CSeq numbers cannot.
+    Retransmissions are counted once.
+    """
+    seen: dict[tuple[str, int], str] = {}
+    for m in messages:
+        if m.is_request and m.sipfrag and m.src == src and m.dst == dst:
+            seen.setdefault((m.call_id, m.cseq), m.sipfrag)
+    return [seen[key] for key in sorted(seen)]
 
 
 def _label(payload: bytes) -> tuple[str, bool] | None:
@@ -68,11 +87,25 @@ def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
             if found is None:
                 continue
             ts = float(pkt.time)
-            start = ts if start is None else start
             src, dst = names.get(pkt[IP].src), names.get(pkt[IP].dst)
             if src is None or dst is None:  # not between two lab nodes
                 continue
-            messages.append(Message(ts - start, src, dst, found[0], found[1]))
+            start = ts if start is None else start
+            cseq = _CSEQ.search(payload)
+            call_id = _CALL_ID.search(payload)
+            frag = _SIPFRAG.search(payload) if found[1] else None
+            messages.append(
+                Message(
+                    ts - start,
+                    src,
+                    dst,
+                    found[0],
+                    found[1],
+                    call_id=call_id.group(1).decode(errors="replace") if call_id else "",
+                    cseq=int(cseq.group(1)) if cseq else 0,
+                    sipfrag=frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") if frag else "",
+                )
+            )
     return messages
 
 
