@@ -102,6 +102,16 @@ def test_basic_call_through_kamailio_and_asterisk(lab: object) -> None:
     assert ("proxy", "alice", "401 Unauthorized (REGISTER)") in arrows
 
 
+@pytest.mark.parametrize("name", [s.name for s in scenario.discover() if s.name != "basic_call"])
+def test_every_other_scenario_passes(lab: object, name: str) -> None:
+    """Whatever else tests/scenarios/ holds (blind_transfer, ...), as `make demo` runs it."""
+    state = chroot.LabState.load()
+    assert state is not None
+    result = scenario.run(scenario.load(REPO / "tests" / "scenarios" / name), state, topology.load())
+    print(result.ladder_text, *result.notes, sep="\n")
+    assert result.passed, result.error
+
+
 OPERATOR_FILES = {
     "asterisk.conf": (
         "[directories]\nastetcdir => /etc/asterisk-operator\nastrundir => /run/asterisk-operator\n"

@@ -132,6 +132,8 @@ def _run_scenarios(names: Sequence[str]) -> int:
         res = scenario.run(sc, state, topo)
         results.append(res)
         print(res.ladder_text)
+        for note in res.notes:
+            print(f"    {note}")
         verdict = "PASS" if res.passed else "FAIL"
         print(f"--- {sc.name}: {verdict} in {res.seconds:.1f} s" + (f" ({res.error})" if res.error else ""))
         print(f"    pcap {res.pcap}\n    svg  {res.svg}")

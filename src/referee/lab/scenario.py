@@ -9,6 +9,7 @@ for all of them, and captures the SIP packets with tcpdump on lo.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ SCENARIOS_DIR = REPO / "tests" / "scenarios"
 RUNS_DIR = REPO / "var" / "lab" / "runs"
 PHONES_DIR = "/opt/referee-lab"  # sipp_phones__dir
 IN_CHROOT_RUNS = "/run/referee-lab/runs"
+PROXY_EVENTS = "/var/log/referee/events.jsonl"  # kamailio__events_file
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,27 @@ class PhoneSpec:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """Checks beyond every phone's SIPp scenario passing (``[expect]`` in scenario.toml).
+
+    - ``refer_statuses``: the proxy's REFER decisions in order (202 allowed, 403 refused...);
+    - ``notify_to`` / ``notify_final``: the last NOTIFY sipfrag the phone got from the proxy, in CSeq order
+      (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot).
+    """
+
+    refer_statuses: tuple[int, ...] | None = None
+    notify_to: str = ""
+    notify_final: str = ""
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     path: Path
     summary: str
     description: str
     phones: tuple[PhoneSpec, ...]
+    expect: Expect = Expect()
 
 
 @dataclass
@@ -49,6 +66,7 @@ class PhoneResult:
     role: str
     returncode: int | None
     log: Path
+    timed_out: bool = False
 
 
 @dataclass
@@ -61,6 +79,7 @@ class ScenarioResult:
     ladder_text: str
     phones: list[PhoneResult] = field(default_factory=list)
     error: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def discover(root: Path = SCENARIOS_DIR) -> list[Scenario]:
@@ -80,13 +99,73 @@ def load(path: Path) -> Scenario:
     for p in phones:
         if not (path / f"{p.role}.xml").is_file():
             raise ValueError(f"scenario {path.name}: no {p.role}.xml")
+    raw = data.get("expect", {})
+    statuses = raw.get("refer_statuses")
+    expect = Expect(
+        refer_statuses=tuple(int(s) for s in statuses) if statuses is not None else None,
+        notify_to=str(raw.get("notify_to", "")),
+        notify_final=str(raw.get("notify_final", "")),
+    )
     return Scenario(
         name=path.name,
         path=path,
         summary=str(data.get("summary", "")),
         description=str(data.get("description", "")).strip(),
         phones=phones,
+        expect=expect,
     )
+
+
+def _proxy_events(root: Path, offset: int) -> list[dict[str, object]]:
+    path = root / PROXY_EVENTS.lstrip("/")
+    if not path.is_file():
+        return []
+    with path.open("rb") as f:
+        f.seek(offset)
+        lines = f.read().decode(errors="replace").splitlines()
+    events = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+def _events_offset(root: Path) -> int:
+    path = root / PROXY_EVENTS.lstrip("/")
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _describe(event: dict[str, object]) -> str:
+    decision = event.get("decision")
+    if not isinstance(decision, dict):
+        return ""
+    verdict = "allowed" if decision.get("allowed") else "refused"
+    line = (
+        f"proxy: REFER from {event.get('from')} to {event.get('refer_to')}: {verdict} "
+        f"{decision.get('status')} {decision.get('reason')} [rule {decision.get('rule')}]"
+    )
+    if decision.get("allowed"):
+        line += f" -> {event.get('forwarded_refer_to')}"
+    return line
+
+
+def _check(expect: Expect, messages: list[ladder.Message], events: list[dict[str, object]]) -> list[str]:
+    """Problems with the expectations (empty when they hold)."""
+    problems = []
+    if expect.refer_statuses is not None:
+        got = tuple(
+            int(str(d.get("status")))
+            for e in events
+            if e.get("event") == "refer.decision" and isinstance(d := e.get("decision"), dict)
+        )
+        if got != expect.refer_statuses:
+            problems.append(f"proxy REFER decisions {list(got)}, expected {list(expect.refer_statuses)}")
+    if expect.notify_to:
+        outcomes = ladder.notify_outcomes(messages, "proxy", expect.notify_to)
+        final = outcomes[-1] if outcomes else "none"
+        if final != expect.notify_final:
+            problems.append(f"last NOTIFY to {expect.notify_to} was {final}, expected {expect.notify_final}")
+    return problems
 
 
 def _is_uac(xml_file: Path) -> bool:
@@ -152,6 +231,7 @@ def _sipp(
         "-m",
         "1",
         "-nostdin",
+        "-aa",  # answer NOTIFY, INFO, OPTIONS and UPDATE the scenario does not wait for, like a phone
         "-timeout_error",
         "-trace_err",
         "-error_file",
@@ -168,14 +248,20 @@ def _sipp(
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def _wait_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+def _wait_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> set[str]:
+    """Wait for every process; stop those still running after ``timeout`` and return their names.
+
+    A SIPp stopped by a signal may exit 0 (no call failed, none succeeded either): it counts as failed.
+    """
     deadline = time.monotonic() + timeout
     while any(p.poll() is None for p in procs.values()):
         if time.monotonic() > deadline:
+            late = {name for name, p in procs.items() if p.poll() is None}
             for p in procs.values():
                 _stop(p)
-            return
+            return late
         time.sleep(0.05)
+    return set()
 
 
 def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioResult:
@@ -198,6 +284,7 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     results: list[PhoneResult] = []
     error = ""
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    events_from = _events_offset(root)
     dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
     try:
         roles = [p.role for p in scenario.phones]
@@ -205,8 +292,8 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             log = out_dir / f"{role}-register.log"
             reg = _sipp(state, topo, role, f"{PHONES_DIR}/register.xml", run_dir, log)
             procs[f"{role}-register"] = reg
-            _wait_all({role: reg}, 15)
-            if reg.returncode != 0:
+            late = _wait_all({role: reg}, 15)
+            if late or reg.returncode != 0:
                 error = f"{role} could not register (sipp exit {reg.returncode}); see {log}"
                 break
         if not error:
@@ -215,9 +302,12 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
                 procs[spec.role] = _sipp(state, topo, spec.role, f"{run_dir}/{spec.role}.xml", run_dir, log)
                 results.append(PhoneResult(spec.role, None, log))
                 time.sleep(spec.delay)
-            _wait_all({r.role: procs[r.role] for r in results}, max(s.timeout for s in scenario.phones))
+            late = _wait_all(
+                {r.role: procs[r.role] for r in results}, max(s.timeout for s in scenario.phones)
+            )
             for r in results:
                 r.returncode = procs[r.role].returncode
+                r.timed_out = r.role in late
     finally:
         for p in procs.values():
             _stop(p)
@@ -226,12 +316,27 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
         for f in host_run_dir.glob("*.log"):
             shutil.copy2(f, out_dir / f.name)
     seconds = time.monotonic() - start
-    passed = not error and bool(results) and all(r.returncode == 0 for r in results)
+    passed = not error and bool(results) and all(r.returncode == 0 and not r.timed_out for r in results)
     if not passed and not error:
-        failed = [f"{r.role} (exit {r.returncode})" for r in results if r.returncode != 0]
+        failed = [
+            f"{r.role} ({'timed out' if r.timed_out else f'exit {r.returncode}'})"
+            for r in results
+            if r.returncode != 0 or r.timed_out
+        ]
         error = "failed: " + ", ".join(failed)
     messages = ladder.read_pcap(pcap, topo.node_names())
+    events = _proxy_events(root, events_from)
+    notes = [line for e in events if (line := _describe(e))]
+    if scenario.expect.notify_to:
+        outcomes = ladder.notify_outcomes(messages, "proxy", scenario.expect.notify_to)
+        notes.append(
+            f"NOTIFY sipfrags to {scenario.expect.notify_to}, by CSeq: {', '.join(outcomes) or 'none'}"
+        )
+    problems = _check(scenario.expect, messages, events)
+    if problems:
+        passed = False
+        error = "; ".join(filter(None, [error, *problems]))
     order = ladder.column_order(messages, topo.node_order())
     text = ladder.render_text(messages, order)
     ladder.write_svg(messages, order, svg, title=f"{scenario.name}: {scenario.summary}")
-    return ScenarioResult(scenario, passed, seconds, pcap, svg, text, results, error)
+    return ScenarioResult(scenario, passed, seconds, pcap, svg, text, results, error, notes)
