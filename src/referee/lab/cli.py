@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -55,6 +56,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _need_root() -> None:
     if os.geteuid() != 0:
         raise SystemExit("referee lab: needs root (debootstrap, chroot, mount, tcpdump)")
+    # A SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the teardown in `finally` still runs.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _info(args: argparse.Namespace) -> int:

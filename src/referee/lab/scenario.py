@@ -286,6 +286,9 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     procs: dict[str, subprocess.Popen[bytes]] = {}
     events_from = _events_offset(root)
     dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
+    # tcpdump runs outside the chroot: record it, so that `lab down` stops it even if this process dies.
+    state.pids["tcpdump"] = dump.pid
+    state.save()
     try:
         roles = [p.role for p in scenario.phones]
         for role in roles:
@@ -313,6 +316,8 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             _stop(p)
         time.sleep(0.3)  # let the last packets reach the capture
         _stop(dump, signal.SIGINT)
+        state.pids.pop("tcpdump", None)
+        state.save()
         for f in host_run_dir.glob("*.log"):
             shutil.copy2(f, out_dir / f.name)
     seconds = time.monotonic() - start
