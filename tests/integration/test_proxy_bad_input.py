@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import pytest
-from harness import Kamailio, refer_bytes, sip_request, status_of
+from harness import PORT, PROXY, Kamailio, refer_bytes, sip_request, status_of
 
 CASES = {
     "missing": [],
@@ -80,3 +81,18 @@ def test_request_failing_sanity_checks_is_answered(kamailio: Kamailio) -> None:
     (answer,) = sip_request(payload)
     assert status_of(answer)[0] == 400
     assert kamailio.events() == []  # never reached the REFER logic
+
+
+def test_refer_over_tcp_is_decided_too(kamailio: Kamailio) -> None:
+    # TCP requests are handled by other Kamailio processes, each with its own interpreter.
+    payload = refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"]).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
+    with socket.create_connection((PROXY, PORT), timeout=5, source_address=("127.0.1.32", 0)) as conn:
+        conn.sendall(payload.replace(b"{port}", str(conn.getsockname()[1]).encode()))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert status_of(data) == (403, "Transfer to +449001234567 denied: premium-rate (09)")
+    assert kamailio.events()[0]["decision"]["rule"] == "prefixes:deny:+449"
