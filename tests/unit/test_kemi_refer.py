@@ -283,3 +283,11 @@ def test_bye_forgets_the_dialog(tmp_path: Path) -> None:
     fake.request(request("BYE", call_id="d1", to="<sip:1003@lab.test>;tag=pbx2tag", route=True))
     handler.ksr_request_route(None)
     assert handler.dialogs.get("d1") is None
+
+
+def test_notify_event_id_names_the_refer(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    fake.request(notify("SIP/2.0 180 Ringing\r\n", event="refer;id=7"), src_ip=PBX1)
+    handler.ksr_request_route(None)
+    (event,) = events(tmp_path)
+    assert (event["refer_cseq"], event["status"], event["final"]) == ("7", 180, False)
