@@ -153,7 +153,7 @@ def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> No
         before = {name: (etc / name).read_text() for name in OPERATOR_FILES}
         env = {"REFEREE_LAB_ROOTFS": str(root), "ANSIBLE_ROLES_PATH": str(REPO / "ansible" / "roles")}
         runs = []
-        for _ in range(2):
+        for extra in (["--check", "--diff"], [], []):
             runs.append(
                 subprocess.run(
                     [
@@ -161,6 +161,7 @@ def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> No
                         "-i",
                         str(HERE / "existing_pbx" / "hosts.yml"),
                         str(HERE / "existing_pbx" / "play.yml"),
+                        *extra,
                     ],
                     env={**os.environ, **env, "ANSIBLE_NOCOLOR": "1"},
                     capture_output=True,
@@ -169,6 +170,12 @@ def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> No
                     timeout=300,
                 )
             )
+            if extra:  # --check --diff, as an operator would try first: it shows the change, makes none
+                assert runs[-1].returncode == 0, runs[-1].stdout + runs[-1].stderr
+                assert "+#include pjsip_referee.conf" in runs[-1].stdout
+                assert {name: (etc / name).read_text() for name in OPERATOR_FILES} == before
+                assert not (etc / "pjsip_referee.conf").exists()
+                runs.pop()
         first, second = runs
         assert first.returncode == 0, first.stdout + first.stderr
         assert second.returncode == 0, second.stdout + second.stderr
