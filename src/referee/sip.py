@@ -143,6 +143,14 @@ def _is_token(text: str) -> bool:
     return _made_of(text, _TOKEN)
 
 
+def _param(params: Params, name: str) -> str | None:
+    name = name.lower()
+    for key, value in params:
+        if key.lower() == name:
+            return "" if value is None else value
+    return None
+
+
 # --- URIs --------------------------------------------------------------------------------
 
 
@@ -168,11 +176,7 @@ class Uri(NamedTuple):
 
     def param(self, name: str) -> str | None:
         """Value of a URI parameter (case-insensitive name); ``""`` for a flag, ``None`` if absent."""
-        name = name.lower()
-        for key, value in self.params:
-            if key.lower() == name:
-                return "" if value is None else value
-        return None
+        return _param(self.params, name)
 
     def header(self, name: str) -> str | None:
         """Value of the first embedded header ``name`` (case-insensitive), or ``None``."""
@@ -344,11 +348,8 @@ class NameAddr(NamedTuple):
     params: Params = ()
 
     def param(self, name: str) -> str | None:
-        name = name.lower()
-        for key, value in self.params:
-            if key.lower() == name:
-                return "" if value is None else value
-        return None
+        """Value of a header parameter (case-insensitive name); ``""`` for a flag, ``None`` if absent."""
+        return _param(self.params, name)
 
     def replace(self, **changes: object) -> NameAddr:
         return self._replace(**changes)  # type: ignore[arg-type]
