@@ -88,6 +88,7 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
             MIRROR,
         ]
         logfile = log or cache / "debootstrap.log"
+        logfile.parent.mkdir(parents=True, exist_ok=True)
         with logfile.open("w") as out:
             subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
         _post_build(tmp)
