@@ -28,6 +28,7 @@ from collections.abc import Iterator
 
 
 def lab_pbx(name: str) -> tuple[str, int, str, str]:
+    """Address, AMI port and credentials of a lab PBX (its AMI permits only its own address as source)."""
     from referee.lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
 
     info = load().as_json()
@@ -68,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5038)
     parser.add_argument("--user", default="referee")
     parser.add_argument("--secret", default="")
+    parser.add_argument(
+        "--source",
+        help="local address to connect from (with --lab: the PBX's own, which its AMI permit needs)",
+    )
     parser.add_argument("--out", required=True)
     parser.add_argument(
         "--action", action="append", default=[], help="an action to send after login (repeatable)"
@@ -85,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     stop_event, _, count_text = args.until.partition(":")
     wanted = int(count_text or 1)
     deadline = time.monotonic() + args.max_seconds
-    with socket.create_connection((host, port), timeout=5) as sock, open(args.out, "w") as out:
+    source = args.source or (host if args.lab else None)
+    bind = None if source is None else (source, 0)
+    with (
+        socket.create_connection((host, port), timeout=5, source_address=bind) as sock,
+        open(args.out, "w") as out,
+    ):
         sock.settimeout(max(0.1, deadline - time.monotonic()))
         login = (
             f"Action: Login\r\nActionID: rec-login\r\nUsername: {user}\r\nSecret: {secret}\r\n"

@@ -47,7 +47,7 @@ class Rig:
         await self.link._send({"Action": "Ping"})
 
 
-async def make_rig(tmp_path: Path, host: str = "127.0.3.1") -> Rig:
+async def make_rig(tmp_path: Path, host: str = "127.0.3.1", source: str | None = None) -> Rig:
     ami = FakeAmi(host=host)
     ami.answers.update(
         {
@@ -63,7 +63,8 @@ async def make_rig(tmp_path: Path, host: str = "127.0.3.1") -> Rig:
     await ami.start()
     store = open_store(str(tmp_path / "audit.db"))
     tracker = Tracker("pbx1", store)
-    link = PbxLink(PbxConfig("pbx1", host, ami.port, "referee", "secret"), tracker, reconnect_timeout=0)
+    config = PbxConfig("pbx1", host, ami.port, "referee", "secret", source)
+    link = PbxLink(config, tracker, reconnect_timeout=0)
     orchestrator = Orchestrator(store)
     orchestrator.add_pbx("pbx1", tracker, link)
     return Rig(ami, link, tracker, orchestrator, store)

@@ -43,7 +43,16 @@ def test_pbx_urls() -> None:
         "s@cret",
     )
     assert "s@cret" not in repr(pbx)
-    for bad in ("pbx1", "pbx1=http://x", "=ami://u:p@h", "pbx1=ami://h:5038", "pbx1=ami://u:p@h:99999"):
+    assert pbx.source is None
+    assert parse_pbx_url("p=ami://u:s@127.0.0.20?source=127.0.0.20").source == "127.0.0.20"
+    for bad in (
+        "pbx1",
+        "pbx1=http://x",
+        "=ami://u:p@h",
+        "pbx1=ami://h:5038",
+        "pbx1=ami://u:p@h:99999",
+        "p=ami://u:p@h?x=1",
+    ):
         with pytest.raises(SettingsError):
             parse_pbx_url(bad)
 
@@ -283,8 +292,8 @@ def test_daemon_usage_errors(tmp_path: Path) -> None:
 
 def test_lab_pbxs_come_from_the_inventory() -> None:
     pbxs = lab_pbxs()
-    assert [(p.name, p.host, p.port, p.username) for p in pbxs] == [
-        ("pbx1", "127.0.0.20", 5038, "referee"),
-        ("pbx2", "127.0.0.21", 5038, "referee"),
+    assert [(p.name, p.host, p.port, p.username, p.source) for p in pbxs] == [
+        ("pbx1", "127.0.0.20", 5038, "referee", "127.0.0.20"),  # the lab's AMI permits only its own address
+        ("pbx2", "127.0.0.21", 5038, "referee", "127.0.0.21"),
     ]
     assert all(p.secret for p in pbxs)

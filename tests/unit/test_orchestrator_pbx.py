@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from pathlib import Path
 
 import pytest
 from ami_traces import ALICE, BOB, CAROL2, text
-from orchestrator_fixture import Rig, run
+from orchestrator_fixture import Rig, make_rig, run
 
-from referee.orchestrator.fake_ami import error
+from referee.orchestrator.fake_ami import FakeAmi, error
 from referee.orchestrator.operations import Conflict, Invalid, NotFound, Refused, Unavailable
 from referee.orchestrator.transfer import State
 
@@ -216,3 +218,28 @@ def test_events_during_the_resync_are_replayed_over_the_snapshot(tmp_path: Path)
         assert rig.tracker.table.bridges == {}
 
     run(check, tmp_path, connect=False)
+
+
+def refused(ami: FakeAmi) -> bool:
+    return ami.refused > 0
+
+
+def test_a_source_address_gets_through_an_ami_permit(tmp_path: Path) -> None:
+    async def main() -> None:
+        for source, connects in (("127.0.3.9", True), (None, False)):
+            (tmp_path / str(source)).mkdir()
+            rig = await make_rig(tmp_path / str(source), host="127.0.3.9", source=source)
+            rig.ami.permit = "127.0.3.9"  # the lab's manager.conf: permit = the PBX's own address
+            try:
+                rig.link.start()
+                if connects:
+                    await rig.link.wait_resynced()
+                    assert rig.ami.logins == 1 and rig.link.ready
+                else:
+                    await rig.ami.until(functools.partial(refused, rig.ami))  # from 127.0.0.1: refused
+                    assert rig.ami.logins == 0 and not rig.link.ready
+            finally:
+                rig.link.close()
+                await rig.ami.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))

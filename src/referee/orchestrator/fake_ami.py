@@ -1,7 +1,8 @@
 """A fake Asterisk manager interface on TCP, for tests: real panoramisk clients talk to it.
 
 It greets like Asterisk, accepts ``Login`` with the configured secret (then sends
-``FullyBooted``), answers other actions from ``answers`` (action name -> raw AMI text, with
+``FullyBooted``; like Asterisk's ``permit=``, ``permit`` refuses logins from other
+addresses), answers other actions from ``answers`` (action name -> raw AMI text, with
 ``{ActionID}`` replaced; a callable may build the text from the action), and records every
 action it receives. :meth:`FakeAmi.push` sends raw AMI text (a trace) to every client;
 :meth:`FakeAmi.drop_clients` cuts the connections, to test reconnects.
@@ -39,6 +40,8 @@ class FakeAmi:
     actions: list[AmiMessage] = field(default_factory=list)
     port: int = 0
     logins: int = 0
+    refused: int = 0
+    permit: str | None = None  # like manager.conf's permit=: logins from this address only
     _server: asyncio.Server | None = None
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
     _waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = field(default_factory=list)
@@ -108,7 +111,10 @@ class FakeAmi:
         name = action.get("Action", "")
         action_id = action.get("ActionID", "")
         if name.lower() == "login":
+            peer = writer.get_extra_info("peername")[0]
             ok = action.get("Username") == self.username and action.get("Secret") == self.secret
+            ok = ok and (self.permit is None or peer == self.permit)
+            self.refused += not ok
             text = success("Authentication accepted") if ok else error("Authentication failed")
             writer.write(text.replace("{ActionID}", action_id).encode())
             if ok:

@@ -37,9 +37,30 @@ class PbxConfig:
     port: int
     username: str
     secret: str
+    source: str | None = None  # local address to connect from, for an AMI permit= that needs it
 
     def __repr__(self) -> str:  # never print the secret
         return f"PbxConfig({self.name!r}, {self.host}:{self.port}, user {self.username!r})"
+
+
+class _Manager(Manager):  # type: ignore[misc]  # panoramisk is untyped
+    """panoramisk's Manager, connecting from ``local_addr`` when one is given."""
+
+    def connect(self, run_forever: bool = False, on_startup: Any = None, on_shutdown: Any = None) -> Any:
+        local = self.config.get("local_addr")
+        if local is None or run_forever:
+            return super().connect(run_forever, on_startup, on_shutdown)
+        task = asyncio.ensure_future(
+            self.loop.create_connection(
+                self.config["protocol_factory"],
+                self.config["host"],
+                self.config["port"],
+                ssl=self.config["ssl"],
+                local_addr=(local, 0),
+            )
+        )
+        task.add_done_callback(self.connection_made)
+        return task
 
 
 class PbxLink:
@@ -60,7 +81,8 @@ class PbxLink:
         self._replay: list[AmiMessage] | None = None  # events seen while a resync runs
         self._resynced = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.manager = Manager(
+        self.manager = _Manager(
+            local_addr=config.source,
             host=config.host,
             port=config.port,
             username=config.username,

@@ -15,7 +15,9 @@
     username = "referee"
     secret = "..."           # or secret_file = "/path"
 
-On the command line a PBX is ``--pbx NAME=ami://USER:SECRET@HOST:PORT`` (repeatable).
+On the command line a PBX is ``--pbx NAME=ami://USER:SECRET@HOST:PORT[?source=ADDRESS]``
+(repeatable). ``source`` (also a ``[[pbx]]`` key) is the local address to connect from, for an
+AMI ``permit=`` that only lets the PBX's own address in (the lab's; ``--lab`` sets it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from referee.orchestrator.pbx import PbxConfig
 
@@ -79,14 +81,21 @@ def parse_pbx_url(text: str) -> PbxConfig:
         port = parts.port or 5038
     except ValueError:
         raise SettingsError(f"--pbx {name}: bad port") from None
-    return PbxConfig(name, parts.hostname, port, unquote(parts.username), unquote(parts.password or ""))
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"source"}
+    if unknown:
+        raise SettingsError(f"--pbx {name}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    source = query.get("source", [None])[-1]
+    return PbxConfig(
+        name, parts.hostname, port, unquote(parts.username), unquote(parts.password or ""), source
+    )
 
 
 def _pbx_from_table(item: Any, index: int) -> PbxConfig:
     where = f"pbx[{index}]"
     if not isinstance(item, dict):
         raise SettingsError(f"{where}: must be a table")
-    unknown = set(item) - {"name", "host", "port", "username", "secret", "secret_file"}
+    unknown = set(item) - {"name", "host", "port", "username", "secret", "secret_file", "source"}
     if unknown:
         raise SettingsError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     for key in ("name", "host", "username"):
@@ -104,7 +113,10 @@ def _pbx_from_table(item: Any, index: int) -> PbxConfig:
             raise SettingsError(f"{where}.secret_file: {exc}") from None
     if not isinstance(secret, str):
         raise SettingsError(f"{where}: needs secret or secret_file")
-    return PbxConfig(item["name"], item["host"], port, item["username"], secret)
+    source = item.get("source")
+    if source is not None and not isinstance(source, str):
+        raise SettingsError(f"{where}.source: must be an address")
+    return PbxConfig(item["name"], item["host"], port, item["username"], secret, source)
 
 
 def load_file(path: str) -> Settings:
@@ -142,7 +154,9 @@ def lab_pbxs() -> list[PbxConfig]:
     except (OSError, KeyError, ValueError) as exc:
         raise SettingsError(f"--lab: cannot read the lab inventory ({exc})") from None
     return [
-        PbxConfig(p["name"], p["address"], int(p["ami_port"]), p["ami"]["user"], p["ami"]["secret"])
+        PbxConfig(
+            p["name"], p["address"], int(p["ami_port"]), p["ami"]["user"], p["ami"]["secret"], p["address"]
+        )
         for p in info["pbxs"]
     ]
 
