@@ -48,7 +48,7 @@ def test_records_answers_and_events_until_the_stop_event(tmp_path: Path) -> None
 
     assert asyncio.run(asyncio.wait_for(main(), 30)) == 0
     recorded = out.read_text()
-    assert recorded.startswith(f"# RECORDED from Asterisk Call Manager/9.0.0 at {HOST}:")
+    assert recorded.startswith(f"# RECORDED from Asterisk Call Manager/11.0.0 at {HOST}:")
     messages = parse_messages(recorded)
     assert messages[0] == {"Event": "FullyBooted", "Privilege": "system,all", "Status": "Fully Booted"}
     assert messages[1:5] == parse_messages(text("core_show_channels.txt"))  # ActionID back to {ActionID}

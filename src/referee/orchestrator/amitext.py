@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 AmiMessage = dict[str, str]
 
-BANNER = "Asterisk Call Manager/9.0.0"
+BANNER = "Asterisk Call Manager/11.0.0"  # what Asterisk 22 says (seen on the lab's pbx1)
 
 
 def parse_messages(text: str) -> list[AmiMessage]:
