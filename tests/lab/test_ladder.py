@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from referee.lab import ladder
+from referee.lab import ladder, scenario
 
 NAMES = {"127.0.0.31": "alice", "127.0.0.10": "proxy", "127.0.0.20": "pbx1"}
 
@@ -98,3 +98,51 @@ def test_notify_outcomes_in_cseq_order(tmp_path: Path) -> None:
 def test_empty_capture(tmp_path: Path) -> None:
     assert ladder.read_pcap(tmp_path / "missing.pcap", NAMES) == []
     assert ladder.render_text([], []) == "(no SIP messages captured)"
+
+
+def test_requests_after_the_first_refer(tmp_path: Path) -> None:
+    def req(src: str, dst: str, method: str, t: float) -> object:
+        return _sip(src, dst, f"{method} sip:x SIP/2.0\nCall-ID: c1\nCSeq: 1 {method}\n\n", t)
+
+    pcap = tmp_path / "r.pcap"
+    wrpcap(
+        str(pcap),
+        [
+            req("127.0.0.20", "127.0.0.10", "INVITE", 1.0),  # the call itself, before the REFER
+            _sip("127.0.0.20", "127.0.0.10", "SIP/2.0 100 Trying\nCSeq: 1 INVITE\n\n", 1.1),
+            req("127.0.0.31", "127.0.0.10", "REFER", 2.0),
+            _sip("127.0.0.10", "127.0.0.31", "SIP/2.0 403 Forbidden\nCSeq: 1 REFER\n\n", 2.1),
+            req("127.0.0.31", "127.0.0.10", "BYE", 3.0),
+        ],
+    )
+    messages = ladder.read_pcap(pcap, NAMES)
+    assert ladder.requests_after(messages, "REFER", "INVITE", "pbx1") == []
+    assert ladder.requests_after(messages, "REFER", "BYE", "alice")[0].time == 2.0
+    assert ladder.requests_after(messages, "MESSAGE", "BYE", "alice") == []
+
+    late = [*messages, ladder.Message(4.0, "pbx1", "proxy", "INVITE", True)]
+    late.append(ladder.Message(4.1, "pbx1", "proxy", "INVITE", True))
+    assert [m.time for m in ladder.requests_after(late, "REFER", "INVITE", "pbx1")] == [4.0, 4.1]
+
+
+def test_expect_no_invite_after_refer() -> None:
+    expect = scenario.Expect(no_invite_after_refer_from=("pbx1", "pbx2"))
+    before = [
+        ladder.Message(0.0, "pbx1", "proxy", "INVITE", True),
+        ladder.Message(1.0, "bob", "proxy", "REFER", True),
+    ]
+    assert scenario._check(expect, before, []) == []
+    after = [*before, ladder.Message(1.5, "pbx1", "proxy", "INVITE", True)]
+    assert scenario._check(expect, after, []) == ["pbx1 sent 1 INVITE(s) after the REFER (to proxy first)"]
+    assert scenario._check(expect, before[:1], []) == ["no REFER captured"]
+
+
+def test_scenario_folders_load() -> None:
+    rejected = scenario.load(scenario.SCENARIOS_DIR / "blind_transfer_rejected")
+    assert rejected.expect.refer_statuses == (403,)
+    assert rejected.expect.no_invite_after_refer_from == ("pbx1", "pbx2")
+    assert {s.name for s in scenario.discover()} >= {
+        "basic_call",
+        "blind_transfer",
+        "blind_transfer_rejected",
+    }

@@ -48,6 +48,23 @@ def notify_outcomes(messages: list[Message], src: str, dst: str) -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
+def requests_after(messages: list[Message], first: str, method: str, src: str) -> list[Message]:
+    """The ``method`` requests ``src`` sent after the first ``first`` request of the capture (from anyone).
+
+    Empty when no ``first`` request was captured. Retransmissions are each counted.
+    """
+    started = False
+    found = []
+    for m in messages:
+        if not m.is_request:
+            continue
+        name = m.label.split(" ", 1)[0]
+        if started and name == method and m.src == src:
+            found.append(m)
+        started = started or name == first
+    return found
+
+
 def _label(payload: bytes) -> tuple[str, bool] | None:
     first, _, rest = payload.partition(b"\n")
     cseq = _CSEQ.search(payload)

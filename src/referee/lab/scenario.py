@@ -43,12 +43,15 @@ class Expect:
 
     - ``refer_statuses``: the proxy's REFER decisions in order (202 allowed, 403 refused...);
     - ``notify_to`` / ``notify_final``: the last NOTIFY sipfrag the phone got from the proxy, in CSeq order
-      (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot).
+      (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot);
+    - ``no_invite_after_refer_from``: nodes (``pbx1``...) that send no INVITE once the first REFER was
+      captured (a refused transfer calls nobody).
     """
 
     refer_statuses: tuple[int, ...] | None = None
     notify_to: str = ""
     notify_final: str = ""
+    no_invite_after_refer_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ def load(path: Path) -> Scenario:
         refer_statuses=tuple(int(s) for s in statuses) if statuses is not None else None,
         notify_to=str(raw.get("notify_to", "")),
         notify_final=str(raw.get("notify_final", "")),
+        no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
     )
     return Scenario(
         name=path.name,
@@ -165,6 +169,12 @@ def _check(expect: Expect, messages: list[ladder.Message], events: list[dict[str
         final = outcomes[-1] if outcomes else "none"
         if final != expect.notify_final:
             problems.append(f"last NOTIFY to {expect.notify_to} was {final}, expected {expect.notify_final}")
+    if expect.no_invite_after_refer_from:
+        if not any(m.is_request and m.label == "REFER" for m in messages):
+            problems.append("no REFER captured")
+        for node in expect.no_invite_after_refer_from:
+            if sent := ladder.requests_after(messages, "REFER", "INVITE", node):
+                problems.append(f"{node} sent {len(sent)} INVITE(s) after the REFER (to {sent[0].dst} first)")
     return problems
 
 
