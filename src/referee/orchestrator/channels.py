@@ -6,6 +6,10 @@ Events used (field names as in Asterisk's manager documentation):
 (``BridgeUniqueid``), ``BridgeEnter``/``BridgeLeave`` (bridge snapshot + channel snapshot).
 A resync replaces everything with ``CoreShowChannel`` items (``BridgeId`` gives membership)
 and ``BridgeListItem`` items.
+
+SIP Call-IDs come for free with bridging: chan_pjsip sets ``BRIDGEPEER`` (the peer's name) and
+then ``BRIDGEPVTCALLID`` (the peer's Call-ID) on each bridged channel, and ``VarSet`` events
+report both (seen on the lab's Asterisk 22). The link also asks with ``Getvar``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class ChannelTable:
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
+        self._bridge_peer: dict[str, str] = {}  # uniqueid -> the name its last BRIDGEPEER gave
 
     # -- from events ---------------------------------------------------------------------
 
@@ -71,7 +76,10 @@ class ChannelTable:
             self.channels[uid] = self._channel_from(event, self.channels[uid])
         elif kind == "Rename" and uid in self.channels:
             self.channels[uid].name = event.get("Newname", self.channels[uid].name)
+        elif kind == "VarSet":
+            self._varset(event)
         elif kind == "Hangup":
+            self._bridge_peer.pop(uid, None)
             channel = self.channels.pop(uid, None)
             if channel is not None and channel.bridge in self.bridges:
                 self.bridges[channel.bridge].members.discard(uid)
@@ -92,6 +100,15 @@ class ChannelTable:
                 self.bridges[bid].members.discard(uid)
             if uid in self.channels and self.channels[uid].bridge == bid:
                 self.channels[uid].bridge = None
+
+    def _varset(self, event: Mapping[str, str]) -> None:
+        uid, variable, value = event.get("Uniqueid", ""), event.get("Variable", ""), event.get("Value", "")
+        if variable == "BRIDGEPEER":
+            self._bridge_peer[uid] = value
+        elif variable == "BRIDGEPVTCALLID" and value:
+            peer = self.by_name(self._bridge_peer.get(uid, ""))
+            if peer is not None and peer.is_pjsip and peer.call_id is None:
+                peer.call_id = value
 
     def _enter(self, event: Mapping[str, str]) -> None:
         uid = event.get("Uniqueid", "")
