@@ -107,7 +107,11 @@ def apply(store: AuditStore, event: ProxyEvent) -> int:
         store.add_entry(transfer_id, "proxy", event.kind, data, when=when)
         if event.kind == "refer.decision":
             updates: dict[str, Any] = {"flow": _flow_of(event)}
-            target = event.raw.get("forwarded_refer_to") or event.decision.get("refer_to")
+            target = (
+                event.raw.get("forwarded_refer_to")
+                or event.decision.get("refer_to")
+                or event.raw.get("refer_to")
+            )
             parties = {"referrer": str(event.raw.get("from", ""))} if event.raw.get("from") else {}
             if isinstance(target, str) and target:
                 parties["target"] = target
