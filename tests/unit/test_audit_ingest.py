@@ -121,6 +121,7 @@ def test_a_rejected_refer_is_a_failed_record(proxy: tuple[FakeKSR, Path], store:
     assert record.result is not None and record.result.startswith(
         "rejected 403 Transfer to +449001234567 denied"
     )
+    assert record.parties["target"] == "<sip:09001234567@lab.test>"  # as asked: nothing was forwarded
 
 
 def line(**fields: object) -> str:
