@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
@@ -145,4 +146,21 @@ def test_scenario_folders_load() -> None:
         "basic_call",
         "blind_transfer",
         "blind_transfer_rejected",
+        "attended_transfer",
     }
+
+
+def test_a_phone_with_two_legs_runs_two_sipp_twins() -> None:
+    attended = scenario.load(scenario.SCENARIOS_DIR / "attended_transfer")
+    names = [p.name for p in attended.phones]
+    consult, bob = (p for p in attended.phones if p.role == "bob")
+    assert (consult.name, consult.port, consult.twin) == ("bob_consult", 5062, "127.0.0.32:5099")
+    assert (bob.name, bob.port, bob.twin) == ("bob", None, "127.0.0.32:5099")
+    assert names.index("bob_consult") < names.index("bob")  # the recvCmd side listens: it starts first
+
+
+def test_two_phones_playing_one_file_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "bob.xml").write_text("<scenario/>")
+    (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n[[phones]]\nrole = "bob"\n')
+    with pytest.raises(ValueError, match="same file"):
+        scenario.load(tmp_path)

@@ -32,9 +32,24 @@ PROXY_EVENTS = "/var/log/referee/events.jsonl"  # kamailio__events_file
 
 @dataclass(frozen=True)
 class PhoneSpec:
+    """One SIPp process: a phone ``role`` playing ``{file}.xml`` (default ``{role}.xml``).
+
+    A phone with two call legs runs two processes: the second one names its own ``file``, listens on
+    another ``port`` of the phone's address, and both pass values through SIPp's 3PCC twin socket
+    (``twin``, ``-3pcc ADDR:PORT``: the process whose first twin command is ``recvCmd`` listens there,
+    so it starts first).
+    """
+
     role: str
     delay: float = 0.5
     timeout: float = 60.0
+    file: str = ""
+    port: int | None = None
+    twin: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.file or self.role
 
 
 @dataclass(frozen=True)
@@ -96,12 +111,18 @@ def load(path: Path) -> Scenario:
             role=str(p["role"]),
             delay=float(p.get("delay", 0.5)),
             timeout=float(p.get("timeout", data.get("timeout", 60))),
+            file=str(p.get("file", "")).removesuffix(".xml"),
+            port=int(p["port"]) if "port" in p else None,
+            twin=str(p.get("twin", "")),
         )
         for p in data["phones"]
     )
+    names = [p.name for p in phones]
+    if len(set(names)) != len(names):
+        raise ValueError(f"scenario {path.name}: two phones play the same file; give one a `file`")
     for p in phones:
-        if not (path / f"{p.role}.xml").is_file():
-            raise ValueError(f"scenario {path.name}: no {p.role}.xml")
+        if not (path / f"{p.name}.xml").is_file():
+            raise ValueError(f"scenario {path.name}: no {p.name}.xml")
     raw = data.get("expect", {})
     statuses = raw.get("refer_statuses")
     expect = Expect(
@@ -221,9 +242,17 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: flo
 
 
 def _sipp(
-    state: chroot.LabState, topo: Topology, role: str, scenario_file: str, run_dir: str, log: Path
+    state: chroot.LabState,
+    topo: Topology,
+    role: str,
+    scenario_file: str,
+    run_dir: str,
+    log: Path,
+    spec: PhoneSpec | None = None,
 ) -> subprocess.Popen[bytes]:
     phone = topo.phone(role)
+    name = spec.name if spec else role
+    port = spec.port if spec and spec.port else phone.port
     argv = [
         "chroot",
         state.rootfs,
@@ -235,7 +264,7 @@ def _sipp(
         "-i",
         phone.address,
         "-p",
-        str(phone.port),
+        str(port),
         "-mi",
         phone.address,
         "-m",
@@ -245,11 +274,16 @@ def _sipp(
         "-timeout_error",
         "-trace_err",
         "-error_file",
-        f"{run_dir}/{role}-errors.log",
+        f"{run_dir}/{name}-errors.log",
         "-trace_msg",
         "-message_file",
-        f"{run_dir}/{role}-messages.log",
+        f"{run_dir}/{name}-messages.log",
     ]
+    if port != phone.port:
+        # Two SIPp processes on one address: keep the second one's media (RTP echo) ports apart too.
+        argv += ["-mp", str(6000 + port - phone.port + 100)]
+    if spec and spec.twin:
+        argv += ["-3pcc", spec.twin]
     if _is_uac(Path(state.rootfs) / scenario_file.lstrip("/")):
         argv.insert(3, f"{topo.proxy_address}:{topo.proxy_port}")
     with log.open("ab") as out:
@@ -300,7 +334,7 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     state.pids["tcpdump"] = dump.pid
     state.save()
     try:
-        roles = [p.role for p in scenario.phones]
+        roles = list(dict.fromkeys(p.role for p in scenario.phones))
         for role in roles:
             log = out_dir / f"{role}-register.log"
             reg = _sipp(state, topo, role, f"{PHONES_DIR}/register.xml", run_dir, log)
@@ -311,9 +345,11 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
                 break
         if not error:
             for spec in scenario.phones:
-                log = out_dir / f"{spec.role}.log"
-                procs[spec.role] = _sipp(state, topo, spec.role, f"{run_dir}/{spec.role}.xml", run_dir, log)
-                results.append(PhoneResult(spec.role, None, log))
+                log = out_dir / f"{spec.name}.log"
+                procs[spec.name] = _sipp(
+                    state, topo, spec.role, f"{run_dir}/{spec.name}.xml", run_dir, log, spec
+                )
+                results.append(PhoneResult(spec.name, None, log))
                 time.sleep(spec.delay)
             late = _wait_all(
                 {r.role: procs[r.role] for r in results}, max(s.timeout for s in scenario.phones)
