@@ -171,3 +171,30 @@ def test_a_committed_record_survives_sigkill(tmp_path: Path) -> None:
     assert (record.call_id, record.state) == ("killed@h", "ringback")
     assert [e.kind for e in record.entries] == ["state", "BlindTransfer", "state"]
     assert [r.origin for r in store.records()] == ["operator"]  # the uncommitted row is gone
+
+
+def test_the_ladder_is_in_time_order_with_notifies_in_cseq_order(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    tid = store.create("pbx", when=10.0)
+    store.add_entry(tid, "pbx", "BlindTransfer", {}, when=10.1)
+    store.add_entry(tid, "proxy", "refer.decision", {}, when=9.9)  # read later from the proxy's file
+    store.add_entry(tid, "notify", "refer.outcome", {"status": 200}, cseq=3, when=10.2)
+    store.add_entry(tid, "notify", "refer.outcome", {"status": 100}, cseq=2, when=10.3)
+    record = store.get(tid)
+    assert record is not None
+    assert [(e.kind, e.cseq) for e in record.ladder()] == [
+        ("refer.decision", None),
+        ("state", None),
+        ("BlindTransfer", None),
+        ("refer.outcome", 2),
+        ("refer.outcome", 3),
+    ]
+    assert record.updated == 10.3  # never moves back for an older line
+
+
+def test_updated_never_goes_back(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "a.db"))
+    tid = store.create("pbx", when=10.0)
+    store.update(tid, result="x", when=5.0)
+    store.add_entry(tid, "proxy", "refer.decision", {}, when=4.0)
+    assert store.get(tid).updated == 10.0  # type: ignore[union-attr]

@@ -61,8 +61,9 @@ class TransferRecord:
         return sorted(notifies, key=lambda e: (e.cseq if e.cseq is not None else -1, e.seq))
 
     def ladder(self) -> list[Entry]:
-        """Entries in arrival order, except that the NOTIFYs take their slots in CSeq order."""
-        ordered = list(self.entries)
+        """Entries in time order (the proxy's lines are read after the PBX's events of the same
+        moment, so arrival order is not it), except that the NOTIFYs take their slots in CSeq order."""
+        ordered = sorted(self.entries, key=lambda e: (e.time, e.seq))
         slots = [i for i, e in enumerate(ordered) if e.source == "notify"]
         for slot, entry in zip(slots, self.notify_outcomes(), strict=True):
             ordered[slot] = entry

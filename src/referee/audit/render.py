@@ -94,8 +94,9 @@ def show(record: TransferRecord) -> str:
     for role, who in sorted(record.parties.items()):
         lines.append(f"  {role:<12} {who}")
     lines.append("  ladder:")
-    start = record.created
-    for entry in record.ladder():
+    ladder = record.ladder()
+    start = min([record.created] + [e.time for e in ladder])
+    for entry in ladder:
         lines.append(
             f"    {entry.time - start:+9.3f}s  {_ARROWS.get(entry.source, entry.source)}  {summarize(entry)}"
         )

@@ -191,12 +191,12 @@ class AuditStore:
         when = self.now() if when is None else when
         with self.transaction():
             row = self._conn.execute(
-                "SELECT state, parties, ended FROM transfers WHERE id = ?", (transfer_id,)
+                "SELECT state, parties, ended, updated FROM transfers WHERE id = ?", (transfer_id,)
             ).fetchone()
             if row is None:
                 raise AuditError(f"no transfer {transfer_id}")
-            old_state, old_parties, ended = row
-            sets: dict[str, Any] = {"updated": when}
+            old_state, old_parties, ended, updated = row
+            sets: dict[str, Any] = {"updated": max(updated, when)}
             if state is not None and state != old_state:
                 if state not in STATES:
                     raise ValueError(f"unknown transfer state {state!r}")
@@ -238,7 +238,9 @@ class AuditStore:
         when = self.now() if when is None else when
         with self.transaction():
             seq = self._entry(transfer_id, when, source, kind, cseq, data)
-            self._conn.execute("UPDATE transfers SET updated = ? WHERE id = ?", (when, transfer_id))
+            self._conn.execute(
+                "UPDATE transfers SET updated = MAX(updated, ?) WHERE id = ?", (when, transfer_id)
+            )
         return seq
 
     def _entry(
