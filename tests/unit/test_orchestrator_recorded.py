@@ -1,8 +1,9 @@
-"""Replays of a trace recorded from the lab's real Asterisk 22 (pbx1) and the proxy's event lines of
-the same run: a basic call, then bob's phone REFERs alice to 1003 (a blind transfer by REFER).
+"""Replays of traces recorded from the lab's real Asterisk 22 (pbx1), with the proxy's event lines
+of the same runs (tests/unit/data/ami/recorded_*.txt, tests/unit/data/proxy/recorded_*.jsonl):
 
-tests/unit/data/ami/recorded_blind_refer.txt    AMI, verbatim (scripts/record_ami_trace.py)
-tests/unit/data/proxy/recorded_blind_refer.jsonl the Kamailio events with that Call-ID, verbatim
+- ``blind_refer``: a basic call, then bob's phone REFERs alice to 1003 (a blind transfer);
+- ``attended_refer``: alice calls bob, bob holds her and calls carol, then REFERs alice with
+  ``Replaces`` naming the bob-carol dialog (an attended transfer on one PBX).
 """
 
 from __future__ import annotations
@@ -117,3 +118,51 @@ def test_the_blind_transfer_goes_through_ringback_and_answered(store: AuditStore
             if not states or states[-1] != transfer.state:
                 states.append(str(transfer.state))
     assert states == ["ringback", "answered", "completed"]
+
+
+ATTENDED = "recorded_attended_refer.txt"
+ATTENDED_PROXY = DATA.parent / "proxy" / "recorded_attended_refer.jsonl"
+BOB_FIRST_CALL_ID = "9f186f39-c164-4e3b-8589-96ae7d2648ed"  # bob's dialog with alice: where the REFER came
+
+
+@pytest.mark.parametrize("proxy_first", [True, False], ids=["proxy-lines-first", "ami-events-first"])
+def test_a_real_attended_refer_makes_one_completed_record(store: AuditStore, proxy_first: bool) -> None:
+    tracker = Tracker("pbx1", store)
+    lines = ATTENDED_PROXY.read_text().splitlines()
+    if proxy_first:
+        for line in lines:
+            apply(store, parse_line(line))
+    for event in trace(ATTENDED):
+        tracker.handle(event)
+        if event.get("Event") == "AttendedTransfer":
+            assert event["IsExternal"] == "No"  # Asterisk 22 says No for a REFER with Replaces
+            names = {c.name: c.call_id for c in tracker.table.channels.values()}
+            assert names["PJSIP/1002-00000030"] == BOB_FIRST_CALL_ID  # learnt from VarSet BRIDGEPVTCALLID
+            assert names["PJSIP/1002-00000031"] == "consult///" + BOB_FIRST_CALL_ID
+    if not proxy_first:
+        for line in lines:
+            apply(store, parse_line(line))
+    (listed,) = store.records()
+    record = store.get(listed.id)
+    assert record is not None
+    assert (record.call_id, record.refer_cseq, record.origin, record.flow, record.state) == (
+        BOB_FIRST_CALL_ID,
+        "2",
+        "refer",
+        "attended",
+        "completed",
+    )
+    assert record.result == ("NOTIFY 200 OK" if proxy_first else "AttendedTransfer Success (Bridge)")
+    assert {k: record.parties[k] for k in ("initiator", "second_transferer", "transferred", "recipient")} == {
+        "initiator": "PJSIP/1002-00000030",
+        "second_transferer": "PJSIP/1002-00000031",
+        "transferred": "PJSIP/1001-0000002f",
+        "recipient": "PJSIP/1003-00000032",
+    }
+    assert record.parties["referrer"] == "sip:1002@lab.test"
+    assert [(e.cseq, e.data["status"]) for e in record.notify_outcomes()] == [(9999, 100), (10000, 200)]
+    assert "AttendedTransfer" in [e.kind for e in record.entries if e.source == "pbx"]
+    ladder = [e.kind for e in record.ladder()]
+    assert ladder.index("refer.decision") < ladder.index(
+        "AttendedTransfer"
+    )  # time order, whatever was read first
