@@ -147,6 +147,7 @@ def test_scenario_folders_load() -> None:
         "blind_transfer",
         "blind_transfer_rejected",
         "attended_transfer",
+        "attended_transfer_cross_pbx",
     }
 
 
@@ -164,3 +165,21 @@ def test_two_phones_playing_one_file_are_refused(tmp_path: Path) -> None:
     (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n[[phones]]\nrole = "bob"\n')
     with pytest.raises(ValueError, match="same file"):
         scenario.load(tmp_path)
+
+
+def test_expect_invite_after_refer() -> None:
+    expect = scenario.Expect(invite_after_refer=("pbx1>proxy", "proxy>pbx2"))
+    refer = [ladder.Message(1.0, "bob", "proxy", "REFER", True)]
+    onward = [
+        ladder.Message(1.1, "pbx1", "proxy", "INVITE", True),
+        ladder.Message(1.2, "proxy", "pbx2", "INVITE", True),
+    ]
+    assert scenario._check(expect, refer + onward, []) == []
+    assert scenario._check(expect, onward[:1] + refer + onward[1:], []) == [
+        "no INVITE pbx1 -> proxy after the REFER"
+    ]
+    assert scenario._check(expect, [], []) == [
+        "no REFER captured",
+        "no INVITE pbx1 -> proxy after the REFER",
+        "no INVITE proxy -> pbx2 after the REFER",
+    ]

@@ -37,7 +37,8 @@ class PhoneSpec:
     A phone with two call legs runs two processes: the second one names its own ``file``, listens on
     another ``port`` of the phone's address, and both pass values through SIPp's 3PCC twin socket
     (``twin``, ``-3pcc ADDR:PORT``: the process whose first twin command is ``recvCmd`` listens there,
-    so it starts first).
+    so it starts first). ``calls``: how many calls the process takes before it ends (``-m``), for one
+    scenario file that answers two calls.
     """
 
     role: str
@@ -46,6 +47,7 @@ class PhoneSpec:
     file: str = ""
     port: int | None = None
     twin: str = ""
+    calls: int = 1
 
     @property
     def name(self) -> str:
@@ -60,13 +62,16 @@ class Expect:
     - ``notify_to`` / ``notify_final``: the last NOTIFY sipfrag the phone got from the proxy, in CSeq order
       (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot);
     - ``no_invite_after_refer_from``: nodes (``pbx1``...) that send no INVITE once the first REFER was
-      captured (a refused transfer calls nobody).
+      captured (a refused transfer calls nobody);
+    - ``invite_after_refer``: hops (``"pbx1>proxy"``...) that each carry an INVITE once the first REFER was
+      captured (where the transfer's new call went).
     """
 
     refer_statuses: tuple[int, ...] | None = None
     notify_to: str = ""
     notify_final: str = ""
     no_invite_after_refer_from: tuple[str, ...] = ()
+    invite_after_refer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ def load(path: Path) -> Scenario:
             file=str(p.get("file", "")).removesuffix(".xml"),
             port=int(p["port"]) if "port" in p else None,
             twin=str(p.get("twin", "")),
+            calls=int(p.get("calls", 1)),
         )
         for p in data["phones"]
     )
@@ -130,6 +136,7 @@ def load(path: Path) -> Scenario:
         notify_to=str(raw.get("notify_to", "")),
         notify_final=str(raw.get("notify_final", "")),
         no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
+        invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
     )
     return Scenario(
         name=path.name,
@@ -190,12 +197,16 @@ def _check(expect: Expect, messages: list[ladder.Message], events: list[dict[str
         final = outcomes[-1] if outcomes else "none"
         if final != expect.notify_final:
             problems.append(f"last NOTIFY to {expect.notify_to} was {final}, expected {expect.notify_final}")
-    if expect.no_invite_after_refer_from:
-        if not any(m.is_request and m.label == "REFER" for m in messages):
-            problems.append("no REFER captured")
-        for node in expect.no_invite_after_refer_from:
-            if sent := ladder.requests_after(messages, "REFER", "INVITE", node):
-                problems.append(f"{node} sent {len(sent)} INVITE(s) after the REFER (to {sent[0].dst} first)")
+    wants_refer = bool(expect.no_invite_after_refer_from or expect.invite_after_refer)
+    if wants_refer and not any(m.is_request and m.label == "REFER" for m in messages):
+        problems.append("no REFER captured")
+    for hop in expect.invite_after_refer:
+        src, _, dst = hop.partition(">")
+        if not any(m.dst == dst for m in ladder.requests_after(messages, "REFER", "INVITE", src)):
+            problems.append(f"no INVITE {src} -> {dst} after the REFER")
+    for node in expect.no_invite_after_refer_from:
+        if sent := ladder.requests_after(messages, "REFER", "INVITE", node):
+            problems.append(f"{node} sent {len(sent)} INVITE(s) after the REFER (to {sent[0].dst} first)")
     return problems
 
 
@@ -216,7 +227,9 @@ def capture_filter(topo: Topology) -> str:
 def _start_tcpdump(pcap: Path, log: Path, bpf: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "-w", str(pcap), bpf],
+            # --immediate-mode: without it libpcap hands packets over a buffer block at a time, and
+            # the last block (the final BYEs) could still be in the kernel when tcpdump is stopped.
+            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "--immediate-mode", "-w", str(pcap), bpf],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -268,7 +281,7 @@ def _sipp(
         "-mi",
         phone.address,
         "-m",
-        "1",
+        str(spec.calls if spec else 1),
         "-nostdin",
         "-aa",  # answer NOTIFY, INFO, OPTIONS and UPDATE the scenario does not wait for, like a phone
         "-timeout_error",
