@@ -4,8 +4,8 @@ The tracker knows the transfers the orchestrator started (registered before thei
 sent, so an event that beats the action's response is not missed) and picks up the ones
 phones start by REFER or DTMF from their ``BlindTransfer`` / ``AttendedTransfer`` events
 (Asterisk 22 says ``IsExternal: Yes`` for a blind REFER but ``No`` for a REFER with
-Replaces, so the proxy's record, not that flag, tells a REFER). Those are joined to the proxy's audit record through the SIP Call-ID of the
-transferer's channel.
+Replaces, so the proxy's record, not that flag, tells a REFER). Those are joined to the
+proxy's audit record through the SIP Call-ID of the transferer's channel.
 
 After a reconnect, :meth:`Tracker.resync` rebuilds the channel table from CoreShowChannels and
 BridgeList and settles every transfer whose parties changed during the outage: a blind
