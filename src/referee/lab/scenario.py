@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from referee.lab import chroot, ladder
+from referee.lab import ami, chroot, ladder
 from referee.lab.provision import REPO
 from referee.lab.topology import Topology
 
@@ -64,7 +64,9 @@ class Expect:
     - ``no_invite_after_refer_from``: nodes (``pbx1``...) that send no INVITE once the first REFER was
       captured (a refused transfer calls nobody);
     - ``invite_after_refer``: hops (``"pbx1>proxy"``...) that each carry an INVITE once the first REFER was
-      captured (where the transfer's new call went).
+      captured (where the transfer's new call went);
+    - ``ami``: events the PBXs must report over AMI during the run, each a table naming its ``pbx`` and
+      the fields an event must carry (``{pbx = "pbx1", Event = "AttendedTransfer", Result = "Success"}``).
     """
 
     refer_statuses: tuple[int, ...] | None = None
@@ -72,6 +74,7 @@ class Expect:
     notify_final: str = ""
     no_invite_after_refer_from: tuple[str, ...] = ()
     invite_after_refer: tuple[str, ...] = ()
+    ami: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ def load(path: Path) -> Scenario:
         notify_final=str(raw.get("notify_final", "")),
         no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
         invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
+        ami=tuple(tuple((str(k), str(v)) for k, v in want.items()) for want in raw.get("ami", ())),
     )
     return Scenario(
         name=path.name,
@@ -181,9 +185,14 @@ def _describe(event: dict[str, object]) -> str:
     return line
 
 
-def _check(expect: Expect, messages: list[ladder.Message], events: list[dict[str, object]]) -> list[str]:
+def _check(
+    expect: Expect,
+    messages: list[ladder.Message],
+    events: list[dict[str, object]],
+    ami_events: dict[str, list[dict[str, str]]] | None = None,
+) -> list[str]:
     """Problems with the expectations (empty when they hold)."""
-    problems = []
+    problems = ami.unmet([dict(want) for want in expect.ami], ami_events or {})
     if expect.refer_statuses is not None:
         got = tuple(
             int(str(d.get("status")))
@@ -342,11 +351,18 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     error = ""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     events_from = _events_offset(root)
+    recorders: dict[str, ami.AmiRecorder] = {}
+    ami_events: dict[str, list[dict[str, str]]] = {}
     dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
     # tcpdump runs outside the chroot: record it, so that `lab down` stops it even if this process dies.
     state.pids["tcpdump"] = dump.pid
     state.save()
     try:
+        for pbx in topo.pbxs:
+            if any(dict(want).get("pbx") == pbx.name for want in scenario.expect.ami):
+                recorders[pbx.name] = ami.AmiRecorder(
+                    pbx.address, pbx.ami_port, topo.ami_user, topo.ami_secret
+                )
         roles = list(dict.fromkeys(p.role for p in scenario.phones))
         for role in roles:
             log = out_dir / f"{role}-register.log"
@@ -373,7 +389,9 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     finally:
         for p in procs.values():
             _stop(p)
-        time.sleep(0.3)  # let the last packets reach the capture
+        time.sleep(0.3)  # let the last packets (and AMI events) reach the capture
+        for name, recorder in recorders.items():
+            ami_events[name] = recorder.close()
         _stop(dump, signal.SIGINT)
         state.pids.pop("tcpdump", None)
         state.save()
@@ -396,7 +414,14 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
         notes.append(
             f"NOTIFY sipfrags to {scenario.expect.notify_to}, by CSeq: {', '.join(outcomes) or 'none'}"
         )
-    problems = _check(scenario.expect, messages, events)
+    for name, pbx_events in ami_events.items():
+        notes += [
+            f"AMI {name}: {e['Event']} {e.get('Result', '')} "
+            f"{e.get('TransferTargetChannel') or e.get('Extension', '')}"
+            for e in pbx_events
+            if e.get("Event") in ("AttendedTransfer", "BlindTransfer")
+        ]
+    problems = _check(scenario.expect, messages, events, ami_events)
     if problems:
         passed = False
         error = "; ".join(filter(None, [error, *problems]))
