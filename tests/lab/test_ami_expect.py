@@ -67,3 +67,108 @@ def test_recorder_refuses_a_failed_login() -> None:
     with server, pytest.raises(RuntimeError, match="Authentication failed"):
         ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "wrong")
     thread.join(5)
+
+
+def test_a_value_ending_in_a_star_matches_by_prefix() -> None:
+    event = {"Event": "BridgeEnter", "Channel": "PJSIP/1002-0000000a"}
+    assert ami.matches(event, {"Event": "BridgeEnter", "Channel": "PJSIP/1002-*"})
+    assert not ami.matches(event, {"Channel": "PJSIP/1003-*"})
+    assert not ami.matches(event, {"Channel": "PJSIP/1002-"})  # no star: exact
+    assert not ami.matches(event, {"BridgeNumChannels": "2"})  # a field the event lacks
+    assert ami.unmet([{"pbx": "pbx1", "Channel": "PJSIP/*"}], {"pbx1": [event]}) == []
+
+
+BOB_IN = {"Event": "BridgeEnter", "Channel": "PJSIP/1002-0000000a", "BridgeNumChannels": "1"}
+ALICE_IN = {"Event": "BridgeEnter", "Channel": "PJSIP/pbx1-proxy-00000009", "BridgeNumChannels": "2"}
+TRANSFER = ami.Action(
+    pbx="pbx1",
+    when=(
+        (("Event", "BridgeEnter"), ("Channel", "PJSIP/1002-*")),
+        (("Event", "BridgeEnter"), ("BridgeNumChannels", "2")),
+    ),
+    fields=(("Action", "BlindTransfer"), ("Channel", "{Channel}"), ("Exten", "09098790000")),
+)
+
+
+def test_an_action_waits_for_every_pattern_and_fills_in_the_first_events_fields() -> None:
+    assert TRANSFER.ready([]) is None
+    assert TRANSFER.ready([BOB_IN]) is None
+    assert TRANSFER.ready([{"Event": "Newchannel"}, ALICE_IN]) is None
+    sent = {"Action": "BlindTransfer", "Channel": "PJSIP/1002-0000000a", "Exten": "09098790000"}
+    assert TRANSFER.ready([BOB_IN, ALICE_IN]) == sent
+    assert TRANSFER.ready([ALICE_IN, BOB_IN]) == sent  # in any order
+    with pytest.raises(KeyError):
+        ami.fill({"Channel": "{DestChannel}"}, BOB_IN)
+
+
+def test_action_problems_name_unsent_and_refused_actions() -> None:
+    ok = ami.Sent({"Action": "BlindTransfer"}, {"Response": "Success"})
+    refused = ami.Sent({"Action": "BlindTransfer"}, {"Response": "Error", "Message": "No such channel"})
+    silent = ami.Sent({"Action": "Atxfer"}, {})
+    assert ami.action_problems("pbx1", [ok], []) == []
+    assert ami.action_problems("pbx1", [refused, silent], [TRANSFER], ["boom"]) == [
+        "boom",
+        "AMI action BlindTransfer on pbx1 never sent (no event Event: BridgeEnter, Channel: PJSIP/1002-* "
+        "and Event: BridgeEnter, BridgeNumChannels: 2)",
+        "AMI action BlindTransfer on pbx1: No such channel",
+        "AMI action Atxfer on pbx1: no response",
+    ]
+
+
+def test_scenario_toml_actions(tmp_path: Path) -> None:
+    (tmp_path / "bob.xml").write_text("<scenario/>")
+    toml = (
+        '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\n'
+        'when = [{ Event = "BridgeEnter", Channel = "PJSIP/1002-*" }, { Event = "BridgeEnter", '
+        'BridgeNumChannels = "2" }]\nAction = "BlindTransfer"\nChannel = "{Channel}"\nExten = "09098790000"\n'
+        '[expect]\nno_invite_to = ["09098790000"]\n'
+    )
+    (tmp_path / "scenario.toml").write_text(toml)
+    loaded = scenario.load(tmp_path)
+    assert loaded.actions == (TRANSFER,)
+    assert loaded.expect.no_invite_to == ("09098790000",)
+    (tmp_path / "scenario.toml").write_text(toml.replace("when = ", "after = "))
+    with pytest.raises(ValueError, match="needs `when`"):
+        scenario.load(tmp_path)
+    one = '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
+    (tmp_path / "scenario.toml").write_text(one)
+    assert scenario.load(tmp_path).actions[0].when == ((("Event", "DialEnd"),),)
+
+
+def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response() -> None:
+    server = socket.create_server(("127.0.3.9", 0))
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"Asterisk Call Manager/11.0.0\r\n")
+            conn.recv(4096)  # Login
+            conn.sendall(b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n")
+            for event in (BOB_IN, ALICE_IN):
+                conn.sendall(("".join(f"{k}: {v}\r\n" for k, v in event.items()) + "\r\n").encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            got.append(data)
+            conn.sendall(
+                b"Response: Success\r\nActionID: referee-lab-1\r\nMessage: Transfer succeeded\r\n\r\n"
+            )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with server:
+        recorder = ami.AmiRecorder(
+            "127.0.3.9", server.getsockname()[1], "referee", "secret", actions=[TRANSFER]
+        )
+        thread.join(5)
+        recorder._thread.join(5)
+        assert recorder.close() == [BOB_IN, ALICE_IN]
+    assert got == [
+        b"Action: BlindTransfer\r\nChannel: PJSIP/1002-0000000a\r\nExten: 09098790000\r\n"
+        b"ActionID: referee-lab-1\r\n\r\n"
+    ]
+    assert [(s.action["Channel"], s.response["Message"]) for s in recorder.sent] == [
+        ("PJSIP/1002-0000000a", "Transfer succeeded")
+    ]
+    assert recorder.unsent == [] and recorder.errors == []

@@ -183,3 +183,21 @@ def test_expect_invite_after_refer() -> None:
         "no INVITE pbx1 -> proxy after the REFER",
         "no INVITE proxy -> pbx2 after the REFER",
     ]
+
+
+def test_uri_user() -> None:
+    assert ladder.uri_user("sip:09098790000@lab.test;user=phone") == "09098790000"
+    assert ladder.uri_user("sip:+449098790000@127.0.0.10:5060") == "+449098790000"
+    assert ladder.uri_user("tel:+449098790000;phone-context=x") == "+449098790000"
+    assert ladder.uri_user("sip:lab.test") == ""
+    assert ladder.uri_user("") == ""
+
+
+def test_no_invite_to_names_invites_by_request_uri_user() -> None:
+    call = ladder.Message(0.0, "pbx1", "proxy", "INVITE", True, uri="sip:1002@lab.test")
+    premium = ladder.Message(1.0, "pbx1", "proxy", "INVITE", True, uri="sip:+449098790000@lab.test")
+    expect = scenario.Expect(no_invite_to=("09098790000", "+449098790000"))
+    assert scenario._check(expect, [call], []) == []
+    assert scenario._check(expect, [call, premium], []) == [
+        "1 INVITE(s) to +449098790000 (pbx1 -> proxy first)"
+    ]

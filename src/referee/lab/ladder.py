@@ -30,9 +30,21 @@ class Message:
     call_id: str = ""
     cseq: int = 0
     sipfrag: str = ""  # the status line of a NOTIFY's message/sipfrag body, if any
+    uri: str = ""  # a request's Request-URI
 
 
 _CALL_ID = re.compile(rb"^(?:Call-ID|i)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI (``sip:09098790000@lab.test;user=phone`` -> ``09098790000``), or ""."""
+    scheme, colon, rest = uri.partition(":")
+    if not colon or scheme.lower() not in ("sip", "sips", "tel"):
+        return ""
+    if scheme.lower() == "tel":
+        return rest.split(";", 1)[0]
+    user, at, _ = rest.partition("@")
+    return user.split(";", 1)[0] if at else ""
 
 
 def notify_outcomes(messages: list[Message], src: str, dst: str) -> list[str]:
@@ -111,6 +123,7 @@ def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
             cseq = _CSEQ.search(payload)
             call_id = _CALL_ID.search(payload)
             frag = _SIPFRAG.search(payload) if found[1] else None
+            request = _REQUEST.match(payload.partition(b"\n")[0]) if found[1] else None
             messages.append(
                 Message(
                     ts - start,
@@ -121,6 +134,7 @@ def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
                     call_id=call_id.group(1).decode(errors="replace") if call_id else "",
                     cseq=int(cseq.group(1)) if cseq else 0,
                     sipfrag=frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") if frag else "",
+                    uri=request.group(2).decode(errors="replace") if request else "",
                 )
             )
     return messages

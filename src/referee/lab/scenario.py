@@ -65,8 +65,11 @@ class Expect:
       captured (a refused transfer calls nobody);
     - ``invite_after_refer``: hops (``"pbx1>proxy"``...) that each carry an INVITE once the first REFER was
       captured (where the transfer's new call went);
+    - ``no_invite_to``: Request-URI users (``09098790000``...) that no INVITE of the capture names (a
+      transfer the PBX refused calls nobody, even one that never passed the proxy);
     - ``ami``: events the PBXs must report over AMI during the run, each a table naming its ``pbx`` and
-      the fields an event must carry (``{pbx = "pbx1", Event = "AttendedTransfer", Result = "Success"}``).
+      the fields an event must carry (``{pbx = "pbx1", Event = "AttendedTransfer", Result = "Success"}``;
+      a value ``prefix*`` matches by prefix).
     """
 
     refer_statuses: tuple[int, ...] | None = None
@@ -74,6 +77,7 @@ class Expect:
     notify_final: str = ""
     no_invite_after_refer_from: tuple[str, ...] = ()
     invite_after_refer: tuple[str, ...] = ()
+    no_invite_to: tuple[str, ...] = ()
     ami: tuple[tuple[tuple[str, str], ...], ...] = ()
 
 
@@ -85,6 +89,7 @@ class Scenario:
     description: str
     phones: tuple[PhoneSpec, ...]
     expect: Expect = Expect()
+    actions: tuple[ami.Action, ...] = ()
 
 
 @dataclass
@@ -140,6 +145,7 @@ def load(path: Path) -> Scenario:
         notify_final=str(raw.get("notify_final", "")),
         no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
         invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
+        no_invite_to=tuple(str(u) for u in raw.get("no_invite_to", ())),
         ami=tuple(tuple((str(k), str(v)) for k, v in want.items()) for want in raw.get("ami", ())),
     )
     return Scenario(
@@ -149,6 +155,24 @@ def load(path: Path) -> Scenario:
         description=str(data.get("description", "")).strip(),
         phones=phones,
         expect=expect,
+        actions=tuple(_action(path.name, a) for a in data.get("actions", {}).get("ami", ())),
+    )
+
+
+def _action(scenario: str, raw: dict[str, object]) -> ami.Action:
+    """One ``[[actions.ami]]`` table: ``pbx``, ``when`` (a table or a list of tables: the events to wait
+    for) and the action's own fields (``Action = "BlindTransfer"``, ``Channel = "{Channel}"``...)."""
+    when = raw.get("when")
+    patterns = [when] if isinstance(when, dict) else when
+    if not patterns or not isinstance(patterns, list) or not all(isinstance(p, dict) for p in patterns):
+        raise ValueError(f"scenario {scenario}: an [[actions.ami]] needs `when`, the event(s) to wait for")
+    fields = {str(k): str(v) for k, v in raw.items() if k not in ("pbx", "when")}
+    if "pbx" not in raw or "Action" not in fields:
+        raise ValueError(f"scenario {scenario}: an [[actions.ami]] needs `pbx` and `Action`")
+    return ami.Action(
+        pbx=str(raw["pbx"]),
+        when=tuple(tuple((str(k), str(v)) for k, v in p.items()) for p in patterns),
+        fields=tuple(fields.items()),
     )
 
 
@@ -216,6 +240,11 @@ def _check(
     for node in expect.no_invite_after_refer_from:
         if sent := ladder.requests_after(messages, "REFER", "INVITE", node):
             problems.append(f"{node} sent {len(sent)} INVITE(s) after the REFER (to {sent[0].dst} first)")
+    for user in expect.no_invite_to:
+        if sent := [
+            m for m in messages if m.is_request and m.label == "INVITE" and ladder.uri_user(m.uri) == user
+        ]:
+            problems.append(f"{len(sent)} INVITE(s) to {user} ({sent[0].src} -> {sent[0].dst} first)")
     return problems
 
 
@@ -352,6 +381,7 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     procs: dict[str, subprocess.Popen[bytes]] = {}
     events_from = _events_offset(root)
     recorders: dict[str, ami.AmiRecorder] = {}
+    action_problems: list[str] = []
     ami_events: dict[str, list[dict[str, str]]] = {}
     dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
     # tcpdump runs outside the chroot: record it, so that `lab down` stops it even if this process dies.
@@ -359,10 +389,13 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     state.save()
     try:
         for pbx in topo.pbxs:
-            if any(dict(want).get("pbx") == pbx.name for want in scenario.expect.ami):
+            actions = [a for a in scenario.actions if a.pbx == pbx.name]
+            if actions or any(dict(want).get("pbx") == pbx.name for want in scenario.expect.ami):
                 recorders[pbx.name] = ami.AmiRecorder(
-                    pbx.address, pbx.ami_port, topo.ami_user, topo.ami_secret
+                    pbx.address, pbx.ami_port, topo.ami_user, topo.ami_secret, actions=actions
                 )
+        if unknown := {a.pbx for a in scenario.actions} - set(recorders):
+            raise ValueError(f"scenario {scenario.name}: [[actions.ami]] for unknown PBX {sorted(unknown)}")
         roles = list(dict.fromkeys(p.role for p in scenario.phones))
         for role in roles:
             log = out_dir / f"{role}-register.log"
@@ -392,6 +425,7 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
         time.sleep(0.3)  # let the last packets (and AMI events) reach the capture
         for name, recorder in recorders.items():
             ami_events[name] = recorder.close()
+            action_problems += ami.action_problems(name, recorder.sent, recorder.unsent, recorder.errors)
         _stop(dump, signal.SIGINT)
         state.pids.pop("tcpdump", None)
         state.save()
@@ -421,7 +455,14 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             for e in pbx_events
             if e.get("Event") in ("AttendedTransfer", "BlindTransfer")
         ]
-    problems = _check(scenario.expect, messages, events, ami_events)
+    for name, recorder in recorders.items():
+        notes += [
+            f"AMI {name}: sent {s.action.get('Action')} "
+            + " ".join(f"{k}={v}" for k, v in s.action.items() if k not in ("Action", "ActionID"))
+            + f": {s.response.get('Response', 'no response')} {s.response.get('Message', '')}".rstrip()
+            for s in recorder.sent
+        ]
+    problems = action_problems + _check(scenario.expect, messages, events, ami_events)
     if problems:
         passed = False
         error = "; ".join(filter(None, [error, *problems]))
