@@ -112,6 +112,18 @@ def ack(
     )
 
 
+def answered_call(user: str, target: str, *, from_tag: str = "[pid]SIPpTag00[call_number]") -> str:
+    """INVITE, any provisional, 200 (route set recorded), ACK: the caller's side of an answered call."""
+    return "\n".join(
+        [
+            invite(user, target, from_tag=from_tag),
+            provisional(),
+            recv_response(200, rrs=True),
+            ack(user, target, from_tag=from_tag),
+        ]
+    )
+
+
 def in_dialog(
     method: str,
     user: str,

@@ -104,14 +104,7 @@ def test_in_dialog_refer_with_replaces_points_at_the_pbx_holding_the_dialog(
         scenario(
             tmp_path,
             "dave-b",
-            "\n".join(
-                [
-                    g.invite("2001", "1003", from_tag="dave-b"),
-                    g.provisional(),
-                    g.recv_response(200, rrs=True),
-                    g.ack("2001", "1003", from_tag="dave-b"),
-                ]
-            ),
+            g.answered_call("2001", "1003", from_tag="dave-b"),
         ),
         PHONES["2001"],
         remote=f"{PROXY}:5060",

@@ -50,14 +50,7 @@ def test_replaces_routed_by_the_other_proxy(tmp_path: Path, replicate: bool) -> 
             scenario(
                 tmp_path,
                 "dave",
-                "\n".join(
-                    [
-                        g.invite("2001", "1003", from_tag="dave-ft"),
-                        g.provisional(),
-                        g.recv_response(200, rrs=True),
-                        g.ack("2001", "1003", from_tag="dave-ft"),
-                    ]
-                ),
+                g.answered_call("2001", "1003", from_tag="dave-ft"),
             ),
             PHONES["2001"],
             remote=f"{PROXY}:{PORTS['a']}",

@@ -101,10 +101,7 @@ def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio,
         "1002",
         "\n".join(
             [
-                g.invite("1002", "1001"),
-                g.provisional(),
-                g.recv_response(200, rrs=True),
-                g.ack("1002", "1001"),
+                g.answered_call("1002", "1001"),
                 g.in_dialog("REFER", "1002", "1001", 2, extra_headers="Refer-To: <sip:1003@lab.test>"),
                 g.recv_response(202),
                 '<recv request="NOTIFY"/>',
@@ -158,14 +155,7 @@ def dave_calls_carol(tmp: Path) -> None:
         tmp,
         "dave",
         "2001",
-        "\n".join(
-            [
-                g.invite("2001", "1003", from_tag="dave-ft"),
-                g.provisional(),
-                g.recv_response(200, rrs=True),
-                g.ack("2001", "1003", from_tag="dave-ft"),
-            ]
-        ),
+        g.answered_call("2001", "1003", from_tag="dave-ft"),
     )
     dave.extra += ["-cid_str", "dlg%u-pbx2@test"]
     assert dave.run() == 0, dave.output()
