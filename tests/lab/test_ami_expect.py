@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from pathlib import Path
@@ -133,9 +134,14 @@ def test_scenario_toml_actions(tmp_path: Path) -> None:
     one = '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
     (tmp_path / "scenario.toml").write_text(one)
     assert scenario.load(tmp_path).actions[0].when == ((("Event", "DialEnd"),),)
+    (tmp_path / "scenario.toml").write_text(one + "delay = 0.5\n")
+    assert scenario.load(tmp_path).actions[0].delay == 0.5
+    assert dict(scenario.load(tmp_path).actions[0].fields) == {"Action": "Hangup"}
 
 
-def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response() -> None:
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response(delay: float) -> None:
+    action = dataclasses.replace(TRANSFER, delay=delay)
     server = socket.create_server(("127.0.3.9", 0))
     got: list[bytes] = []
 
@@ -159,7 +165,7 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response()
     thread.start()
     with server:
         recorder = ami.AmiRecorder(
-            "127.0.3.9", server.getsockname()[1], "referee", "secret", actions=[TRANSFER]
+            "127.0.3.9", server.getsockname()[1], "referee", "secret", actions=[action]
         )
         thread.join(5)
         recorder._thread.join(5)
@@ -172,3 +178,15 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response()
         ("PJSIP/1002-0000000a", "Transfer succeeded")
     ]
     assert recorder.unsent == [] and recorder.errors == []
+
+
+def test_wait_for_returns_the_first_patterns_event_or_none_once_closed() -> None:
+    event = "".join(f"{k}: {v}\r\n" for k, v in BOB_IN.items()) + "\r\n"
+    server, thread = _one_shot_ami("Response: Success\r\nMessage: Authentication accepted\r\n\r\n" + event)
+    with server:
+        recorder = ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "secret")
+        thread.join(5)
+        assert recorder.wait_for([{"Channel": "PJSIP/1002-*"}], 5) == BOB_IN
+        # the server closed: nothing more can come, so no waiting out the timeout
+        assert recorder.wait_for([{"Channel": "PJSIP/1002-*"}, {"BridgeNumChannels": "2"}], 60) is None
+        recorder.close()

@@ -16,6 +16,7 @@ import contextlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -53,11 +54,14 @@ def fill(template: Mapping[str, str], event: Mapping[str, str]) -> AmiMessage:
 @dataclass(frozen=True)
 class Action:
     """An AMI action sent once the PBX has reported, in this run, an event matching each ``when`` pattern
-    (in any order); ``{Field}`` in ``fields`` is taken from the event that matched the first pattern."""
+    (in any order), and ``delay`` seconds later (SIP the events' moment put on the wire, such as the ACK
+    of the call just answered, is through the proxy first); ``{Field}`` in ``fields`` is taken from the
+    event that matched the first pattern."""
 
     pbx: str
     when: tuple[tuple[tuple[str, str], ...], ...]
     fields: tuple[tuple[str, str], ...]
+    delay: float = 0.0
 
     def ready(self, events: Sequence[Mapping[str, str]]) -> AmiMessage | None:
         """The action to send if every pattern has matched an event (None if not yet)."""
@@ -91,9 +95,12 @@ class AmiRecorder:
         self._sock = socket.create_connection((host, port), timeout=timeout, source_address=(host, 0))
         self._data = bytearray()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._closed = False
         self._pending = list(actions)
         self._events: list[AmiMessage] = []
         self._parsed = 0  # bytes of _data already split into complete messages
+        self._timers: list[tuple[threading.Timer, Action, AmiMessage]] = []
         self.sent: list[Sent] = []
         self.unsent: list[Action] = []
         self.errors: list[str] = []
@@ -105,8 +112,8 @@ class AmiRecorder:
             self._sock.close()
             raise RuntimeError(f"AMI login to {host}:{port} failed: {login.get('Message', login)}")
         self._sock.settimeout(None)
-        if self._pending:  # events that came with the login response
-            self._fire()
+        with self._lock:
+            self._fire()  # events that came with the login response
         self._thread = threading.Thread(target=self._read, name=f"ami-{host}", daemon=True)
         self._thread.start()
 
@@ -125,21 +132,39 @@ class AmiRecorder:
             try:
                 chunk = self._sock.recv(65536)
             except OSError:
-                return
+                break
             if not chunk:
-                return
+                break
             with self._lock:
                 self._data += chunk
-                if self._pending:
-                    self._fire()
+                self._fire()
+        with self._lock:
+            self._closed = True
+            self._changed.notify_all()
+
+    def wait_for(self, patterns: Sequence[Mapping[str, str]], timeout: float) -> AmiMessage | None:
+        """Block until an event matching each pattern has come (the first pattern's event), or None on
+        ``timeout`` or when the connection closed first."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [next((e for e in self._events if matches(e, p)), None) for p in patterns]
+                if all(found):
+                    return found[0] or {}
+                left = deadline - time.monotonic()
+                if self._closed or left <= 0:
+                    return None
+                self._changed.wait(left)
 
     def _fire(self) -> None:
-        """Send every pending action whose events have come (called with the lock held, by the reader)."""
+        """Parse the complete messages, wake waiters and send every pending action whose events have come
+        (called with the lock held)."""
         end = self._data.rfind(b"\r\n\r\n")
         if end >= self._parsed:
             text = self._data[self._parsed : end + 4].decode(errors="replace")
             self._events += [m for m in parse_messages(text) if "Event" in m]
             self._parsed = end + 4
+            self._changed.notify_all()
         for action in list(self._pending):
             try:
                 message = action.ready(self._events)
@@ -152,19 +177,42 @@ class AmiRecorder:
             if message is None:
                 continue
             self._pending.remove(action)
-            message["ActionID"] = f"referee-lab-{len(self.sent) + 1}"
-            try:
-                self._sock.sendall(format_message(message).encode())
-            except OSError as e:
-                self.errors.append(f"AMI action {message} on {action.pbx}: not sent: {e}")
-                continue
-            self.sent.append(Sent(message, {}))
+            if action.delay > 0:
+                timer = threading.Timer(action.delay, self._send_later, (action, message))
+                timer.daemon = True
+                self._timers.append((timer, action, message))
+                timer.start()
+            else:
+                self._send(action, message)
+
+    def _send_later(self, action: Action, message: AmiMessage) -> None:
+        with self._lock:
+            if not self._closed:
+                self._send(action, message)
+
+    def _send(self, action: Action, message: AmiMessage) -> None:
+        """Send ``message`` (with the lock held)."""
+        message["ActionID"] = f"referee-lab-{len(self.sent) + 1}"
+        try:
+            self._sock.sendall(format_message(message).encode())
+        except OSError as e:
+            self.errors.append(f"AMI action {message} on {action.pbx}: not sent: {e}")
+            return
+        self.sent.append(Sent(message, {}))
 
     def close(self) -> list[AmiMessage]:
         """Stop reading; every event received (login response included: not an event).
 
         Afterwards ``sent`` holds each action sent with its response, and ``unsent`` the actions never sent.
         """
+        with self._lock:
+            self._closed = True  # a delayed action not sent yet stays unsent
+            for timer, action, message in self._timers:
+                timer.cancel()
+                if not any(s.action is message for s in self.sent):
+                    self.errors.append(
+                        f"AMI action {message.get('Action')} on {action.pbx}: the run ended first"
+                    )
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._thread.join(5)

@@ -161,18 +161,20 @@ def load(path: Path) -> Scenario:
 
 def _action(scenario: str, raw: dict[str, object]) -> ami.Action:
     """One ``[[actions.ami]]`` table: ``pbx``, ``when`` (a table or a list of tables: the events to wait
-    for) and the action's own fields (``Action = "BlindTransfer"``, ``Channel = "{Channel}"``...)."""
+    for), ``delay`` (seconds after them, default 0) and the action's own fields (``Action =
+    "BlindTransfer"``, ``Channel = "{Channel}"``...)."""
     when = raw.get("when")
     patterns = [when] if isinstance(when, dict) else when
     if not patterns or not isinstance(patterns, list) or not all(isinstance(p, dict) for p in patterns):
         raise ValueError(f"scenario {scenario}: an [[actions.ami]] needs `when`, the event(s) to wait for")
-    fields = {str(k): str(v) for k, v in raw.items() if k not in ("pbx", "when")}
+    fields = {str(k): str(v) for k, v in raw.items() if k not in ("pbx", "when", "delay")}
     if "pbx" not in raw or "Action" not in fields:
         raise ValueError(f"scenario {scenario}: an [[actions.ami]] needs `pbx` and `Action`")
     return ami.Action(
         pbx=str(raw["pbx"]),
         when=tuple(tuple((str(k), str(v)) for k, v in p.items()) for p in patterns),
         fields=tuple(fields.items()),
+        delay=float(str(raw.get("delay", 0))),
     )
 
 
