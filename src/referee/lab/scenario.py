@@ -13,13 +13,14 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import tomllib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from referee.lab import ami, chroot, ladder
+from referee.lab import ami, chroot, ladder, operator
 from referee.lab.provision import REPO
 from referee.lab.topology import Topology
 
@@ -90,6 +91,7 @@ class Scenario:
     phones: tuple[PhoneSpec, ...]
     expect: Expect = Expect()
     actions: tuple[ami.Action, ...] = ()
+    operator: operator.OperatorSpec | None = None
 
 
 @dataclass
@@ -156,6 +158,7 @@ def load(path: Path) -> Scenario:
         phones=phones,
         expect=expect,
         actions=tuple(_action(path.name, a) for a in data.get("actions", {}).get("ami", ())),
+        operator=operator.load(path.name, data["operator"]) if "operator" in data else None,
     )
 
 
@@ -384,6 +387,9 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     events_from = _events_offset(root)
     recorders: dict[str, ami.AmiRecorder] = {}
     action_problems: list[str] = []
+    orchestrator: operator.Orchestrator | None = None
+    driver: threading.Thread | None = None
+    outcome = operator.Outcome()
     ami_events: dict[str, list[dict[str, str]]] = {}
     dump = _start_tcpdump(pcap, out_dir / "tcpdump.log", capture_filter(topo))
     # tcpdump runs outside the chroot: record it, so that `lab down` stops it even if this process dies.
@@ -392,12 +398,23 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     try:
         for pbx in topo.pbxs:
             actions = [a for a in scenario.actions if a.pbx == pbx.name]
-            if actions or any(dict(want).get("pbx") == pbx.name for want in scenario.expect.ami):
+            wanted = scenario.operator is not None and scenario.operator.pbx == pbx.name
+            if actions or wanted or any(dict(want).get("pbx") == pbx.name for want in scenario.expect.ami):
                 recorders[pbx.name] = ami.AmiRecorder(
                     pbx.address, pbx.ami_port, topo.ami_user, topo.ami_secret, actions=actions
                 )
         if unknown := {a.pbx for a in scenario.actions} - set(recorders):
             raise ValueError(f"scenario {scenario.name}: [[actions.ami]] for unknown PBX {sorted(unknown)}")
+        if scenario.operator is not None:
+            if scenario.operator.pbx not in recorders:
+                raise ValueError(
+                    f"scenario {scenario.name}: [operator] for unknown PBX {scenario.operator.pbx}"
+                )
+            orchestrator = operator.Orchestrator(out_dir, root / PROXY_EVENTS.lstrip("/"))
+            # Outside the chroot, like tcpdump: recorded so that `lab down` stops it if this process dies.
+            state.pids["orchestrator"] = orchestrator.pid
+            state.save()
+            orchestrator.ready(scenario.operator.pbx)
         roles = list(dict.fromkeys(p.role for p in scenario.phones))
         for role in roles:
             log = out_dir / f"{role}-register.log"
@@ -407,6 +424,17 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             if late or reg.returncode != 0:
                 error = f"{role} could not register (sipp exit {reg.returncode}); see {log}"
                 break
+        if not error and orchestrator is not None and scenario.operator is not None:
+            spec_op, recorder, api = scenario.operator, recorders[scenario.operator.pbx], orchestrator.api
+            timeout = max(s.timeout for s in scenario.phones)
+
+            def _drive() -> None:
+                result = operator.drive(spec_op, recorder.wait_for, api, timeout)
+                outcome.notes[:], outcome.problems[:] = result.notes, result.problems
+                outcome.transfer_id = result.transfer_id
+
+            driver = threading.Thread(target=_drive, name="operator", daemon=True)
+            driver.start()
         if not error:
             for spec in scenario.phones:
                 log = out_dir / f"{spec.name}.log"
@@ -425,6 +453,27 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
         for p in procs.values():
             _stop(p)
         time.sleep(0.3)  # let the last packets (and AMI events) reach the capture
+        if driver is not None:
+            driver.join(15)
+            if driver.is_alive():
+                outcome.problems.append("operator: still driving the transfer after the phones ended")
+        if orchestrator is not None:
+            orchestrator.stop()
+            state.pids.pop("orchestrator", None)
+            state.save()
+            if scenario.operator is not None and outcome.transfer_id is not None:
+                try:
+                    record = orchestrator.record(outcome.transfer_id)
+                except (RuntimeError, ValueError) as exc:
+                    outcome.problems.append(f"audit: {exc}")
+                else:
+                    outcome.problems += operator.record_problems(
+                        scenario.operator, outcome.transfer_id, record
+                    )
+                    outcome.notes.append(
+                        f"audit: record {record.get('id')} {record.get('flow')} {record.get('origin')} "
+                        f"{record.get('state')} {record.get('result') or ''}".rstrip()
+                    )
         for name, recorder in recorders.items():
             ami_events[name] = recorder.close()
             action_problems += ami.action_problems(name, recorder.sent, recorder.unsent, recorder.errors)
@@ -464,7 +513,8 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             + f": {s.response.get('Response', 'no response')} {s.response.get('Message', '')}".rstrip()
             for s in recorder.sent
         ]
-    problems = action_problems + _check(scenario.expect, messages, events, ami_events)
+    notes += outcome.notes
+    problems = action_problems + outcome.problems + _check(scenario.expect, messages, events, ami_events)
     if problems:
         passed = False
         error = "; ".join(filter(None, [error, *problems]))
