@@ -1,4 +1,8 @@
-"""The audit store: records, entries, DSNs, WAL, and a committed record surviving SIGKILL."""
+"""The audit store: records, entries, DSNs, WAL, and a committed record surviving SIGKILL.
+
+The behavioural tests run against both backends: SQLite, and a real PostgreSQL server
+(:mod:`pg_server`) started once for the module on 127.0.4.1.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,36 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pg_server import PgServer, pg_server
 
 from referee.audit import AuditError, open_store
+from referee.audit.cli import EXIT_STORE
+from referee.audit.dsn import Target, parse_dsn
 from referee.audit.store import sqlite_path
+from referee.cli import main
 
 
-def test_create_update_and_read_back(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PgServer]:
+    with pg_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "a.db")
+    server: PgServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+def test_create_update_and_read_back(dsn: str) -> None:
     clock = iter([100.0, 101.0, 102.5, 103.0]).__next__
-    store = open_store(str(tmp_path / "a.db"), clock=clock)
+    store = open_store(dsn, clock=clock)
     tid = store.create(
         "operator", call_id="abc@h", flow="blind", pbx="pbx1", parties={"initiator": "PJSIP/1002"}
     )
@@ -43,8 +66,8 @@ def test_create_update_and_read_back(tmp_path: Path) -> None:
     assert store.find("other") is None
 
 
-def test_a_final_state_sets_ended_once(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_a_final_state_sets_ended_once(dsn: str) -> None:
+    store = open_store(dsn)
     tid = store.create("operator", when=1.0)
     store.update(tid, state="ringback", when=2.0)
     assert store.get(tid).ended is None  # type: ignore[union-attr]
@@ -54,8 +77,8 @@ def test_a_final_state_sets_ended_once(tmp_path: Path) -> None:
     assert record is not None and record.ended == 3.0 and record.updated == 4.0
 
 
-def test_unknown_state_is_refused(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_unknown_state_is_refused(dsn: str) -> None:
+    store = open_store(dsn)
     with pytest.raises(ValueError, match="unknown transfer state"):
         store.create("operator", state="ringing")
     tid = store.create("operator")
@@ -65,16 +88,16 @@ def test_unknown_state_is_refused(tmp_path: Path) -> None:
         store.update(999, state="failed")
 
 
-def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_a_failed_transaction_leaves_nothing(dsn: str) -> None:
+    store = open_store(dsn)
     with pytest.raises(RuntimeError), store.transaction():
         store.create("operator")
         raise RuntimeError("boom")
     assert store.records() == []
 
 
-def test_list_is_newest_first_and_filters_by_state(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_list_is_newest_first_and_filters_by_state(dsn: str) -> None:
+    store = open_store(dsn)
     first = store.create("operator")
     second = store.create("refer")
     store.update(first, state="cancelled")
@@ -84,8 +107,8 @@ def test_list_is_newest_first_and_filters_by_state(tmp_path: Path) -> None:
     assert store.records()[0].entries == ()
 
 
-def test_entries_after_follows_new_entries(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_entries_after_follows_new_entries(dsn: str) -> None:
+    store = open_store(dsn)
     tid = store.create("operator")
     mark = store.last_seq()
     store.add_entry(tid, "pbx", "Hangup", {"Channel": "PJSIP/1001-1"})
@@ -115,8 +138,7 @@ def test_sqlite_dsns(dsn: str, path: str) -> None:
 @pytest.mark.parametrize(
     ("dsn", "message"),
     [
-        ("postgresql://u@localhost/referee", "not implemented: DSN scheme postgresql"),
-        ("postgres://u@localhost/referee", "not implemented: DSN scheme postgresql"),
+        ("postgresql:referee", "postgresql://"),
         ("mysql://localhost/x", "unknown DSN scheme 'mysql'"),
         ("sqlite://host/x.db", "sqlite:///absolute/path"),
         ("sqlite:", "names no file"),
@@ -140,19 +162,18 @@ WRITER = textwrap.dedent(
     tid = store.create("operator", call_id="killed@h", parties={"initiator": "PJSIP/1002"})
     store.add_entry(tid, "pbx", "BlindTransfer", {"Result": "Success"})
     store.update(tid, state="ringback")
-    print(tid, flush=True)
     # keep the connection open, uncommitted work pending, and wait to be killed
-    store._conn.execute("BEGIN IMMEDIATE")
+    store._conn.begin()
     store._conn.execute("INSERT INTO transfers (origin, state, created, updated) VALUES ('x', 'starting', 0, 0)")
+    print(tid, flush=True)
     sys.stdin.read()
     """
 )
 
 
-def test_a_committed_record_survives_sigkill(tmp_path: Path) -> None:
-    db = tmp_path / "audit.db"
+def test_a_committed_record_survives_sigkill(dsn: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db)],
+        [sys.executable, "-c", WRITER, dsn],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -164,17 +185,72 @@ def test_a_committed_record_survives_sigkill(tmp_path: Path) -> None:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert (tmp_path / "audit.db-wal").exists()  # the process died without checkpointing
-    store = open_store(str(db))
+    if not dsn.startswith("postgresql:"):
+        assert Path(dsn + "-wal").exists()  # the process died without checkpointing
+    store = open_store(dsn)
     record = store.get(tid)
     assert record is not None
     assert (record.call_id, record.state) == ("killed@h", "ringback")
     assert [e.kind for e in record.entries] == ["state", "BlindTransfer", "state"]
     assert [r.origin for r in store.records()] == ["operator"]  # the uncommitted row is gone
+    store.close()
 
 
-def test_the_ladder_is_in_time_order_with_notifies_in_cseq_order(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_postgresql_dsns_are_postgresql() -> None:
+    assert parse_dsn("postgresql://u:p@127.0.4.1:5432/referee") == Target(
+        "postgresql", "postgresql://u:p@127.0.4.1:5432/referee"
+    )
+    assert parse_dsn("POSTGRES://h/db").kind == "postgresql"
+    with pytest.raises(AuditError, match="names no SQLite file"):
+        sqlite_path("postgresql://h/db")
+
+
+def test_bad_credentials_are_a_clear_error(postgres: PgServer) -> None:
+    dsn = postgres.dsn("postgres", password="wrong-secret")
+    with pytest.raises(AuditError) as caught:
+        open_store(dsn)
+    message = str(caught.value)
+    assert (
+        f"audit database postgresql://postgres@127.0.4.1:{postgres.port}/postgres: cannot connect" in message
+    )
+    assert 'password authentication failed for user "postgres"' in message
+    assert "wrong-secret" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_an_unreachable_server_is_a_clear_error(postgres: PgServer) -> None:
+    dsn = postgres.dsn("postgres", host="127.0.4.2")  # nothing listens there
+    with pytest.raises(
+        AuditError, match=r"postgresql://postgres@127\.0\.4\.2:\d+/postgres: cannot connect.*refused"
+    ):
+        open_store(dsn)
+
+
+def test_a_missing_database_is_a_clear_error(postgres: PgServer) -> None:
+    with pytest.raises(AuditError, match=r'cannot connect.*database "nope" does not exist'):
+        open_store(postgres.dsn("nope"))
+
+
+def test_the_cli_reports_a_bad_dsn_without_a_traceback(
+    postgres: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["transfers", "--db", postgres.dsn("postgres", password="wrong-secret")]) == EXIT_STORE
+    err = capsys.readouterr().err
+    assert err.startswith("referee: audit database postgresql://postgres@127.0.4.1:")
+    assert "password authentication failed" in err and "Traceback" not in err
+
+
+def test_postgresql_leaves_no_server_behind() -> None:
+    with pg_server() as server:
+        pid = server.proc.pid
+        open_store(server.new_database()).close()
+    assert server.proc.returncode is not None
+    alive = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False).stdout
+    assert str(pid) not in alive.split()
+
+
+def test_the_ladder_is_in_time_order_with_notifies_in_cseq_order(dsn: str) -> None:
+    store = open_store(dsn)
     tid = store.create("pbx", when=10.0)
     store.add_entry(tid, "pbx", "BlindTransfer", {}, when=10.1)
     store.add_entry(tid, "proxy", "refer.decision", {}, when=9.9)  # read later from the proxy's file
@@ -192,8 +268,8 @@ def test_the_ladder_is_in_time_order_with_notifies_in_cseq_order(tmp_path: Path)
     assert record.updated == 10.3  # never moves back for an older line
 
 
-def test_updated_never_goes_back(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "a.db"))
+def test_updated_never_goes_back(dsn: str) -> None:
+    store = open_store(dsn)
     tid = store.create("pbx", when=10.0)
     store.update(tid, result="x", when=5.0)
     store.add_entry(tid, "proxy", "refer.decision", {}, when=4.0)

@@ -281,11 +281,11 @@ def test_daemon_usage_errors(tmp_path: Path) -> None:
             "--pbx",
             "p=ami://u:p@127.0.0.1",
             "--db",
-            "postgresql://x/y",
+            "postgresql://x@127.0.4.2:9/y",
             "--token-file",
             str(tmp_path / "t"),
         )
-        assert code == 2 and "not implemented: DSN scheme postgresql" in err
+        assert code == 2 and "postgresql://x@127.0.4.2:9/y: cannot connect" in err
 
     asyncio.run(asyncio.wait_for(main(), 60))
 

@@ -2,8 +2,8 @@
 
 A record holds what the proxy decided (its JSON-lines decision events), the NOTIFY outcomes of
 the implicit subscription (ordered by CSeq, whatever order they arrived in), what the PBX did
-(AMI events), the parties, the times and the final result. SQLite in WAL mode by default; a
-committed record survives a SIGKILL of the daemon.
+(AMI events), the parties, the times and the final result. SQLite in WAL mode by default,
+PostgreSQL through a ``postgresql://`` DSN; a committed record survives a SIGKILL of the daemon.
 """
 
 from referee.audit.record import Entry, TransferRecord

@@ -26,7 +26,8 @@ def _db_option(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
         "--db",
         default=argparse.SUPPRESS if sub else None,
         metavar="DSN",
-        help=f"audit database: a path or sqlite:///path (default $REFEREE_AUDIT_DB or {DEFAULT_DB})",
+        help="audit database: a path, sqlite:///path or postgresql://user:pass@host:port/db"
+        f" (default $REFEREE_AUDIT_DB or {DEFAULT_DB})",
     )
 
 

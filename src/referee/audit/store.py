@@ -1,8 +1,9 @@
-"""The audit store: SQLite in WAL mode, one transaction per change, fsync'd on commit.
+"""The audit store: one transaction per change, committed before a write method returns.
 
-``open_store(dsn)`` takes a file path, ``sqlite:///abs/path`` or ``sqlite:relative/path``.
-PostgreSQL DSNs are recognised and refused with ``not implemented: DSN scheme postgresql``:
-no driver ships with referee yet.
+``open_store(dsn)`` takes a file path, ``sqlite:///abs/path`` or ``sqlite:relative/path`` (SQLite
+in WAL mode, fsync'd on commit: :mod:`referee.audit.sqlite_db`), or ``postgresql://...``
+(PostgreSQL through psycopg 3: :mod:`referee.audit.postgres_db`). The statements here are shared
+by both dialects.
 
 Every write method commits before it returns (unless inside :meth:`AuditStore.transaction`,
 which commits once at its end), so a record the daemon has written survives a SIGKILL.
@@ -11,88 +12,38 @@ which commits once at its end), so a record the daemon has written survives a SI
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
+from referee.audit.dsn import AuditError, parse_dsn, sqlite_path
+from referee.audit.postgres_db import describe, open_postgres
 from referee.audit.record import FINAL_STATES, STATES, Entry, TransferRecord
+from referee.audit.schema import SCHEMA_VERSION
+from referee.audit.sqlite_db import open_sqlite
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS transfers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT,
-    refer_cseq TEXT,
-    origin TEXT NOT NULL,
-    flow TEXT,
-    pbx TEXT,
-    state TEXT NOT NULL,
-    result TEXT,
-    parties TEXT NOT NULL DEFAULT '{}',
-    created REAL NOT NULL,
-    updated REAL NOT NULL,
-    ended REAL
-);
-CREATE INDEX IF NOT EXISTS transfers_call_id ON transfers (call_id, refer_cseq);
-CREATE TABLE IF NOT EXISTS entries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    transfer_id INTEGER NOT NULL REFERENCES transfers (id),
-    time REAL NOT NULL,
-    source TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    cseq INTEGER,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS entries_transfer ON entries (transfer_id, seq);
-CREATE TABLE IF NOT EXISTS ingest (path TEXT PRIMARY KEY, inode INTEGER NOT NULL, offset INTEGER NOT NULL);
-"""
+__all__ = ["SCHEMA_VERSION", "AuditError", "AuditStore", "open_store", "sqlite_path"]
 
 
-class AuditError(Exception):
-    """The store cannot be opened or used; the message says why."""
+class Rows(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
 
 
-def sqlite_path(dsn: str) -> str:
-    """The file a DSN names; AuditError for schemes referee cannot use."""
-    scheme, sep, rest = dsn.partition(":")
-    if not sep or len(scheme) == 1 or "/" in scheme:  # a plain path (or a Windows drive letter)
-        return dsn
-    scheme = scheme.lower()
-    if scheme in ("postgresql", "postgres"):
-        raise AuditError("not implemented: DSN scheme postgresql (use an SQLite path)")
-    if scheme != "sqlite":
-        raise AuditError(f"unknown DSN scheme {scheme!r} (use an SQLite path or sqlite:///path)")
-    if rest.startswith("///"):
-        return rest[2:]
-    if rest.startswith("//"):
-        raise AuditError("sqlite DSN must be sqlite:///absolute/path or sqlite:relative/path")
-    if not rest:
-        raise AuditError("sqlite DSN names no file")
-    return rest
+class Db(Protocol):
+    """A connection in autocommit mode taking ``?`` placeholders."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
+    def begin(self) -> None: ...
+    def close(self) -> None: ...
 
 
 def open_store(dsn: str, *, clock: Callable[[], float] = time.time) -> AuditStore:
-    path = sqlite_path(dsn)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise AuditError(f"audit database directory {parent} does not exist")
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        conn.execute(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-    except sqlite3.Error as exc:
-        raise AuditError(f"audit database {path}: {exc}") from None
-    return AuditStore(conn, path, clock)
+    target = parse_dsn(dsn)
+    if target.kind == "postgresql":
+        return AuditStore(open_postgres(target.where), describe(target.where), clock)
+    return AuditStore(open_sqlite(target.where), target.where, clock)
 
 
 def _dumps(value: Any) -> str:
@@ -100,8 +51,8 @@ def _dumps(value: Any) -> str:
 
 
 class AuditStore:
-    def __init__(self, conn: sqlite3.Connection, path: str, clock: Callable[[], float]) -> None:
-        self._conn = conn
+    def __init__(self, db: Db, path: str, clock: Callable[[], float]) -> None:
+        self._conn = db
         self.path = path
         self._clock = clock
         self._depth = 0
@@ -122,7 +73,7 @@ class AuditStore:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.begin()
         self._depth = 1
         try:
             yield
@@ -151,10 +102,10 @@ class AuditStore:
             raise ValueError(f"unknown transfer state {state!r}")
         when = self.now() if when is None else when
         with self.transaction():
-            cur = self._conn.execute(
+            row = self._conn.execute(
                 "INSERT INTO transfers"
                 " (call_id, refer_cseq, origin, flow, pbx, state, parties, created, updated, ended)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     call_id,
                     refer_cseq,
@@ -167,9 +118,8 @@ class AuditStore:
                     when,
                     when if state in FINAL_STATES else None,
                 ),
-            )
-            transfer_id = cur.lastrowid
-            assert transfer_id is not None
+            ).fetchone()
+            transfer_id = int(row[0])
             self._entry(transfer_id, when, "state", "state", None, {"state": state, "origin": origin})
         return transfer_id
 
@@ -239,32 +189,33 @@ class AuditStore:
         with self.transaction():
             seq = self._entry(transfer_id, when, source, kind, cseq, data)
             self._conn.execute(
-                "UPDATE transfers SET updated = MAX(updated, ?) WHERE id = ?", (when, transfer_id)
+                "UPDATE transfers SET updated = CASE WHEN updated < ? THEN ? ELSE updated END WHERE id = ?",
+                (when, when, transfer_id),
             )
         return seq
 
     def _entry(
         self, transfer_id: int, when: float, source: str, kind: str, cseq: int | None, data: dict[str, Any]
     ) -> int:
-        cur = self._conn.execute(
-            "INSERT INTO entries (transfer_id, time, source, kind, cseq, data) VALUES (?, ?, ?, ?, ?, ?)",
+        row = self._conn.execute(
+            "INSERT INTO entries (transfer_id, time, source, kind, cseq, data)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
             (transfer_id, when, source, kind, cseq, _dumps(data)),
-        )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+        ).fetchone()
+        return int(row[0])
 
     def set_ingest_offset(self, path: str, inode: int, offset: int) -> None:
         with self.transaction():
             self._conn.execute(
-                "INSERT INTO ingest (path, inode, offset) VALUES (?, ?, ?)"
-                " ON CONFLICT (path) DO UPDATE SET inode = excluded.inode, offset = excluded.offset",
+                'INSERT INTO ingest (path, inode, "offset") VALUES (?, ?, ?)'
+                ' ON CONFLICT (path) DO UPDATE SET inode = excluded.inode, "offset" = excluded."offset"',
                 (path, inode, offset),
             )
 
     # -- reads -----------------------------------------------------------------------------
 
     def ingest_offset(self, path: str) -> tuple[int, int] | None:
-        row = self._conn.execute("SELECT inode, offset FROM ingest WHERE path = ?", (path,)).fetchone()
+        row = self._conn.execute('SELECT inode, "offset" FROM ingest WHERE path = ?', (path,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
     def find(self, call_id: str, refer_cseq: str | None = None) -> int | None:
@@ -294,7 +245,7 @@ class AuditStore:
                 "SELECT seq, transfer_id, time, source, kind, cseq, data FROM entries"
                 " WHERE transfer_id = ? ORDER BY seq",
                 (transfer_id,),
-            )
+            ).fetchall()
         )
         return _record_from(row, entries)
 

@@ -47,7 +47,7 @@ def add_parser(commands: Any) -> None:
     daemon.add_argument(
         "--lab", action="store_true", help="every PBX of the lab inventory (referee lab info)"
     )
-    daemon.add_argument("--db", help="audit database (path or sqlite:///path)")
+    daemon.add_argument("--db", help="audit database (path, sqlite:///path or postgresql://...)")
     daemon.add_argument("--events", help="the proxy's JSON-lines event file ('' for none)")
     daemon.add_argument(
         "--api", metavar="HOST:PORT", help=f"API address, loopback only (default {DEFAULT_API})"
