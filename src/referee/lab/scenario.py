@@ -20,7 +20,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from referee.lab import ami, chroot, ladder, operator
+from referee.audit.store import AuditError
+from referee.lab import ami, audit_expect, chroot, ladder, operator
 from referee.lab.provision import REPO
 from referee.lab.topology import Topology
 
@@ -70,7 +71,9 @@ class Expect:
       transfer the PBX refused calls nobody, even one that never passed the proxy);
     - ``ami``: events the PBXs must report over AMI during the run, each a table naming its ``pbx`` and
       the fields an event must carry (``{pbx = "pbx1", Event = "AttendedTransfer", Result = "Success"}``;
-      a value ``prefix*`` matches by prefix).
+      a value ``prefix*`` matches by prefix);
+    - ``audit``: the audit record of the run's REFER (``[expect.audit]``: ``state``, ``flow``,
+      ``proxy_status``, ``notify_final``; see :mod:`referee.lab.audit_expect`).
     """
 
     refer_statuses: tuple[int, ...] | None = None
@@ -80,6 +83,7 @@ class Expect:
     invite_after_refer: tuple[str, ...] = ()
     no_invite_to: tuple[str, ...] = ()
     ami: tuple[tuple[tuple[str, str], ...], ...] = ()
+    audit: audit_expect.AuditExpect | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,7 @@ def load(path: Path) -> Scenario:
         invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
         no_invite_to=tuple(str(u) for u in raw.get("no_invite_to", ())),
         ami=tuple(tuple((str(k), str(v)) for k, v in want.items()) for want in raw.get("ami", ())),
+        audit=audit_expect.load(path.name, raw["audit"]) if "audit" in raw else None,
     )
     return Scenario(
         name=path.name,
@@ -251,6 +256,32 @@ def _check(
         ]:
             problems.append(f"{len(sent)} INVITE(s) to {user} ({sent[0].src} -> {sent[0].dst} first)")
     return problems
+
+
+def refer_call_ids(messages: list[ladder.Message]) -> list[str]:
+    """The Call-IDs of the REFERs captured, in capture order."""
+    return list(
+        dict.fromkeys(m.call_id for m in messages if m.is_request and m.label == "REFER" and m.call_id)
+    )
+
+
+def _audit(
+    expect: audit_expect.AuditExpect,
+    messages: list[ladder.Message],
+    root: Path,
+    out_dir: Path,
+    events_start: tuple[int, int],
+) -> tuple[list[str], list[str]]:
+    """``[expect.audit]``: ingest this run's proxy events into the run folder's database, check the record
+    of the captured REFER's Call-ID; (notes, problems)."""
+    db = out_dir / "audit.sqlite3"
+    try:
+        audit_expect.ingest(db, root / PROXY_EVENTS.lstrip("/"), events_start)
+        call_ids = refer_call_ids(messages)
+        found = audit_expect.records(db, call_ids)
+    except (AuditError, OSError) as exc:
+        return [], [f"audit: ingest into {db} failed: {exc}"]
+    return [audit_expect.describe(r) for r in found], audit_expect.problems(expect, call_ids, found)
 
 
 def _is_uac(xml_file: Path) -> bool:
@@ -385,6 +416,8 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     error = ""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     events_from = _events_offset(root)
+    # Where the audit ingest starts: the lines earlier runs left in the event file are not this run's.
+    events_start = audit_expect.file_position(root / PROXY_EVENTS.lstrip("/"))
     recorders: dict[str, ami.AmiRecorder] = {}
     action_problems: list[str] = []
     orchestrator: operator.Orchestrator | None = None
@@ -515,6 +548,10 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
         ]
     notes += outcome.notes
     problems = action_problems + outcome.problems + _check(scenario.expect, messages, events, ami_events)
+    if scenario.expect.audit is not None:
+        audit_notes, audit_problems = _audit(scenario.expect.audit, messages, root, out_dir, events_start)
+        notes += audit_notes
+        problems += audit_problems
     if problems:
         passed = False
         error = "; ".join(filter(None, [error, *problems]))
