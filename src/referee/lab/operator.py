@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from referee.api.client import ApiError, ApiUnreachable, call
+from referee.audit.record import FINAL_STATES
 
-FINAL = frozenset({"completed", "cancelled", "abandoned", "failed"})
 _API_LINE = re.compile(r"API on (http://\S+),")
 
 
@@ -126,7 +126,7 @@ def drive(
             f"transfer {out.transfer_id} {answer.get('state')}"
         )
         if spec.flow == "attended":
-            state = _wait_state(api, out.transfer_id, FINAL | {"answered"}, deadline)
+            state = _wait_state(api, out.transfer_id, FINAL_STATES | {"answered"}, deadline)
             if state != "answered":
                 out.problems.append(
                     f"operator: transfer {out.transfer_id} {state or 'unknown'}, not answered"
@@ -134,7 +134,7 @@ def drive(
                 return out
             done = api("POST", f"/transfers/{out.transfer_id}/complete", None)
             out.notes.append(f"operator: POST /transfers/{out.transfer_id}/complete: {done.get('state')}")
-        state = _wait_state(api, out.transfer_id, FINAL, deadline)
+        state = _wait_state(api, out.transfer_id, FINAL_STATES, deadline)
         out.notes.append(f"operator: transfer {out.transfer_id} ended {state or 'unknown'}")
     except ApiError as exc:
         out.problems.append(f"operator: {exc.status} {exc.message}")
