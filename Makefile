@@ -74,3 +74,8 @@ integration-6x: deps venv
 
 bench-proxy: deps venv
 	$(BIN)/python tests/bench/proxy_refer_ratio.py
+
+# FastAGI guard vs process AGI guard round-trip, as a ratio; 200 concurrent FastAGI sessions (loopback only).
+.PHONY: bench-agi
+bench-agi: venv
+	$(BIN)/python tests/bench/agi_guard_ratio.py
