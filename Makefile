@@ -75,6 +75,11 @@ integration-6x: deps venv
 bench-proxy: deps venv
 	$(BIN)/python tests/bench/proxy_refer_ratio.py
 
+# End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see README, Scenarios).
+.PHONY: bench-lab
+bench-lab: deps venv
+	$(BIN)/python tests/bench/lab_attended_latency.py
+
 # FastAGI guard vs process AGI guard round-trip, as a ratio; 200 concurrent FastAGI sessions (loopback only).
 .PHONY: bench-agi
 bench-agi: venv

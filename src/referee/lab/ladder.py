@@ -60,6 +60,32 @@ def notify_outcomes(messages: list[Message], src: str, dst: str) -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
+def refer_to_notify_latency(messages: list[Message], referrer: str, proxy: str = "proxy") -> float | None:
+    """Seconds from ``referrer``'s first REFER to ``proxy`` to the first NOTIFY with sipfrag 200 that
+    ``proxy`` delivers to ``referrer`` in the REFER's dialog (its Call-ID); None if either is not captured.
+
+    Only REFER -> NOTIFY 200 is measured, not what the phones do before the REFER or after the NOTIFY.
+    Retransmissions do not count: the first copy of each is taken.
+    """
+    refer = next(
+        (m for m in messages if m.is_request and m.label == "REFER" and m.src == referrer and m.dst == proxy),
+        None,
+    )
+    if refer is None:
+        return None
+    for m in messages:
+        if (
+            m.is_request
+            and m.src == proxy
+            and m.dst == referrer
+            and m.call_id == refer.call_id
+            and m.sipfrag.startswith("200")
+            and m.time >= refer.time
+        ):
+            return m.time - refer.time
+    return None
+
+
 def requests_after(messages: list[Message], first: str, method: str, src: str) -> list[Message]:
     """The ``method`` requests ``src`` sent after the first ``first`` request of the capture (from anyone).
 
