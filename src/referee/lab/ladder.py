@@ -103,19 +103,26 @@ def requests_after(messages: list[Message], first: str, method: str, src: str) -
     return found
 
 
-def _label(payload: bytes) -> tuple[str, bool] | None:
-    first, _, rest = payload.partition(b"\n")
+def _message(payload: bytes, time: float, src: str, dst: str) -> Message | None:
+    """One SIP message read from a payload, each header looked up once; None if it is not SIP."""
+    first = payload.partition(b"\n")[0]
     cseq = _CSEQ.search(payload)
-    method = cseq.group(2).decode(errors="replace").upper() if cseq else ""
-    if m := _REQUEST.match(first):
-        label = m.group(1).decode()
-        if label == "NOTIFY" and (frag := _SIPFRAG.search(rest)):
-            label += " (" + frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") + ")"
-        return label, True
-    if m := _RESPONSE.match(first):
-        reason = m.group(2).decode(errors="replace").split(" -- ")[0][:20]
-        text = f"{m.group(1).decode()} {reason}".strip()
-        return (f"{text} ({method})" if method else text), False
+    call_id = _CALL_ID.search(payload)
+    call = call_id.group(1).decode(errors="replace") if call_id else ""
+    number = int(cseq.group(1)) if cseq else 0
+    if request := _REQUEST.match(first):
+        label = request.group(1).decode()
+        frag = _SIPFRAG.search(payload)
+        sipfrag = frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") if frag else ""
+        if label == "NOTIFY" and sipfrag:
+            label += f" ({sipfrag})"
+        uri = request.group(2).decode(errors="replace")
+        return Message(time, src, dst, label, True, call, number, sipfrag, uri)
+    if response := _RESPONSE.match(first):
+        method = cseq.group(2).decode(errors="replace").upper() if cseq else ""
+        reason = response.group(2).decode(errors="replace").split(" -- ")[0][:20]
+        text = f"{response.group(1).decode()} {reason}".strip()
+        return Message(time, src, dst, f"{text} ({method})" if method else text, False, call, number)
     return None
 
 
@@ -138,31 +145,15 @@ def read_pcap(pcap: Path, names: dict[str, str]) -> list[Message]:
             payload = bytes(layer.payload)
             if not payload:
                 continue
-            found = _label(payload)
-            if found is None:
-                continue
-            ts = float(pkt.time)
             src, dst = names.get(pkt[IP].src), names.get(pkt[IP].dst)
             if src is None or dst is None:  # not between two lab nodes
                 continue
+            ts = float(pkt.time)
+            message = _message(payload, ts - (ts if start is None else start), src, dst)
+            if message is None:
+                continue
             start = ts if start is None else start
-            cseq = _CSEQ.search(payload)
-            call_id = _CALL_ID.search(payload)
-            frag = _SIPFRAG.search(payload) if found[1] else None
-            request = _REQUEST.match(payload.partition(b"\n")[0]) if found[1] else None
-            messages.append(
-                Message(
-                    ts - start,
-                    src,
-                    dst,
-                    found[0],
-                    found[1],
-                    call_id=call_id.group(1).decode(errors="replace") if call_id else "",
-                    cseq=int(cseq.group(1)) if cseq else 0,
-                    sipfrag=frag.group(1).decode(errors="replace").removeprefix("SIP/2.0 ") if frag else "",
-                    uri=request.group(2).decode(errors="replace") if request else "",
-                )
-            )
+            messages.append(message)
     return messages
 
 
