@@ -325,7 +325,13 @@ class PbxEvent:
     fields: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"time": self.time, "event": self.kind, "pbx": self.pbx, "name": self.name, "fields": self.fields}
+        return {
+            "time": self.time,
+            "event": self.kind,
+            "pbx": self.pbx,
+            "name": self.name,
+            "fields": self.fields,
+        }
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PbxEvent:
@@ -419,7 +425,8 @@ class TransferMove:
 
 Event = ReferDecision | ReferResponse | NotifyOutcome | PbxEvent | OperatorAction | TransferMove
 KINDS: dict[str, Any] = {
-    cls.kind: cls for cls in (ReferDecision, ReferResponse, NotifyOutcome, PbxEvent, OperatorAction, TransferMove)
+    cls.kind: cls
+    for cls in (ReferDecision, ReferResponse, NotifyOutcome, PbxEvent, OperatorAction, TransferMove)
 }
 PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind})
 
