@@ -24,16 +24,16 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(BIN)/referee: pyproject.toml
+$(BIN)/referee: pyproject.toml lab/pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev,lab]'
+	$(BIN)/pip install -q -e '.[dev]' -e ./lab
 	@touch $@
 
 venv: $(BIN)/referee
 
 lint: venv
-	$(BIN)/ruff check src tests agi kamailio
-	$(BIN)/ruff format --check src tests agi kamailio
+	$(BIN)/ruff check src lab tests agi kamailio
+	$(BIN)/ruff format --check src lab tests agi kamailio
 	$(BIN)/mypy
 
 unit: venv
@@ -52,13 +52,13 @@ demo: deps venv
 # The lab (root): build or reuse the sid rootfs, provision it with ansible/site.yml, start Kamailio and both
 # Asterisks in the chroot, run every tests/scenarios/ folder, print a result per scenario, tear down.
 lab-demo: deps venv
-	$(BIN)/python -m referee.lab demo
+	$(BIN)/python -m referee_lab demo
 
 lab-up: deps venv
-	$(BIN)/python -m referee.lab up
+	$(BIN)/python -m referee_lab up
 
 lab-down: venv
-	$(BIN)/python -m referee.lab down
+	$(BIN)/python -m referee_lab down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 def lab_pbx(name: str) -> tuple[str, int, str, str]:
     """Address, AMI port and credentials of a lab PBX (its AMI permits only its own address as source)."""
-    from referee.lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
+    from referee_lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
 
     info = load().as_json()
     for pbx in info["pbxs"]:

@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_orchestrator_parser(commands)
     try:
-        from referee.lab.cli import add_parser as add_lab_parser  # noqa: PLC0415
-    except ImportError:  # the lab is an optional part of an install
-        pass
+        from referee_lab.cli import add_parser as add_lab_parser  # noqa: PLC0415
+    except ImportError:  # the lab lives in a checkout (lab/), never in an installed referee
+        lab = commands.add_parser("lab", help="the lab: only from a referee checkout (make venv installs it)")
+        lab.set_defaults(run=_no_lab)
     else:
         add_lab_parser(commands)
     return parser
@@ -116,6 +117,14 @@ def format_decision(decision: Decision, explain: bool = False) -> str:
         lines.append("  trace:")
         lines += [f"    {step}" for step in decision.trace]
     return "\n".join(lines)
+
+
+def _no_lab(args: argparse.Namespace) -> int:
+    print(
+        "referee: the lab is not installed: it runs from a referee checkout, where `make venv` installs it",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 
-from referee.lab import chroot, ladder, scenario, services, topology
+from referee_lab import chroot, ladder, scenario, services, topology
 
 SCENARIOS = ("attended_transfer", "blind_transfer")
 MAX_RUNS = 50

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from referee.lab import ami, scenario
+from referee_lab import ami, scenario
 
 ATTENDED = {"Event": "AttendedTransfer", "Result": "Success", "TransferTargetChannel": "PJSIP/1003-01"}
 

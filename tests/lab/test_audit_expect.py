@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from referee.lab import audit_expect, ladder, scenario
+from referee_lab import audit_expect, ladder, scenario
 
 CALL = "refer-call@lab"
 OLD = "earlier-run@lab"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from referee.lab import chroot, ladder, rootfs, scenario, services, topology
-from referee.lab.services import UpReport
+from referee_lab import chroot, ladder, rootfs, scenario, services, topology
+from referee_lab.services import UpReport
 
 pytestmark = pytest.mark.lab
 
@@ -213,7 +213,7 @@ def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> No
 
 def test_lab_info_json_names_topology_and_credentials() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "referee.lab", "info", "--json"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "referee_lab", "info", "--json"], capture_output=True, text=True, check=True
     )
     info = json.loads(done.stdout)
     assert info["proxy"]["address"] == "127.0.0.10"

@@ -9,7 +9,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from referee.lab import ladder, scenario
+from referee_lab import ladder, scenario
 
 NAMES = {"127.0.0.31": "alice", "127.0.0.10": "proxy", "127.0.0.20": "pbx1"}
 

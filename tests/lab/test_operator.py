@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from referee.api.client import ApiError
-from referee.lab import operator, scenario
+from referee_lab import operator, scenario
 
 RAW = {
     "pbx": "pbx1",

@@ -8,7 +8,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from referee.lab import ladder
+from referee_lab import ladder
 
 BOB, PROXY, PBX1 = "127.0.0.32", "127.0.0.10", "127.0.0.20"
 NAMES = {BOB: "bob", PROXY: "proxy", PBX1: "pbx1"}

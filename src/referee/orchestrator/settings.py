@@ -146,7 +146,7 @@ def load_file(path: str) -> Settings:
 def lab_pbxs() -> list[PbxConfig]:
     """The PBXs of the lab inventory, with the lab's AMI user."""
     try:
-        from referee.lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
+        from referee_lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
     except ImportError as exc:
         raise SettingsError(f"--lab: the lab is not installed ({exc})") from None
     try:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from referee.lab import chroot, provision, rootfs
-from referee.lab.topology import Topology
+from referee_lab import chroot, provision, rootfs
+from referee_lab.topology import Topology
 
 REPO = provision.REPO
 WORK_DIR = REPO / "var" / "lab"

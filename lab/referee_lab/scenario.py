@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from referee.audit.store import AuditError
-from referee.lab import ami, audit_expect, chroot, ladder, operator
-from referee.lab.provision import REPO
-from referee.lab.topology import Topology
+from referee_lab import ami, audit_expect, chroot, ladder, operator
+from referee_lab.provision import REPO
+from referee_lab.topology import Topology
 
 SCENARIOS_DIR = REPO / "tests" / "scenarios"
 RUNS_DIR = REPO / "var" / "lab" / "runs"
@@ -73,7 +73,7 @@ class Expect:
       the fields an event must carry (``{pbx = "pbx1", Event = "AttendedTransfer", Result = "Success"}``;
       a value ``prefix*`` matches by prefix);
     - ``audit``: the audit record of the run's REFER (``[expect.audit]``: ``state``, ``flow``,
-      ``proxy_status``, ``notify_final``; see :mod:`referee.lab.audit_expect`).
+      ``proxy_status``, ``notify_final``; see :mod:`referee_lab.audit_expect`).
     """
 
     refer_statuses: tuple[int, ...] | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from referee.lab.provision import ANSIBLE_DIR
+from referee_lab.provision import ANSIBLE_DIR
 
 INVENTORY_VARS = ANSIBLE_DIR / "inventories" / "local" / "group_vars" / "all.yml"
 

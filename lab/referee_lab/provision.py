@@ -10,7 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from referee_lab import checkout
+
+REPO = checkout.root()
 ANSIBLE_DIR = REPO / "ansible"
 PLAYBOOK = ANSIBLE_DIR / "site.yml"
 LOCAL_INVENTORY = ANSIBLE_DIR / "inventories" / "local" / "hosts.yml"

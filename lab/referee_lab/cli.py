@@ -1,7 +1,7 @@
 """``referee lab ...``: info, up, down, run and demo (the one-command lab).
 
 Wired into the main CLI by ``referee.cli`` through :func:`add_parser`;
-also runnable as ``python -m referee.lab``.
+also runnable as ``python -m referee_lab``.
 Heavy imports (scapy, yaml) are done inside the commands, so ``referee --help`` stays fast.
 """
 
@@ -61,7 +61,7 @@ def _need_root() -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from referee.lab import topology  # noqa: PLC0415
+    from referee_lab import topology  # noqa: PLC0415
 
     topo = topology.load()
     if args.json:
@@ -83,7 +83,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _up_lab(idempotence: bool) -> int:
-    from referee.lab import services, topology  # noqa: PLC0415
+    from referee_lab import services, topology  # noqa: PLC0415
 
     report = services.up(topology.load(), idempotence_check=idempotence)
     if idempotence and report.provision[-1].changed != 0:
@@ -103,7 +103,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     _need_root()
-    from referee.lab import services  # noqa: PLC0415
+    from referee_lab import services  # noqa: PLC0415
 
     report = services.down()
     print(f"lab down: stopped {len(report['stopped'])} process(es), unmounted {len(report['unmounted'])}")
@@ -111,7 +111,7 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _run_scenarios(names: Sequence[str]) -> int:
-    from referee.lab import chroot, scenario, topology  # noqa: PLC0415
+    from referee_lab import chroot, scenario, topology  # noqa: PLC0415
 
     state = chroot.LabState.load()
     if state is None or not state.pids:
@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _need_root()
-    from referee.lab import services  # noqa: PLC0415
+    from referee_lab import services  # noqa: PLC0415
 
     start = time.monotonic()
     try:
