@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from referee.agi.daemon import TRANSFER_GUARD, transfer_guard
-from referee.agi.fake_asterisk import agi_env, call, split_args
 from referee.agi.fastagi import FastAgiServer, Limits
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest, HeaderLimits
+from referee.testing.fake_asterisk import agi_env, call, split_args
 
 HOST = "127.0.2.20"
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")

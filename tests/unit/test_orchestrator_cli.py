@@ -17,7 +17,6 @@ from orchestrator_fixture import getvar
 
 from referee.api.client import call
 from referee.audit import open_store
-from referee.orchestrator.fake_ami import FakeAmi, success
 from referee.orchestrator.settings import (
     Settings,
     SettingsError,
@@ -28,6 +27,7 @@ from referee.orchestrator.settings import (
     parse_pbx_url,
     read_or_create_token,
 )
+from referee.testing.fake_ami import FakeAmi, success
 
 HOST = "127.0.3.6"
 REFEREE = [sys.executable, "-m", "referee.cli"]

@@ -5,7 +5,10 @@
                     [--log-level LEVEL]
 
 The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
-A policy that cannot be loaded at startup exits with status 3, naming the key at fault.
+A policy that cannot be loaded at startup exits with status 3, naming the key at fault. The
+tenant domain of bare extensions is the channel's ``${REFEREE_DOMAIN}``, else ``--domain``
+(which must name one of the policy's tenants: else exit status 2), else the policy's
+``default_tenant``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import logging
 import sys
 from typing import Any
 
-from referee.agi.guard import DEFAULT_DOMAIN
 from referee.agi.policy_source import PolicySource, policy_path
 from referee.policy import PolicyError
 
@@ -35,8 +37,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, default=4573, help="TCP port (default 4573; 0 picks a free one)")
     parser.add_argument(
         "--domain",
-        default=DEFAULT_DOMAIN,
-        help=f"tenant domain of bare extensions (default {DEFAULT_DOMAIN})",
+        help="tenant domain of bare extensions when the channel sets no ${REFEREE_DOMAIN}"
+        " (default: the policy's default_tenant); must name a tenant of the policy",
     )
     parser.add_argument(
         "--max-connections", type=int, default=512, metavar="N", help="sessions at once (default 512)"
@@ -76,10 +78,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     source = PolicySource(policy_path(args.policy))
     try:
-        source.load()
+        policy = source.load()
     except PolicyError as err:
         print(f"referee: policy {source.path}: {err}", file=sys.stderr)
         return EXIT_BAD_POLICY
+    if args.domain is not None and args.domain.lower() not in policy.tenants:
+        # Every bare extension would be a foreign target, refused: say so now, not once per call.
+        served = ", ".join(sorted({t.domain for t in policy.tenants.values()}))
+        problem = f"--domain {args.domain} is no tenant of policy {source.path} (it serves {served})"
+        print(f"referee: fastagi: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     limits = Limits(
         max_connections=args.max_connections,
         header=HeaderLimits(timeout=args.header_timeout),
@@ -92,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                 args.listen,
                 args.port,
                 limits=limits,
-                default_domain=args.domain,
+                domain=args.domain,
                 on_listening=announce,
             )
         )
