@@ -118,29 +118,30 @@ def two_tenants() -> Policy:
     return load_policy(TWO_TENANTS)
 
 
-def test_without_a_configured_domain_the_policys_default_tenant_is_asked(two_tenants: Policy) -> None:
-    out, _ = run(two_tenants, "1003", {"BLINDTRANSFER": "PJSIP/1002-00000001"})
+TRANSFERER = {"BLINDTRANSFER": "PJSIP/1002-00000001"}
+
+
+@pytest.mark.parametrize(
+    ("channel_domain", "configured", "tenant", "pbx"),
+    [
+        (None, None, "b.example", "127.0.0.2"),  # nothing configured: the policy's default tenant
+        (None, "a.example", "a.example", "127.0.0.1"),  # --domain / $REFEREE_DOMAIN beats the policy
+        ("b.example", "a.example", "b.example", "127.0.0.2"),  # the channel's REFEREE_DOMAIN beats both
+    ],
+)
+def test_the_tenant_domain_is_the_channels_else_the_configured_else_the_policys(
+    two_tenants: Policy, channel_domain: str | None, configured: str | None, tenant: str, pbx: str
+) -> None:
+    variables = TRANSFERER if channel_domain is None else dict(TRANSFERER, REFEREE_DOMAIN=channel_domain)
+    out, _ = run(two_tenants, "1003", variables, domain=configured)
     assert out["REFEREE_ALLOWED"] == "1", out
-    assert out["REFEREE_TENANT"] == "b.example"
-    assert out["REFEREE_RULE"] == "b-extensions"
-    assert out["REFEREE_TARGET"] == "sip:1003@127.0.0.2:5060"
-
-
-def test_the_configured_domain_beats_the_policys_default(two_tenants: Policy) -> None:
-    out, _ = run(two_tenants, "1003", {"BLINDTRANSFER": "PJSIP/1002-00000001"}, domain="a.example")
-    assert out["REFEREE_TENANT"] == "a.example"
-    assert out["REFEREE_TARGET"] == "sip:1003@127.0.0.1:5060"
-
-
-def test_the_channels_domain_beats_the_configured_one(two_tenants: Policy) -> None:
-    variables = {"REFEREE_DOMAIN": "b.example", "BLINDTRANSFER": "PJSIP/1002-00000001"}
-    out, _ = run(two_tenants, "1003", variables, domain="a.example")
-    assert out["REFEREE_TENANT"] == "b.example"
-    assert out["REFEREE_TARGET"] == "sip:1003@127.0.0.2:5060"
+    assert out["REFEREE_TENANT"] == tenant
+    assert out["REFEREE_RULE"] == f"{tenant[0]}-extensions"
+    assert out["REFEREE_TARGET"] == f"sip:1003@{pbx}:5060"
 
 
 def test_a_configured_domain_the_policy_does_not_serve_fails_closed(two_tenants: Policy) -> None:
-    out, _ = run(two_tenants, "1003", {"BLINDTRANSFER": "PJSIP/1002-00000001"}, domain="c.example")
+    out, _ = run(two_tenants, "1003", TRANSFERER, domain="c.example")
     assert out["REFEREE_ALLOWED"] == "0"
     assert out["REFEREE_STATUS"] == "403"
     assert "c.example is not served here" in out["REFEREE_REASON"]
