@@ -36,7 +36,7 @@ def agi_env(
     env = {
         "agi_network": "yes",
         "agi_network_script": script,
-        "agi_request": f"agi://127.0.0.20:4573/{script}",
+        "agi_request": f"agi://127.0.0.1:4573/{script}",
         "agi_channel": "PJSIP/referee-proxy-00000007",
         "agi_language": "en",
         "agi_type": "PJSIP",
