@@ -9,6 +9,7 @@ neither the checkout nor its development venv can be imported by accident.
 
 from __future__ import annotations
 
+import argparse
 import os
 import select
 import shutil
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from referee.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "policy.toml"
@@ -201,10 +204,23 @@ def test_fastagi_serves_from_the_install(installed: Installed) -> None:
     assert code == 0
 
 
-def test_the_audit_commands(installed: Installed) -> None:
-    # `referee transfers` lists the audit trail; `referee watch` follows it.
-    _help(installed, ["transfers"])
-    _help(installed, ["watch"])
+def _command_paths(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and subcommand of the checkout's ``referee``, as argv prefixes."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((*path, name))
+                found += _command_paths(sub, (*path, name))
+    return found
+
+
+def test_every_command_answers_help_from_the_install(installed: Installed) -> None:
+    # The lab is a checkout's command: the install has its stub only (next test).
+    paths = [p for p in _command_paths(build_parser()) if p[0] != "lab"]
+    assert {("policy", "check"), ("fastagi",), ("orchestrator",), ("transfers",), ("watch",)} <= set(paths)
+    for path in paths:
+        _help(installed, path)
 
 
 def test_the_lab_is_not_installed_and_says_so(installed: Installed) -> None:
