@@ -12,9 +12,10 @@ from referee.audit import open_store
 from referee.audit.ingest import apply
 from referee.audit.proxy_events import parse_line
 from referee.audit.store import AuditStore
+from referee.events import Flow, State
 from referee.orchestrator.channels import endpoint_of
 from referee.orchestrator.tracker import Tracker
-from referee.orchestrator.transfer import Flow, State, Transfer
+from referee.orchestrator.transfer import Transfer
 
 BRIDGE1 = "5a1c0e4e-6a57-4a0e-9d43-0c6a1f3b0001"
 BOB_CALL_ID = "bob-dialog@127.0.0.32"
