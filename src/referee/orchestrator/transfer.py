@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from referee.events import Flow, State
 
@@ -52,7 +53,7 @@ class Transfer:
                 return role
         return None
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "pbx": self.pbx,
