@@ -53,12 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     from referee.audit.cli import add_parser as add_audit_parser  # noqa: PLC0415
 
     add_audit_parser(commands)
-    from referee.service import add_parser as add_orchestrator_parser  # noqa: PLC0415
-
-    add_orchestrator_parser(commands)
     from referee.api.cli import add_parser as add_transfer_parser  # noqa: PLC0415
 
     add_transfer_parser(commands)
+    from referee.service import add_parser as add_orchestrator_parser  # noqa: PLC0415
+
+    add_orchestrator_parser(commands)
     try:
         from referee.lab.cli import add_parser as add_lab_parser  # noqa: PLC0415
     except ImportError:  # the lab is an optional part of an install
