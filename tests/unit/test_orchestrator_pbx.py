@@ -10,9 +10,9 @@ import pytest
 from ami_traces import ALICE, BOB, CAROL2, text
 from orchestrator_fixture import Rig, make_rig, run
 
+from referee.events import State
 from referee.orchestrator.fake_ami import FakeAmi, error
 from referee.orchestrator.operations import Conflict, Invalid, NotFound, Refused, Unavailable
-from referee.orchestrator.transfer import State
 
 
 def test_login_resyncs_and_fetches_call_ids(tmp_path: Path) -> None:
