@@ -14,6 +14,7 @@ help:
 	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see README, The lab)"
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
 	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
+	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
@@ -74,6 +75,14 @@ integration-6x: deps venv
 
 bench-proxy: deps venv
 	$(BIN)/python tests/bench/proxy_refer_ratio.py
+
+# The grammar and the policy under atheris for FUZZ_RUNS inputs (not part of `make test`, which runs a smoke of
+# the same targets: tests/fuzz/test_fuzz_smoke.py).
+.PHONY: fuzz
+FUZZ_RUNS ?= 1000000
+fuzz: venv
+	$(BIN)/pip install -q 'atheris>=2.3'
+	$(BIN)/python tests/fuzz/run.py $(FUZZ_RUNS)
 
 # End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see README, Scenarios).
 .PHONY: bench-lab

@@ -1,8 +1,8 @@
 """``[operator]`` in scenario.toml: a transfer an operator drives through the orchestrator's HTTP API.
 
-For such a scenario the runner starts ``referee orchestrator --lab`` (by PID, with the run's own audit
-database, token file and an API port the kernel picks on 127.0.0.1), waits until it reports the PBX
-connected, and, from a thread beside the phones:
+For such a scenario the runner starts ``referee orchestrator --config`` on the lab's PBXs (by PID, with the
+run's own audit database, token file and an API port the kernel picks on 127.0.0.1), waits until it reports
+the PBX connected, and, from a thread beside the phones:
 
 1. waits until the PBX has reported the ``when`` events over AMI (the call to transfer is bridged);
 2. ``POST /transfers`` (``flow``, ``pbx``, ``channel``, ``exten``, ``context``); a 404 or 409 (the
@@ -30,6 +30,7 @@ from typing import Any
 
 from referee.api.client import ApiError, ApiUnreachable, call
 from referee.audit.record import FINAL_STATES
+from referee_lab import topology
 
 _API_LINE = re.compile(r"API on (http://\S+),")
 
@@ -155,16 +156,32 @@ def record_problems(spec: OperatorSpec, transfer_id: int, record: Mapping[str, A
     return problems
 
 
+def write_config(path: Path, topo: topology.Topology) -> None:
+    """The orchestrator's settings file for the lab: one ``[[pbx]]`` per PBX, connecting from the PBX's own
+    address (its AMI ``permit``), the secret in this 0600 file rather than on the command line."""
+    q = json.dumps  # a JSON string is a TOML basic string
+    tables = [
+        f"[[pbx]]\nname = {q(p.name)}\nhost = {q(p.address)}\nport = {p.ami_port}\n"
+        f"username = {q(topo.ami_user)}\nsecret = {q(topo.ami_secret)}\nsource = {q(p.address)}\n"
+        for p in topo.pbxs
+    ]
+    path.touch(mode=0o600)
+    path.write_text("\n".join(tables))
+
+
 class Orchestrator:
-    """``referee orchestrator --lab`` for one run, started and stopped by PID."""
+    """``referee orchestrator`` for one run, on the lab's PBXs, started and stopped by PID."""
 
     def __init__(self, out_dir: Path, events: Path) -> None:
         self.db = out_dir / "audit.sqlite3"
         self.log = out_dir / "orchestrator.log"
         self.token_file = out_dir / "api-token"
+        self.config = out_dir / "orchestrator.toml"
         for leftover in (self.db, self.token_file):
             leftover.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "referee.cli", "orchestrator", "--lab", "--db", str(self.db)]
+        write_config(self.config, topology.load())
+        argv = [sys.executable, "-m", "referee.cli", "orchestrator", "--config", str(self.config)]
+        argv += ["--db", str(self.db)]
         argv += ["--events", str(events), "--api", "127.0.0.1:0", "--token-file", str(self.token_file)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     from referee.audit.cli import add_parser as add_audit_parser  # noqa: PLC0415
 
     add_audit_parser(commands)
-    from referee.orchestrator.cli import add_parser as add_orchestrator_parser  # noqa: PLC0415
+    from referee.api.cli import add_parser as add_transfer_parser  # noqa: PLC0415
+
+    add_transfer_parser(commands)
+    from referee.service import add_parser as add_orchestrator_parser  # noqa: PLC0415
 
     add_orchestrator_parser(commands)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,61 @@ def test_every_other_scenario_passes(lab: object, name: str) -> None:
     result = scenario.run(scenario.load(REPO / "tests" / "scenarios" / name), state, topology.load())
     print(result.ladder_text, *result.notes, sep="\n")
     assert result.passed, result.error
+
+
+def _ami_session(address: str, port: int, user: str, secret: str, actions: list[dict[str, str]]) -> list[str]:
+    """Log in as ``user`` and send ``actions``; the Message of each answer (Response: Error only)."""
+    with socket.create_connection((address, port), timeout=5) as sock:
+        sock.settimeout(5)
+        reader = sock.makefile("rb")
+        reader.readline()  # the banner
+        answers: list[str] = []
+        for number, fields in enumerate([{"Action": "Login", "Username": user, "Secret": secret}, *actions]):
+            message = {**fields, "ActionID": f"priv-{number}"}
+            sock.sendall(("".join(f"{k}: {v}\r\n" for k, v in message.items()) + "\r\n").encode())
+            while True:  # skip events until the answer to this action
+                block: dict[str, str] = {}
+                while (raw := reader.readline()) != b"\r\n":
+                    assert raw, f"the AMI closed the connection before answering {message['Action']}"
+                    key, _, value = raw.decode().rstrip("\r\n").partition(": ")
+                    block.setdefault(key, value)
+                if block.get("ActionID") == message["ActionID"] and "Response" in block:
+                    break
+            if number == 0:
+                assert block["Response"] == "Success", f"login as {user} failed: {block}"
+                continue
+            answers.append(block["Message"] if block["Response"] == "Error" else block["Response"])
+        return answers
+
+
+def test_ami_user_can_run_the_orchestrator_but_not_commands(lab: object) -> None:
+    """The role's AMI user: every action the orchestrator sends is permitted (they fail only for want of the
+    channel), Originate (Application System is a shell) and Command are refused."""
+    topo = topology.load()
+    pbx = topo.pbxs[0]
+    missing = "PJSIP/nobody-00000000"
+    allowed = [
+        {"Action": "BlindTransfer", "Channel": missing, "Exten": "1003", "Context": "referee-transfer"},
+        {"Action": "Atxfer", "Channel": missing, "Exten": "1003", "Context": "referee-transfer"},
+        {"Action": "CancelAtxfer", "Channel": missing},
+        {"Action": "Hangup", "Channel": missing, "Cause": "16"},
+        {"Action": "Getvar", "Channel": missing, "Variable": "CHANNEL(name)"},
+        {"Action": "CoreShowChannels"},
+        {"Action": "BridgeList"},
+    ]
+    refused = [
+        {
+            "Action": "Originate",
+            "Channel": "Local/1003@referee-transfer",
+            "Application": "System",
+            "Data": "id",
+        },
+        {"Action": "Command", "Command": "core show version"},
+    ]
+    answers = _ami_session(pbx.address, pbx.ami_port, topo.ami_user, topo.ami_secret, allowed + refused)
+    for action, answer in zip(allowed, answers[: len(allowed)], strict=True):
+        assert answer != "Permission denied", f"{action['Action']} refused to the orchestrator's AMI user"
+    assert answers[len(allowed) :] == ["Permission denied", "Permission denied"], answers
 
 
 OPERATOR_FILES = {

@@ -15,6 +15,7 @@ from orchestrator_fixture import Rig, make_rig
 from referee.api.app import Api
 from referee.api.http import HttpServer
 from referee.api.openapi import document
+from referee.orchestrator.api_service import OrchestratorService
 
 HOST = "127.0.3.2"
 TOKEN = "t0k3n-for-the-api-tests"
@@ -34,7 +35,7 @@ class Client:
 def with_api(tmp_path: Path, test: Any) -> None:
     async def main() -> None:
         rig = await make_rig(tmp_path, host="127.0.3.5")
-        server = HttpServer(Api(rig.orchestrator, TOKEN))
+        server = HttpServer(Api(OrchestratorService(rig.orchestrator, rig.store), TOKEN))
         _, port = await server.start(HOST, 0)
         rig.link.start()
         await rig.link.wait_resynced()

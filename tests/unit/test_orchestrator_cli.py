@@ -15,18 +15,10 @@ import pytest
 from ami_traces import text
 from orchestrator_fixture import getvar
 
+from referee.api.access import AccessError, parse_api_address, read_or_create_token
 from referee.api.client import call
 from referee.audit import open_store
-from referee.orchestrator.settings import (
-    Settings,
-    SettingsError,
-    check,
-    lab_pbxs,
-    load_file,
-    parse_api_address,
-    parse_pbx_url,
-    read_or_create_token,
-)
+from referee.orchestrator.settings import Settings, SettingsError, check, load_file, parse_pbx_url
 from referee.testing.fake_ami import FakeAmi, success
 
 HOST = "127.0.3.6"
@@ -61,8 +53,10 @@ def test_pbx_urls() -> None:
     "address", ["0.0.0.0:8088", "10.1.2.3:8088", "localhost:8088", "127.0.0.1", "127.0.0.1:x"]
 )
 def test_the_api_listens_on_loopback_only(address: str) -> None:
-    with pytest.raises(SettingsError):
+    with pytest.raises(AccessError):
         parse_api_address(address)
+    with pytest.raises(SettingsError):
+        check(Settings(pbxs=[parse_pbx_url("a=ami://u:p@127.0.0.1")], api=address))
     assert parse_api_address("127.0.3.9:0") == ("127.0.3.9", 0)
 
 
@@ -290,10 +284,23 @@ def test_daemon_usage_errors(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
-def test_lab_pbxs_come_from_the_inventory() -> None:
-    pbxs = lab_pbxs()
-    assert [(p.name, p.host, p.port, p.username, p.source) for p in pbxs] == [
-        ("pbx1", "127.0.0.20", 5038, "referee", "127.0.0.20"),  # the lab's AMI permits only its own address
-        ("pbx2", "127.0.0.21", 5038, "referee", "127.0.0.21"),
-    ]
-    assert all(p.secret for p in pbxs)
+def test_a_test_beds_pbxs_come_from_a_settings_file_it_writes(tmp_path: Path) -> None:
+    """The lab's PBX list is not in the runtime: the lab writes [[pbx]] tables and passes --config."""
+    path = tmp_path / "lab.toml"
+    path.write_text(
+        '[[pbx]]\nname = "pbx1"\nhost = "127.0.0.20"\nusername = "referee"\nsecret = "s"\nsource = "127.0.0.20"\n'
+    )
+    (pbx,) = load_file(str(path)).pbxs
+    assert (pbx.name, pbx.host, pbx.port, pbx.username, pbx.source) == (
+        "pbx1",
+        "127.0.0.20",
+        5038,
+        "referee",
+        "127.0.0.20",
+    )
+
+    async def main() -> None:
+        code, _, err = await run_cli("orchestrator", "--lab")
+        assert code == 2 and "unrecognized arguments: --lab" in err
+
+    asyncio.run(asyncio.wait_for(main(), 30))

@@ -10,8 +10,8 @@ import pytest
 from ami_traces import ALICE, BOB, CAROL2, text
 from orchestrator_fixture import Rig, make_rig, run
 
+from referee.events import State
 from referee.orchestrator.operations import Conflict, Invalid, NotFound, Refused, Unavailable
-from referee.orchestrator.transfer import State
 from referee.testing.fake_ami import FakeAmi, error
 
 

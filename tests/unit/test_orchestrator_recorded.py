@@ -18,8 +18,8 @@ from referee.audit import open_store
 from referee.audit.ingest import apply
 from referee.audit.proxy_events import parse_line
 from referee.audit.store import AuditStore
+from referee.events import Flow, State
 from referee.orchestrator.tracker import Tracker
-from referee.orchestrator.transfer import Flow, State
 
 AMI = "recorded_blind_refer.txt"
 PROXY = DATA.parent / "proxy" / "recorded_blind_refer.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,10 @@ from referee.audit import open_store
 from referee.audit.ingest import apply
 from referee.audit.proxy_events import parse_line
 from referee.audit.store import AuditStore
+from referee.events import Flow, State
 from referee.orchestrator.channels import endpoint_of
-from referee.orchestrator.tracker import Tracker
-from referee.orchestrator.transfer import Flow, State, Transfer
+from referee.orchestrator.tracker import Tracker, consultation_destination
+from referee.orchestrator.transfer import Transfer
 
 BRIDGE1 = "5a1c0e4e-6a57-4a0e-9d43-0c6a1f3b0001"
 BOB_CALL_ID = "bob-dialog@127.0.0.32"
@@ -245,3 +247,43 @@ def test_a_phones_attended_refer_is_recorded_completed(store: AuditStore) -> Non
     }
     transfer = tracker.get(record.id)
     assert transfer is not None and transfer.recipient == CAROL3 and BOB2 not in tracker.table.channels
+
+
+def test_every_move_is_logged_once_by_the_hook(store: AuditStore, caplog: pytest.LogCaptureFixture) -> None:
+    tracker = talking(store)
+    transfer = operator_transfer(tracker, store, Flow.ATTENDED)
+    with caplog.at_level(logging.INFO, logger="referee.orchestrator.tracker"):
+        replay(tracker, "atxfer_answered.txt", "atxfer_complete.txt")
+    moves = [r.getMessage() for r in caplog.records if r.getMessage().startswith("transfer ")]
+    assert moves == [
+        f"transfer {transfer.id}: starting -> ringback on Newchannel on pbx1",
+        f"transfer {transfer.id}: ringback -> answered on Newstate on pbx1",
+        f"transfer {transfer.id}: answered -> completed on AttendedTransfer on pbx1",
+    ]
+
+
+def test_transfers_are_found_by_their_channels_and_forgotten_once_final(store: AuditStore) -> None:
+    tracker = talking(store)
+    transfer = operator_transfer(tracker, store, Flow.ATTENDED)
+    assert tracker.active.on_channel(BOB) == [transfer]
+    assert tracker.active.to_destination("1003", "referee-transfer") == [transfer]
+    replay(tracker, "atxfer_answered.txt")
+    assert tracker.active.on_channel(LOCAL1) == []  # swapped out for carol's channel
+    assert tracker.active.on_channel(CAROL2) == [transfer]
+    assert tracker.active.to_destination("1003", "referee-transfer") == []  # it has its recipient
+    replay(tracker, "atxfer_complete.txt")
+    assert transfer.final and transfer.id not in tracker.active
+    assert tracker.active.on_channel(BOB) == [] and tracker.active.on_channel(CAROL2) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Local/1003@referee-transfer-00000000;1", ("1003", "referee-transfer")),
+        ("Local/1003@referee-transfer-00000000;2", None),
+        ("PJSIP/1003-00000002", None),
+        ("Local/1003-00000000;1", None),
+    ],
+)
+def test_the_consultation_channel_names_its_destination(name: str, expected: tuple[str, str] | None) -> None:
+    assert consultation_destination(name) == expected

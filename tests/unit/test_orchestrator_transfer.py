@@ -1,5 +1,5 @@
-"""The transfer state machine: the hangup table in the docstring, cell by cell, against the code
-and against Hangup events replayed through the tracker."""
+"""The transfer state machine: the two tables in the moves docstring, cell by cell, against the code,
+and the hangup table against Hangup events replayed through the tracker."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from ami_traces import ALICE, BOB, CAROL, trace
 
 from referee.audit import open_store
 from referee.audit.store import AuditStore
-from referee.orchestrator import transfer as transfer_module
+from referee.events import Flow, State
+from referee.orchestrator import moves as moves_module
+from referee.orchestrator.moves import HANGUP, HANGUP_OF, MOVES, Trigger, hangup_outcome, next_state
 from referee.orchestrator.tracker import Tracker
-from referee.orchestrator.transfer import HANGUP, Flow, Role, State, Transfer, hangup_outcome
+from referee.orchestrator.transfer import Role, Transfer
 
 
 def docstring_table() -> dict[tuple[Flow, State, Role], State]:
-    doc = transfer_module.__doc__ or ""
+    doc = moves_module.__doc__ or ""
     block = doc.split("flow     state     initiator transferred recipient")[1].split("\n\n")[0]
     table: dict[tuple[Flow, State, Role], State] = {}
     for line in block.splitlines():
@@ -37,6 +39,23 @@ def test_the_docstring_table_has_every_cell() -> None:
 
 def test_the_docstring_table_is_the_code() -> None:
     assert docstring_table() == HANGUP
+
+
+def event_table() -> dict[tuple[Flow, State, Trigger], State]:
+    doc = moves_module.__doc__ or ""
+    block = doc.split("flow     state     trigger       next")[1].split("\n\n")[0]
+    table: dict[tuple[Flow, State, Trigger], State] = {}
+    for line in block.splitlines():
+        if line.strip() and not line.startswith("="):
+            flow, state, trigger, cell = line.split()
+            table[(Flow(flow), State(state), Trigger(trigger))] = State(state) if cell == "=" else State(cell)
+    return table
+
+
+def test_the_moves_table_is_the_code() -> None:
+    hangups = {(f, s, HANGUP_OF[r]): after for (f, s, r), after in HANGUP.items()}
+    assert {**event_table(), **hangups} == MOVES
+    assert len(event_table()) == 29
 
 
 @pytest.fixture
@@ -100,10 +119,13 @@ def test_outcomes_say_why() -> None:
     assert hangup_outcome(Flow.BLIND, State.RINGBACK, Role.INITIATOR) == (State.RINGBACK, "")
 
 
-def test_a_final_state_never_moves() -> None:
+def test_a_final_state_never_moves(store: AuditStore) -> None:
+    tracker = Tracker("pbx1", store)
     transfer = Transfer(1, "pbx1", Flow.BLIND, "operator", initiator=BOB, state=State.CANCELLED)
-    assert not transfer.move(State.COMPLETED)
+    for trigger in Trigger:
+        assert not tracker.fire(transfer, trigger, "test")
     assert transfer.state == State.CANCELLED
+    assert all(next_state(f, s, t) is None for f in Flow for s in State if s.final for t in Trigger)
 
 
 def test_only_the_latest_finished_transfers_stay_in_memory(

@@ -1,4 +1,4 @@
-"""The operator API: routes, token check, validation; the orchestrator does the work.
+"""The operator API: routes, token check, validation; a :class:`TransferService` does the work.
 
 =======  ============================  =================================================
 GET      /openapi.json                 the OpenAPI document (no token needed)
@@ -19,11 +19,11 @@ import hmac
 import re
 from typing import Any
 
+from referee.api.access import MIN_TOKEN
 from referee.api.http import HttpError, Request, Response
 from referee.api.openapi import document
-from referee.audit.record import STATES
-from referee.orchestrator.operations import DEFAULT_CONTEXT, OperationError, Orchestrator
-from referee.orchestrator.transfer import Transfer
+from referee.api.service import ServiceError, TransferService
+from referee.events import Flow, State
 
 _ID = re.compile(r"/transfers/([0-9]{1,18})(/complete|/cancel)?")
 CREATE_FIELDS = {"flow": str, "pbx": str, "channel": str, "exten": str, "context": str}
@@ -31,10 +31,10 @@ REQUIRED = ("flow", "pbx", "channel", "exten")
 
 
 class Api:
-    def __init__(self, orchestrator: Orchestrator, token: str) -> None:
-        if len(token) < 16:
-            raise ValueError("the API token must be at least 16 characters")
-        self.orchestrator = orchestrator
+    def __init__(self, service: TransferService, token: str) -> None:
+        if len(token) < MIN_TOKEN:
+            raise ValueError(f"the API token must be at least {MIN_TOKEN} characters")
+        self.service = service
         self._token = token.encode()
 
     async def __call__(self, request: Request) -> Response:
@@ -61,12 +61,10 @@ class Api:
         self._no_body(request)
         try:
             if action == "/complete":
-                transfer = await self.orchestrator.complete(transfer_id)
-                return Response(202, self._live(transfer))
-            transfer = await self.orchestrator.cancel(transfer_id)
-        except OperationError as exc:
+                return Response(202, await self.service.complete(transfer_id))
+            return Response(200, await self.service.cancel(transfer_id))
+        except ServiceError as exc:
             raise self._error(exc) from None
-        return Response(200, self._live(transfer))
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -93,27 +91,27 @@ class Api:
             raise HttpError(422, "this action takes no body (or {})")
 
     @staticmethod
-    def _error(exc: OperationError) -> HttpError:
+    def _error(exc: ServiceError) -> HttpError:
         extra: dict[str, Any] = {}
         if exc.transfer is not None:
-            extra["transfer"] = Api._live(exc.transfer)
+            extra["transfer"] = exc.transfer
         return HttpError(exc.status, exc.message, **extra)
 
     # -- handlers -------------------------------------------------------------------------
 
     def _health(self) -> dict[str, Any]:
-        pbxs = {name: {"connected": link.ready} for name, link in self.orchestrator.links.items()}
-        return {"pbxs": pbxs, "active_transfers": len(self.orchestrator.active())}
+        pbxs = {name: {"connected": connected} for name, connected in self.service.pbxs().items()}
+        return {"pbxs": pbxs, "active_transfers": self.service.active_count()}
 
     def _list(self, request: Request) -> Response:
         limit_text = request.query.get("limit", ["50"])[-1]
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             raise HttpError(400, "limit must be a number from 1 to 1000")
         state = request.query.get("state", [None])[-1]
-        if state is not None and state not in STATES:
-            raise HttpError(400, f"state must be one of {', '.join(STATES)}")
-        records = self.orchestrator.store.records(limit=int(limit_text), state=state)
-        return Response(200, {"transfers": [r.to_dict(entries=False) for r in records]})
+        if state is not None and state not in set(State):
+            raise HttpError(400, f"state must be one of {', '.join(State)}")
+        records = self.service.records(limit=int(limit_text), state=None if state is None else State(state))
+        return Response(200, {"transfers": records})
 
     async def _create(self, request: Request) -> Response:
         body = request.json()
@@ -128,24 +126,18 @@ class Api:
         for name, value in body.items():
             if not isinstance(value, str) or not value:
                 raise HttpError(422, f"{name} must be a non-empty string")
-        if body["flow"] not in ("blind", "attended"):
+        if body["flow"] not in set(Flow):
             raise HttpError(422, "flow must be 'blind' or 'attended'")
-        start = self.orchestrator.blind if body["flow"] == "blind" else self.orchestrator.attended
         try:
-            transfer = await start(
-                body["pbx"], body["channel"], body["exten"], body.get("context", DEFAULT_CONTEXT)
+            transfer = await self.service.start(
+                Flow(body["flow"]), body["pbx"], body["channel"], body["exten"], body.get("context")
             )
-        except OperationError as exc:
+        except ServiceError as exc:
             raise self._error(exc) from None
-        return Response(201, self._live(transfer), {"Location": f"/transfers/{transfer.id}"})
+        return Response(201, transfer, {"Location": f"/transfers/{transfer['id']}"})
 
     def _show(self, transfer_id: int) -> Response:
-        record = self.orchestrator.store.get(transfer_id)
+        record = self.service.record(transfer_id)
         if record is None:
             raise HttpError(404, f"no transfer {transfer_id}")
-        live = self.orchestrator.get(transfer_id)
-        return Response(200, {**record.to_dict(), "live": None if live is None else self._live(live)})
-
-    @staticmethod
-    def _live(transfer: Transfer) -> dict[str, Any]:
-        return transfer.to_dict()
+        return Response(200, {**record, "live": self.service.live(transfer_id)})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from referee.audit.record import STATES
+from referee.events import State
+
+STATES = [str(state) for state in State]
 
 _ERROR = {
     "description": "what was wrong",

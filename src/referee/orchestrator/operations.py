@@ -23,10 +23,12 @@ from __future__ import annotations
 import re
 
 from referee.audit.store import AuditStore
+from referee.events import Flow, State
 from referee.orchestrator.channels import Channel, endpoint_of
+from referee.orchestrator.moves import Trigger
 from referee.orchestrator.pbx import PbxLink, PbxUnavailable
 from referee.orchestrator.tracker import Tracker
-from referee.orchestrator.transfer import Flow, Role, State, Transfer
+from referee.orchestrator.transfer import Role, Transfer
 
 EXTEN = re.compile(r"[0-9A-Za-z*#+][0-9A-Za-z*#+_.-]{0,63}")
 CONTEXT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
@@ -192,7 +194,7 @@ class Orchestrator:
                 )
             fields = {"Action": "Hangup", "Channel": recipient.name, "Cause": "16"}
         if await self._act(link, tracker, transfer, fields):
-            tracker.move(transfer, State.CANCELLED, "cancelled by the operator")
+            tracker.fire(transfer, Trigger.CANCEL, f"{fields['Action']} action", "cancelled by the operator")
         return transfer
 
     def _running(self, transfer_id: int, what: str) -> tuple[Transfer, PbxLink, Tracker]:
@@ -217,8 +219,7 @@ class Orchestrator:
             answer = await link.action(fields)
         except PbxUnavailable as exc:
             self.store.add_entry(transfer.id, "operator", "action", {**fields, "error": str(exc)})
-            if transfer.state == State.STARTING:
-                tracker.move(transfer, State.FAILED, str(exc))
+            tracker.fire(transfer, Trigger.ACTION_FAILED, f"{fields['Action']} action", str(exc))
             raise Unavailable(str(exc), transfer) from None
         ok = answer.get("Response") == "Success"
         self.store.add_entry(
@@ -229,7 +230,6 @@ class Orchestrator:
         )
         if not ok:
             message = f"PBX refused {fields['Action']}: {answer.get('Message', 'no reason given')}"
-            if transfer.state == State.STARTING:
-                tracker.move(transfer, State.FAILED, message)
+            tracker.fire(transfer, Trigger.ACTION_FAILED, f"{fields['Action']} action", message)
             raise Refused(message, transfer)
         return True

@@ -10,32 +10,29 @@
 
     [[pbx]]
     name = "pbx1"
-    host = "127.0.0.20"
+    host = "192.0.2.20"
     port = 5038
     username = "referee"
     secret = "..."           # or secret_file = "/path"
 
 On the command line a PBX is ``--pbx NAME=ami://USER:SECRET@HOST:PORT[?source=ADDRESS]``
 (repeatable). ``source`` (also a ``[[pbx]]`` key) is the local address to connect from, for an
-AMI ``permit=`` that only lets the PBX's own address in (the lab's; ``--lab`` sets it).
+AMI ``permit=`` that only lets one address in. A test bed (the lab) writes its PBXs as such a
+file and passes ``--config``: nothing here knows one.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
-import secrets
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from referee.api.access import DEFAULT_API, DEFAULT_TOKEN_FILE, AccessError, parse_api_address
 from referee.orchestrator.pbx import PbxConfig
 
 DEFAULT_DB = "/var/lib/referee/audit.sqlite3"
 DEFAULT_EVENTS = "/var/log/referee/events.jsonl"
-DEFAULT_API = "127.0.0.1:8088"
-DEFAULT_TOKEN_FILE = "/var/lib/referee/api.token"
 
 
 class SettingsError(Exception):
@@ -53,22 +50,10 @@ class Settings:
 
     @property
     def api_address(self) -> tuple[str, int]:
-        return parse_api_address(self.api)
-
-
-def parse_api_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise SettingsError(f"API address {text!r} must be HOST:PORT")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        raise SettingsError(f"API host {host!r} must be an IPv4 loopback address") from None
-    if address not in ipaddress.ip_network("127.0.0.0/8"):
-        raise SettingsError(
-            f"API host {host} is not loopback (127.0.0.0/8): the API is for this machine only"
-        )
-    return host, int(port)
+        try:
+            return parse_api_address(self.api)
+        except AccessError as exc:
+            raise SettingsError(str(exc)) from None
 
 
 def parse_pbx_url(text: str) -> PbxConfig:
@@ -143,24 +128,6 @@ def load_file(path: str) -> Settings:
     return settings
 
 
-def lab_pbxs() -> list[PbxConfig]:
-    """The PBXs of the lab inventory, with the lab's AMI user."""
-    try:
-        from referee_lab.topology import load  # noqa: PLC0415 - the lab is an optional part of an install
-    except ImportError as exc:
-        raise SettingsError(f"--lab: the lab is not installed ({exc})") from None
-    try:
-        info = load().as_json()
-    except (OSError, KeyError, ValueError) as exc:
-        raise SettingsError(f"--lab: cannot read the lab inventory ({exc})") from None
-    return [
-        PbxConfig(
-            p["name"], p["address"], int(p["ami_port"]), p["ami"]["user"], p["ami"]["secret"], p["address"]
-        )
-        for p in info["pbxs"]
-    ]
-
-
 def check(settings: Settings) -> None:
     if not settings.pbxs:
         raise SettingsError("no PBX: give --pbx NAME=ami://USER:SECRET@HOST:PORT or a [[pbx]] in --config")
@@ -168,28 +135,3 @@ def check(settings: Settings) -> None:
     if len(set(names)) != len(names):
         raise SettingsError(f"PBX names must be unique, got {', '.join(names)}")
     settings.api_address  # noqa: B018 - validates
-
-
-def read_or_create_token(path: str) -> str:
-    """The API token in ``path``; a new random one (file mode 0600) when the file is missing."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_token(path)
-    except OSError as exc:
-        raise SettingsError(f"token file {path}: {exc.strerror}") from None
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    return token
-
-
-def read_token(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    except OSError as exc:
-        raise SettingsError(f"token file {path}: {exc.strerror}") from None
-    if len(token) < 16:
-        raise SettingsError(f"token file {path}: the token must be at least 16 characters")
-    return token

@@ -1,5 +1,11 @@
 """Following transfers on one PBX from its AMI events, and writing what happens to the audit trail.
 
+Each AMI event is applied to the channel table, then turned into a trigger for the transfers
+whose channels it names (found through :class:`ActiveTransfers`' channel index, not by scanning),
+and :meth:`Tracker.fire` looks the move up in :data:`referee.orchestrator.moves.MOVES`, keyed by
+(flow, state, trigger). Every move goes through :meth:`Tracker._moved`: logged
+(``transfer 7: ringback -> answered on BridgeEnter``) and handed to the audit store.
+
 The tracker knows the transfers the orchestrator started (registered before their action is
 sent, so an event that beats the action's response is not missed) and picks up the ones
 phones start by REFER or DTMF from their ``BlindTransfer`` / ``AttendedTransfer`` events
@@ -18,10 +24,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from referee.audit.record import FINAL_STATES
 from referee.audit.store import AuditStore
+from referee.events import FINAL_STATES, Flow, State, TransferMove
+from referee.orchestrator.active import ActiveTransfers
 from referee.orchestrator.channels import Channel, ChannelTable
-from referee.orchestrator.transfer import Flow, Role, State, Transfer
+from referee.orchestrator.moves import HANGUP_OF, Trigger, hangup_outcome, next_state
+from referee.orchestrator.transfer import Role, Transfer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,16 @@ _UID_KEYS = (
 )
 
 
+def consultation_destination(name: str) -> tuple[str, str] | None:
+    """``(exten, context)`` of an attended transfer's consultation channel, ``Local/<exten>@<context>-<n>;1``
+    (None for any other channel)."""
+    if not name.startswith("Local/") or not name.endswith(";1"):
+        return None
+    destination, dash, _ = name[len("Local/") : -len(";1")].rpartition("-")
+    exten, at, context = destination.partition("@")
+    return (exten, context) if dash and at else None
+
+
 class Tracker:
     def __init__(
         self,
@@ -67,7 +85,7 @@ class Tracker:
         self.pbx = pbx
         self.store = store
         self.table = table if table is not None else ChannelTable()
-        self.active: dict[int, Transfer] = {}
+        self.active = ActiveTransfers()
         self.finished: dict[int, Transfer] = {}  # ended while this process ran, for get()
 
     # -- transfers ------------------------------------------------------------------------
@@ -81,30 +99,75 @@ class Tracker:
         if transfer.final:
             self._finish(transfer)
         else:
-            self.active[transfer.id] = transfer
+            self.active.add(transfer)
 
     def get(self, transfer_id: int) -> Transfer | None:
         return self.active.get(transfer_id) or self.finished.get(transfer_id)
 
-    def move(self, transfer: Transfer, state: State, result: str = "") -> None:
-        if transfer.move(state, result):
-            self._saved(transfer)
-
-    def _saved(self, transfer: Transfer) -> None:
-        record = self.store.state_of(transfer.id)
-        if record is not None and record not in FINAL_STATES:
-            self.store.update(
-                transfer.id, state=str(transfer.state), result=transfer.result or None, parties=transfer.names
-            )
-        elif record is not None:
-            self.store.update(transfer.id, parties=transfer.names)
-        if transfer.final:
-            self.active.pop(transfer.id, None)
-            self._finish(transfer)
-
-    def _name(self, transfer: Transfer, role: Role, uniqueid: str, name: str = "") -> None:
+    def _bind(self, transfer: Transfer, role: Role, uniqueid: str, name: str = "") -> None:
+        self.active.bind(transfer, role, uniqueid)
         channel = self.table.get(uniqueid)
         transfer.names[str(role)] = name or (channel.name if channel else uniqueid)
+
+    def _followed(self, uniqueid: str, role: Role, flow: Flow | None = None) -> list[Transfer]:
+        """The followed transfers in which ``uniqueid`` plays ``role`` (of ``flow``, when given)."""
+        return [
+            t
+            for t in self.active.on_channel(uniqueid)
+            if t.role_of(uniqueid) == role and (flow is None or t.flow == flow)
+        ]
+
+    # -- moves ----------------------------------------------------------------------------
+
+    def fire(
+        self,
+        transfer: Transfer,
+        trigger: Trigger,
+        cause: str,
+        result: str = "",
+        *,
+        new_party: tuple[Role, str, str] | None = None,
+    ) -> bool:
+        """Apply ``trigger`` (seen as ``cause``: an AMI event, an action) to ``transfer``, per the moves
+        table; False when it does not apply in the transfer's state. ``new_party`` (role, uniqueid,
+        channel name) is a party the trigger reveals, bound when the trigger applies."""
+        after = next_state(transfer.flow, transfer.state, trigger)
+        if after is None:
+            return False
+        if new_party is not None and transfer.party(new_party[0]) is None:
+            self._bind(transfer, *new_party)
+        if after != transfer.state:
+            self._moved(transfer, after, cause, result)
+        return True
+
+    def _moved(self, transfer: Transfer, after: State, cause: str, result: str) -> None:
+        """The one place a transfer changes state: logged, persisted, and no longer followed once final."""
+        move = TransferMove(self.store.now(), transfer.id, transfer.state, after, cause, result)
+        transfer.state = after
+        if result:
+            transfer.result = result
+        log.info("%s on %s", move.describe(), self.pbx)
+        self._persist(transfer, move)
+        if transfer.final:
+            self.active.discard(transfer)
+            self._finish(transfer)
+
+    def _persist(self, transfer: Transfer, move: TransferMove) -> None:
+        """Hand a move to the audit store. A record already final (the proxy's NOTIFY may end it
+        first) keeps its state and result; it still learns the parties."""
+        record = self.store.state_of(transfer.id)
+        if record is None:
+            return
+        if record in FINAL_STATES:
+            self.store.update(transfer.id, parties=transfer.names, when=move.time)
+        else:
+            self.store.update(
+                transfer.id,
+                state=str(move.after),
+                result=transfer.result or None,
+                parties=transfer.names,
+                when=move.time,
+            )
 
     # -- events ---------------------------------------------------------------------------
 
@@ -112,7 +175,7 @@ class Tracker:
         kind = event.get("Event", "")
         if kind == "Hangup":
             self._record(event)
-            self._hangup(event.get("Uniqueid", ""))
+            self._hangup(event)
             self.table.apply(event)
             return
         self.table.apply(event)
@@ -126,140 +189,114 @@ class Tracker:
         kind = event.get("Event", "")
         if kind not in RECORDED:
             return
-        uids = {event[key] for key in _UID_KEYS if event.get(key)}
-        for transfer in self.active.values():
-            if uids & {transfer.initiator, transfer.transferred, transfer.recipient}:
-                self.store.add_entry(transfer.id, "pbx", kind, dict(event))
+        followed = {t.id: t for key in _UID_KEYS for t in self.active.on_channel(event.get(key, ""))}
+        for transfer_id in sorted(followed):
+            self.store.add_entry(transfer_id, "pbx", kind, dict(event))
 
-    def _hangup(self, uniqueid: str) -> None:
-        for transfer in list(self.active.values()):
+    def _hangup(self, event: Mapping[str, str]) -> None:
+        uniqueid = event.get("Uniqueid", "")
+        for transfer in self.active.on_channel(uniqueid):
             role = transfer.role_of(uniqueid)
-            if role is not None and transfer.hangup(role):
-                self._saved(transfer)
+            if role is not None:
+                _, why = hangup_outcome(transfer.flow, transfer.state, role)
+                self.fire(transfer, HANGUP_OF[role], "Hangup", why)
 
     def _newchannel(self, event: Mapping[str, str]) -> None:
         name = event.get("Channel", "")
-        if not name.startswith("Local/") or not name.endswith(";1"):
+        destination = consultation_destination(name)
+        if destination is None:
             return
-        for transfer in self.active.values():
-            if (
-                transfer.flow == Flow.ATTENDED
-                and transfer.state == State.STARTING
-                and transfer.recipient is None
-                and name.startswith(f"Local/{transfer.exten}@{transfer.context}-")
-            ):
-                transfer.recipient = event.get("Uniqueid", "")
-                self._name(transfer, Role.RECIPIENT, transfer.recipient, name)
-                self.move(transfer, State.RINGBACK)
+        party = (Role.RECIPIENT, event.get("Uniqueid", ""), name)
+        for transfer in self.active.to_destination(*destination):
+            if self.fire(transfer, Trigger.CONSULTATION, "Newchannel", new_party=party):
                 return
 
     def _newstate(self, event: Mapping[str, str]) -> None:
-        if event.get("ChannelState") != "6":
-            return
-        uid = event.get("Uniqueid", "")
-        for transfer in list(self.active.values()):
-            if (
-                transfer.flow == Flow.ATTENDED
-                and transfer.state == State.RINGBACK
-                and uid == transfer.recipient
-            ):
-                self.move(transfer, State.ANSWERED)
+        if event.get("ChannelState") == "6":  # Up
+            for transfer in self._followed(event.get("Uniqueid", ""), Role.RECIPIENT):
+                self.fire(transfer, Trigger.ANSWERED, "Newstate")
 
     def _dial_begin(self, event: Mapping[str, str]) -> None:
-        caller = event.get("Uniqueid", "")
-        for transfer in list(self.active.values()):
-            if (
-                transfer.flow == Flow.BLIND
-                and caller
-                and caller == transfer.transferred
-                and transfer.state in (State.STARTING, State.RINGBACK)
-                and transfer.recipient is None
-            ):
-                transfer.recipient = event.get("DestUniqueid", "")
-                self._name(transfer, Role.RECIPIENT, transfer.recipient, event.get("DestChannel", ""))
-                self.move(transfer, State.RINGBACK)
+        party = (Role.RECIPIENT, event.get("DestUniqueid", ""), event.get("DestChannel", ""))
+        for transfer in self._followed(event.get("Uniqueid", ""), Role.TRANSFERRED):
+            self.fire(transfer, Trigger.DIALLING, "DialBegin", new_party=party)
 
     def _dial_end(self, event: Mapping[str, str]) -> None:
-        caller = event.get("Uniqueid", "")
         status = event.get("DialStatus", "")
-        for transfer in list(self.active.values()):
-            if transfer.flow != Flow.BLIND or not caller or caller != transfer.transferred:
-                continue
+        for transfer in self._followed(event.get("Uniqueid", ""), Role.TRANSFERRED):
             if transfer.recipient not in (None, event.get("DestUniqueid")):
                 continue
             if status == "ANSWER":
-                self.move(transfer, State.ANSWERED)
-                self._check_bridged(transfer)
+                self.fire(transfer, Trigger.DIAL_ANSWERED, "DialEnd")
+                self._check_bridged(transfer, "DialEnd")
             elif status:
-                self.move(transfer, State.FAILED, f"the recipient did not answer: {status}")
+                self.fire(transfer, Trigger.DIAL_FAILED, "DialEnd", f"the recipient did not answer: {status}")
 
     def _bridge_enter(self, event: Mapping[str, str]) -> None:
-        swap = event.get("SwapUniqueid", "")
         uid = event.get("Uniqueid", "")
-        for transfer in list(self.active.values()):
-            if swap and swap == transfer.recipient:
-                transfer.recipient = uid
-                self._name(transfer, Role.RECIPIENT, uid, event.get("Channel", ""))
-                channel = self.table.get(uid)
-                if transfer.state == State.RINGBACK and channel is not None and channel.answered:
-                    self.move(transfer, State.ANSWERED)
-            self._check_bridged(transfer)
+        swap = event.get("SwapUniqueid", "")
+        for transfer in self._followed(swap, Role.RECIPIENT):  # a Local channel optimised away
+            self._bind(transfer, Role.RECIPIENT, uid, event.get("Channel", ""))
+            channel = self.table.get(uid)
+            if channel is not None and channel.answered:
+                self.fire(transfer, Trigger.ANSWERED, "BridgeEnter")
+        for transfer in self.active.on_channel(uid):
+            self._check_bridged(transfer, "BridgeEnter")
 
-    def _check_bridged(self, transfer: Transfer) -> None:
-        if transfer.flow != Flow.BLIND or transfer.state not in (State.RINGBACK, State.ANSWERED):
-            return
+    def _check_bridged(self, transfer: Transfer, cause: str) -> None:
         moved, target = self.table.get(transfer.transferred), self.table.get(transfer.recipient)
         if moved is not None and target is not None and moved.bridge and moved.bridge == target.bridge:
-            self.move(transfer, State.COMPLETED, "the recipient answered")
+            self.fire(transfer, Trigger.BRIDGED, cause, "the recipient answered")
 
     def _blind_transfer(self, event: Mapping[str, str]) -> None:
         transferer = event.get("TransfererUniqueid", "")
         transferee = event.get("TransfereeUniqueid", "") or None
         success = event.get("Result") == "Success"
-        for transfer in self.active.values():
-            if transfer.flow == Flow.BLIND and transfer.initiator == transferer:
-                if transfer.transferred is None and transferee:
-                    transfer.transferred = transferee
-                    self._name(transfer, Role.TRANSFERRED, transferee, event.get("TransfereeChannel", ""))
-                if success:
-                    self.move(transfer, State.RINGBACK)
-                else:
-                    self.move(transfer, State.FAILED, f"BlindTransfer {event.get('Result', '?')}")
-                return
-        transfer = self._observed(
-            Flow.BLIND,
-            event,
-            initiator=(transferer, event.get("TransfererChannel", "")),
-            transferred=(transferee, event.get("TransfereeChannel", "")),
-            exten=event.get("Extension", ""),
-            context=event.get("Context", ""),
-        )
-        self.move(
-            transfer, State.RINGBACK if success else State.FAILED, "" if success else "BlindTransfer failed"
-        )
+        result = "" if success else f"BlindTransfer {event.get('Result', '?')}"
+        followed = self._followed(transferer, Role.INITIATOR, Flow.BLIND)
+        if followed:
+            transfer = followed[0]
+            if transfer.transferred is None and transferee:
+                self._bind(transfer, Role.TRANSFERRED, transferee, event.get("TransfereeChannel", ""))
+        else:
+            transfer = self._observed(
+                Flow.BLIND,
+                event,
+                initiator=(transferer, event.get("TransfererChannel", "")),
+                transferred=(transferee, event.get("TransfereeChannel", "")),
+                exten=event.get("Extension", ""),
+                context=event.get("Context", ""),
+            )
+            result = "" if success else "BlindTransfer failed"
+        self.fire(transfer, Trigger.PBX_SUCCESS if success else Trigger.PBX_FAILURE, "BlindTransfer", result)
 
     def _attended_transfer(self, event: Mapping[str, str]) -> None:
-        ends = {event.get("OrigTransfererUniqueid", ""), event.get("SecondTransfererUniqueid", "")} - {""}
+        ends = (event.get("OrigTransfererUniqueid", ""), event.get("SecondTransfererUniqueid", ""))
         success = event.get("Result") == "Success"
         how = f"AttendedTransfer {event.get('Result', '?')} ({event.get('DestType', '?')})"
-        for transfer in list(self.active.values()):
-            if transfer.flow == Flow.ATTENDED and transfer.initiator in ends:
-                if transfer.transferred is None and event.get("TransfereeUniqueid"):
-                    transfer.transferred = event["TransfereeUniqueid"]
-                    self._name(
-                        transfer, Role.TRANSFERRED, transfer.transferred, event.get("TransfereeChannel", "")
-                    )
-                self.move(transfer, State.COMPLETED if success else State.FAILED, how)
-                return
-        transfer = self._observed(
-            Flow.ATTENDED,
-            event,
-            initiator=(event.get("OrigTransfererUniqueid", ""), event.get("OrigTransfererChannel", "")),
-            transferred=(event.get("TransfereeUniqueid") or None, event.get("TransfereeChannel", "")),
-            recipient=(event.get("TransferTargetUniqueid") or None, event.get("TransferTargetChannel", "")),
-            second=(event.get("SecondTransfererUniqueid", ""), event.get("SecondTransfererChannel", "")),
-        )
-        self.move(transfer, State.COMPLETED if success else State.FAILED, how)
+        followed = [t for uid in ends for t in self._followed(uid, Role.INITIATOR, Flow.ATTENDED)]
+        if followed:
+            transfer = followed[0]
+            if transfer.transferred is None and event.get("TransfereeUniqueid"):
+                self._bind(
+                    transfer,
+                    Role.TRANSFERRED,
+                    event["TransfereeUniqueid"],
+                    event.get("TransfereeChannel", ""),
+                )
+        else:
+            transfer = self._observed(
+                Flow.ATTENDED,
+                event,
+                initiator=(event.get("OrigTransfererUniqueid", ""), event.get("OrigTransfererChannel", "")),
+                transferred=(event.get("TransfereeUniqueid") or None, event.get("TransfereeChannel", "")),
+                recipient=(
+                    event.get("TransferTargetUniqueid") or None,
+                    event.get("TransferTargetChannel", ""),
+                ),
+                second=(event.get("SecondTransfererUniqueid", ""), event.get("SecondTransfererChannel", "")),
+            )
+        self.fire(transfer, Trigger.PBX_SUCCESS if success else Trigger.PBX_FAILURE, "AttendedTransfer", how)
 
     def _observed(
         self,
@@ -340,17 +377,15 @@ class Tracker:
         for event in replay:
             self.table.apply(event)
         for transfer in list(self.active.values()):
-            self._check_bridged(transfer)
-            for role, uid in (
-                (Role.TRANSFERRED, transfer.transferred),
-                (Role.INITIATOR, transfer.initiator),
-                (Role.RECIPIENT, transfer.recipient),
-            ):
+            self._check_bridged(transfer, "resync")
+            for role in (Role.TRANSFERRED, Role.INITIATOR, Role.RECIPIENT):
+                uid = transfer.party(role)
                 if transfer.final or uid is None or uid in self.table.channels:
                     continue
-                if transfer.hangup(role):
+                after, why = hangup_outcome(transfer.flow, transfer.state, role)
+                if after != transfer.state:
                     self.store.add_entry(transfer.id, "pbx", "resync", {"gone": str(role), "uniqueid": uid})
-                    self._saved(transfer)
+                    self.fire(transfer, HANGUP_OF[role], "resync", why)
 
     def channels(self) -> list[Channel]:
         return list(self.table.channels.values())
