@@ -9,6 +9,7 @@ import pytest
 
 from referee.audit import open_store
 from referee.cli import main
+from referee.events import NotifyOutcome, ReferDecision
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -31,19 +32,26 @@ def db(tmp_path: Path) -> str:
         flow="blind",
         parties={"referrer": "sip:1002@lab.test", "target": "<sip:1003@lab.test>"},
     )
+    t0 = 1_700_000_000.0
     store.add_entry(
         tid,
-        "proxy",
-        "refer.decision",
-        {
-            "cseq": "7",
-            "decision": {"allowed": True, "rule": "pbx1-extensions"},
-            "forwarded_refer_to": "<sip:1003@127.0.0.20:5060>",
-        },
+        ReferDecision(
+            t0 + 1,
+            "c1",
+            7,
+            "sip:1002@lab.test",
+            "127.0.1.32",
+            allowed=True,
+            status=202,
+            reason="Accepted",
+            rule="pbx1-extensions",
+            refer_to="<sip:1003@lab.test>",
+            forwarded_refer_to="<sip:1003@127.0.0.20:5060>",
+        ),
     )
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 200, "reason": "OK"}, cseq=12)
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 100, "reason": "Trying"}, cseq=10)
-    store.update(tid, state="completed", result="NOTIFY 200 OK")
+    store.add_entry(tid, NotifyOutcome(t0 + 2, "c1", 12, 7, status=200, reason="OK"))
+    store.add_entry(tid, NotifyOutcome(t0 + 3, "c1", 10, 7, status=100, reason="Trying"))
+    store.update(tid, state="completed", result="NOTIFY 200 OK", when=t0 + 4)
     store.create("operator", flow="attended", parties={"initiator": "PJSIP/1001"})
     store.close()
     return path

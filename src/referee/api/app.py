@@ -21,7 +21,7 @@ from typing import Any
 
 from referee.api.http import HttpError, Request, Response
 from referee.api.openapi import document
-from referee.audit.record import STATES
+from referee.events import State
 from referee.orchestrator.operations import DEFAULT_CONTEXT, OperationError, Orchestrator
 from referee.orchestrator.transfer import Transfer
 
@@ -110,8 +110,8 @@ class Api:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             raise HttpError(400, "limit must be a number from 1 to 1000")
         state = request.query.get("state", [None])[-1]
-        if state is not None and state not in STATES:
-            raise HttpError(400, f"state must be one of {', '.join(STATES)}")
+        if state is not None and state not in list(State):
+            raise HttpError(400, f"state must be one of {', '.join(State)}")
         records = self.orchestrator.store.records(limit=int(limit_text), state=state)
         return Response(200, {"transfers": [r.to_dict(entries=False) for r in records]})
 

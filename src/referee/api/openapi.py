@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from referee.audit.record import STATES
+from referee.events import State
 
 _ERROR = {
     "description": "what was wrong",
@@ -68,7 +68,7 @@ def document() -> dict[str, Any]:
                         "pbx": {"type": "string"},
                         "flow": {"enum": ["blind", "attended"]},
                         "origin": {"enum": ["operator", "refer", "pbx"]},
-                        "state": {"enum": list(STATES)},
+                        "state": {"enum": [str(s) for s in State]},
                         "result": {"type": "string"},
                         "exten": {"type": "string"},
                         "context": {"type": "string"},
@@ -85,7 +85,7 @@ def document() -> dict[str, Any]:
                         "origin": {"type": "string"},
                         "flow": {"type": ["string", "null"]},
                         "pbx": {"type": ["string", "null"]},
-                        "state": {"enum": list(STATES)},
+                        "state": {"enum": [str(s) for s in State]},
                         "result": {"type": ["string", "null"]},
                         "parties": {"type": "object"},
                         "created": {"type": "number"},
@@ -123,7 +123,7 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
                         },
-                        {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
+                        {"name": "state", "in": "query", "schema": {"enum": [str(s) for s in State]}},
                     ],
                     "responses": {
                         "200": {"description": "records", "content": _json("Record")},
