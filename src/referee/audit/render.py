@@ -45,8 +45,9 @@ def summarize(entry: Entry) -> str:
         text = str(event.after) if event.before is None else f"{event.before} -> {event.after}"
         return text + (f" ({event.result})" if event.result else "")
     if isinstance(event, OperatorAction):
+        sent = {k: v for k, v in _compact(event.action).items() if k != "Action"}
         answer = {"response": event.response, "message": event.message, "error": event.error}
-        return f"action {_pairs(_compact(event.action))} {_pairs(answer)}".rstrip()
+        return f"{event.action.get('Action', 'action')} {_pairs(sent)} {_pairs(answer)}".rstrip()
     return f"{event.name} {_pairs(_compact(event.fields))}".rstrip()
 
 
@@ -55,7 +56,6 @@ def _pairs(fields: dict[str, str]) -> str:
 
 
 _KEEP = (
-    "Action",
     "Result",
     "Channel",
     "TransfererChannel",
