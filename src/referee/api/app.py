@@ -110,7 +110,7 @@ class Api:
         if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
             raise HttpError(400, "limit must be a number from 1 to 1000")
         state = request.query.get("state", [None])[-1]
-        if state is not None and state not in list(State):
+        if state is not None and state not in set(State):
             raise HttpError(400, f"state must be one of {', '.join(State)}")
         records = self.orchestrator.store.records(limit=int(limit_text), state=state)
         return Response(200, {"transfers": [r.to_dict(entries=False) for r in records]})

@@ -6,6 +6,8 @@ from typing import Any
 
 from referee.events import State
 
+STATES = [str(state) for state in State]
+
 _ERROR = {
     "description": "what was wrong",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -68,7 +70,7 @@ def document() -> dict[str, Any]:
                         "pbx": {"type": "string"},
                         "flow": {"enum": ["blind", "attended"]},
                         "origin": {"enum": ["operator", "refer", "pbx"]},
-                        "state": {"enum": [str(s) for s in State]},
+                        "state": {"enum": list(STATES)},
                         "result": {"type": "string"},
                         "exten": {"type": "string"},
                         "context": {"type": "string"},
@@ -85,7 +87,7 @@ def document() -> dict[str, Any]:
                         "origin": {"type": "string"},
                         "flow": {"type": ["string", "null"]},
                         "pbx": {"type": ["string", "null"]},
-                        "state": {"enum": [str(s) for s in State]},
+                        "state": {"enum": list(STATES)},
                         "result": {"type": ["string", "null"]},
                         "parties": {"type": "object"},
                         "created": {"type": "number"},
@@ -123,7 +125,7 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
                         },
-                        {"name": "state", "in": "query", "schema": {"enum": [str(s) for s in State]}},
+                        {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
                     ],
                     "responses": {
                         "200": {"description": "records", "content": _json("Record")},
