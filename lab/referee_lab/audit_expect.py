@@ -14,7 +14,6 @@ Call-ID is the same on both hops), and its fields compared with the table:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from referee.audit.ingest import EventFileIngest
-from referee.audit.proxy_events import BadEvent, parse_line
-from referee.audit.record import STATES, TransferRecord
+from referee.audit.record import TransferRecord
 from referee.audit.store import open_store
+from referee.events import ReferDecision, State
 
 KEYS = ("state", "flow", "proxy_status", "notify_final")
 
@@ -44,8 +43,8 @@ def load(scenario: str, raw: Mapping[str, Any]) -> AuditExpect:
     if not raw:
         raise ValueError(f"scenario {scenario}: [expect.audit] is empty")
     state, flow = str(raw.get("state", "")), str(raw.get("flow", ""))
-    if state and state not in STATES:
-        raise ValueError(f"scenario {scenario}: [expect.audit] state must be one of {', '.join(STATES)}")
+    if state and state not in list(State):
+        raise ValueError(f"scenario {scenario}: [expect.audit] state must be one of {', '.join(State)}")
     if flow and flow not in ("blind", "attended"):
         raise ValueError(f"scenario {scenario}: [expect.audit] flow must be blind or attended")
     return AuditExpect(
@@ -87,27 +86,16 @@ def records(db: Path, call_ids: Iterable[str]) -> list[TransferRecord]:
         store.close()
 
 
-def _status(data: Mapping[str, Any]) -> int | None:
-    try:
-        return parse_line(json.dumps({"call_id": "-", **data})).status
-    except BadEvent:
-        return None
-
-
 def proxy_status(record: TransferRecord) -> int | None:
     """The status of the proxy's (last) decision on the REFER."""
-    statuses = [
-        _status(decision)
-        for e in record.entries
-        if e.kind == "refer.decision" and isinstance(decision := e.data.get("decision"), dict)
-    ]
+    statuses = [e.status for e in record.events() if isinstance(e, ReferDecision)]
     return statuses[-1] if statuses else None
 
 
 def notify_final(record: TransferRecord) -> int | None:
     """The status of the last NOTIFY outcome in CSeq order."""
     outcomes = record.notify_outcomes()
-    return _status(outcomes[-1].data) if outcomes else None
+    return outcomes[-1].status if outcomes else None
 
 
 def problems(expect: AuditExpect, call_ids: list[str], found: list[TransferRecord]) -> list[str]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from referee.api.client import ApiError, ApiUnreachable, call
-from referee.audit.record import FINAL_STATES
+from referee.events import FINAL_STATES
 from referee_lab import topology
 
 _API_LINE = re.compile(r"API on (http://\S+),")

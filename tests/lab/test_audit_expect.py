@@ -21,7 +21,7 @@ def _decision(call_id: str, status: int, allowed: bool) -> str:
     return _line(
         event="refer.decision",
         call_id=call_id,
-        cseq="3 REFER",
+        cseq="3",
         **{"from": "sip:1002@lab.test"},
         refer_to="sip:1003@lab.test",
         decision={"allowed": allowed, "status": status, "reason": "ok", "rule": "r"},
@@ -35,7 +35,8 @@ def _notify(call_id: str, cseq: int, code: int) -> str:
         call_id=call_id,
         cseq=cseq,
         refer_cseq=3,
-        sipfrag=f"SIP/2.0 {code} X",
+        status=code,
+        reason="X",
         final=code >= 200,
         time=2.0,
     )
