@@ -1,8 +1,8 @@
 """``[operator]`` in scenario.toml: a transfer an operator drives through the orchestrator's HTTP API.
 
-For such a scenario the runner starts ``referee orchestrator --lab`` (by PID, with the run's own audit
-database, token file and an API port the kernel picks on 127.0.0.1), waits until it reports the PBX
-connected, and, from a thread beside the phones:
+For such a scenario the check starts ``referee orchestrator --lab`` (by PID, with the run's own audit
+database ``orchestrator.sqlite3``, token file and an API port the kernel picks on 127.0.0.1), waits until it
+reports the PBX connected, and, from a thread beside the phones:
 
 1. waits until the PBX has reported the ``when`` events over AMI (the call to transfer is bridged);
 2. ``POST /transfers`` (``flow``, ``pbx``, ``channel``, ``exten``, ``context``); a 404 or 409 (the
@@ -10,61 +10,25 @@ connected, and, from a thread beside the phones:
 3. attended: once ``GET /transfers/{id}`` says ``answered``, ``POST /transfers/{id}/complete``;
 4. waits for a final state.
 
-After the phones the orchestrator is stopped and ``referee transfers --json --db <the run's db>`` must list
-the transfer in ``record_state``.
+After the phones the orchestrator is stopped and ``referee transfers show ID --json --db <the run's db>``
+must show the transfer in ``record_state`` with the ``flow`` asked.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import re
-import signal
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from referee.api.client import ApiError, ApiUnreachable, call
-from referee.audit.record import FINAL_STATES
+from referee.api.client import ApiError, ApiUnreachable
+from referee.events import FINAL_STATES
+from referee_lab.scenario.checks.ami import Pattern, patterns
+from referee_lab.scenario.context import Run
+from referee_lab.scenario.orchestrator import Orchestrator
 
-_API_LINE = re.compile(r"API on (http://\S+),")
-
-
-@dataclass(frozen=True)
-class OperatorSpec:
-    pbx: str
-    flow: str
-    channel: str
-    exten: str
-    when: tuple[tuple[tuple[str, str], ...], ...]
-    context: str = "referee-transfer"
-    record_state: str = "completed"
-
-
-def load(scenario: str, raw: Mapping[str, Any]) -> OperatorSpec:
-    """The ``[operator]`` table."""
-    missing = [k for k in ("pbx", "flow", "channel", "exten", "when") if k not in raw]
-    if missing:
-        raise ValueError(f"scenario {scenario}: [operator] needs {', '.join(missing)}")
-    if raw["flow"] not in ("blind", "attended"):
-        raise ValueError(f"scenario {scenario}: [operator] flow must be blind or attended")
-    when = raw["when"]
-    patterns = [when] if isinstance(when, dict) else when
-    if not isinstance(patterns, list) or not patterns or not all(isinstance(p, dict) for p in patterns):
-        raise ValueError(f"scenario {scenario}: [operator] when: an event table or a list of them")
-    return OperatorSpec(
-        pbx=str(raw["pbx"]),
-        flow=str(raw["flow"]),
-        channel=str(raw["channel"]),
-        exten=str(raw["exten"]),
-        when=tuple(tuple((str(k), str(v)) for k, v in p.items()) for p in patterns),
-        context=str(raw.get("context", "referee-transfer")),
-        record_state=str(raw.get("record_state", "completed")),
-    )
+OWNS = ("operator",)
 
 
 @dataclass
@@ -72,6 +36,86 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     transfer_id: int | None = None
+
+
+@dataclass
+class OperatorCheck:
+    pbx: str
+    flow: str
+    channel: str
+    exten: str
+    when: tuple[Pattern, ...]
+    context: str = "referee-transfer"
+    record_state: str = "completed"
+    # This run's: reset by start().
+    _orchestrator: Orchestrator | None = field(default=None, init=False, repr=False, compare=False)
+    _driver: threading.Thread | None = field(default=None, init=False, repr=False, compare=False)
+    _outcome: Outcome = field(default_factory=Outcome, init=False, repr=False, compare=False)
+
+    def start(self, run: Run) -> None:
+        self._driver, self._outcome = None, Outcome()
+        recorder = run.ami(self.pbx)
+        self._orchestrator = orchestrator = Orchestrator(run.out_dir, run.events_file)
+        run.track("orchestrator", orchestrator.pid)
+        orchestrator.ready(self.pbx)
+
+        def _drive() -> None:
+            result = drive(self, recorder.wait_for, orchestrator.api, run.scenario.timeout)
+            self._outcome.notes[:], self._outcome.problems[:] = result.notes, result.problems
+            self._outcome.transfer_id = result.transfer_id
+
+        self._driver = threading.Thread(target=_drive, name="operator", daemon=True)
+        self._driver.start()
+
+    def stop(self, run: Run) -> None:
+        out = self._outcome
+        if self._driver is not None:
+            self._driver.join(15)
+            if self._driver.is_alive():
+                out.problems.append("operator: still driving the transfer after the phones ended")
+        if self._orchestrator is None:
+            return
+        self._orchestrator.stop()
+        run.untrack("orchestrator")
+        if out.transfer_id is None:
+            return
+        try:
+            record = self._orchestrator.record(out.transfer_id)
+        except (RuntimeError, ValueError) as exc:
+            out.problems.append(f"audit: {exc}")
+            return
+        out.problems += record_problems(self, out.transfer_id, record)
+        out.notes.append(
+            f"audit: record {record.get('id')} {record.get('flow')} {record.get('origin')} "
+            f"{record.get('state')} {record.get('result') or ''}".rstrip()
+        )
+
+    def problems(self, run: Run) -> list[str]:
+        return list(self._outcome.problems)
+
+    def notes(self, run: Run) -> list[str]:
+        return list(self._outcome.notes)
+
+
+def load(scenario: str, data: Mapping[str, Any]) -> OperatorCheck | None:
+    """The ``[operator]`` table."""
+    raw = data.get("operator")
+    if raw is None:
+        return None
+    missing = [k for k in ("pbx", "flow", "channel", "exten", "when") if k not in raw]
+    if missing:
+        raise ValueError(f"scenario {scenario}: [operator] needs {', '.join(missing)}")
+    if raw["flow"] not in ("blind", "attended"):
+        raise ValueError(f"scenario {scenario}: [operator] flow must be blind or attended")
+    return OperatorCheck(
+        pbx=str(raw["pbx"]),
+        flow=str(raw["flow"]),
+        channel=str(raw["channel"]),
+        exten=str(raw["exten"]),
+        when=patterns(scenario, "[operator]", raw["when"]),
+        context=str(raw.get("context", "referee-transfer")),
+        record_state=str(raw.get("record_state", "completed")),
+    )
 
 
 Api = Callable[[str, str, dict[str, Any] | None], dict[str, Any]]
@@ -93,7 +137,7 @@ def _wait_state(api: Api, transfer_id: int, wanted: frozenset[str], deadline: fl
 
 
 def drive(
-    spec: OperatorSpec,
+    spec: OperatorCheck,
     wait_for: Callable[[Sequence[Mapping[str, str]], float], Mapping[str, str] | None],
     api: Api,
     timeout: float,
@@ -143,7 +187,7 @@ def drive(
     return out
 
 
-def record_problems(spec: OperatorSpec, transfer_id: int, record: Mapping[str, Any]) -> list[str]:
+def record_problems(spec: OperatorCheck, transfer_id: int, record: Mapping[str, Any]) -> list[str]:
     """The audit record of the operator's transfer, as ``referee transfers show ID --json`` prints it."""
     if record.get("id") != transfer_id:
         return [f"audit: no record {transfer_id}"]
@@ -153,72 +197,3 @@ def record_problems(spec: OperatorSpec, transfer_id: int, record: Mapping[str, A
     if record.get("flow") != spec.flow:
         problems.append(f"audit: record {transfer_id} flow {record.get('flow')}, expected {spec.flow}")
     return problems
-
-
-class Orchestrator:
-    """``referee orchestrator --lab`` for one run, started and stopped by PID."""
-
-    def __init__(self, out_dir: Path, events: Path) -> None:
-        self.db = out_dir / "audit.sqlite3"
-        self.log = out_dir / "orchestrator.log"
-        self.token_file = out_dir / "api-token"
-        for leftover in (self.db, self.token_file):
-            leftover.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "referee.cli", "orchestrator", "--lab", "--db", str(self.db)]
-        argv += ["--events", str(events), "--api", "127.0.0.1:0", "--token-file", str(self.token_file)]
-        with self.log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.base = ""
-        self.token = ""
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def ready(self, pbx: str, timeout: float = 20.0) -> None:
-        """Wait for the API line in the log, then for /health to say ``pbx`` is connected."""
-        deadline = time.monotonic() + timeout
-        while not self.base:
-            if found := _API_LINE.search(self.log.read_text(errors="replace")):
-                self.base = found.group(1)
-            elif self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the orchestrator did not start: {self.log.read_text(errors='replace')}")
-            else:
-                time.sleep(0.1)
-        self.token = self.token_file.read_text().strip()
-        while True:
-            with contextlib.suppress(ApiUnreachable, ApiError):
-                health = self.api("GET", "/health", None)
-                if health.get("pbxs", {}).get(pbx, {}).get("connected"):
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the orchestrator did not connect to {pbx}; see {self.log}")
-            time.sleep(0.1)
-
-    def api(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
-        return call(self.base, self.token, method, path, body)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def record(self, transfer_id: int) -> dict[str, Any]:
-        """``referee transfers show ID --json`` on this run's database (the orchestrator also records the
-        transfers of the proxy's event file, so a listing may not reach this one)."""
-        argv = [sys.executable, "-m", "referee.cli", "transfers", "show", str(transfer_id), "--json"]
-        done = subprocess.run(
-            [*argv, "--db", str(self.db)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"referee transfers show {transfer_id} failed: {done.stderr.strip()}")
-        value = json.loads(done.stdout)
-        return value if isinstance(value, dict) else {}
