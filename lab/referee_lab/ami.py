@@ -248,4 +248,3 @@ def action_problems(
             shown = one.response.get("Message", "no response") if one.response else "no response"
             problems.append(f"AMI action {one.action.get('Action')} on {pbx}: {shown}")
     return problems
-
