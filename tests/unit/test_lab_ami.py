@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from lab_fixtures import load_scenario
 
 from referee_lab import ami, scenario
 from referee_lab.scenario.checks.ami import AmiCheck, Expectation
@@ -53,26 +54,25 @@ def test_unmet_looks_at_each_expectations_pbx() -> None:
 
 
 def test_scenario_toml_ami_tables(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text(
-        '[[phones]]\nrole = "bob"\n[[expect.ami]]\npbx = "pbx1"\nmatch = { Event = "BlindTransfer" }\n'
-        'carry = { Result = "Success", Cause = 21 }\n'
-    )
-    loaded = scenario.load(tmp_path).check(AmiCheck)
+    tables = '[[expect.ami]]\npbx = "pbx1"\nmatch = { Event = "BlindTransfer" }\n'
+    loaded = load_scenario(tmp_path, tables + 'carry = { Result = "Success", Cause = 21 }\n').check(AmiCheck)
     assert loaded is not None
     assert loaded.expectations == (
         Expectation("pbx1", (("Event", "BlindTransfer"),), (("Result", "Success"), ("Cause", "21"))),
     )
     assert loaded.unmet({"pbx1": [ATTENDED]}) == ["no AMI event on pbx1 with Event: BlindTransfer"]
     # The flat form of old (every field to find the event) says how to write it now.
-    (tmp_path / "scenario.toml").write_text(
-        '[[phones]]\nrole = "bob"\n[[expect.ami]]\npbx = "pbx1"\nEvent = "BlindTransfer"\n'
-    )
     with pytest.raises(ValueError, match="takes pbx, match and carry, not Event"):
-        scenario.load(tmp_path)
-    (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n[[expect.ami]]\npbx = "pbx1"\n')
+        load_scenario(tmp_path, '[[expect.ami]]\npbx = "pbx1"\nEvent = "BlindTransfer"\n')
     with pytest.raises(ValueError, match="needs `pbx` and a `match` table"):
-        scenario.load(tmp_path)
+        load_scenario(tmp_path, '[[expect.ami]]\npbx = "pbx1"\n')
+
+
+def _wire(event: dict[str, str]) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in event.items()) + "\r\n"
+
+
+LOGGED_IN = "Response: Success\r\nMessage: Authentication accepted\r\n\r\n"
 
 
 def _one_shot_ami(reply: str) -> tuple[socket.socket, threading.Thread]:
@@ -91,8 +91,7 @@ def _one_shot_ami(reply: str) -> tuple[socket.socket, threading.Thread]:
 
 
 def test_recorder_logs_in_from_the_pbx_address_and_keeps_the_events() -> None:
-    event = "".join(f"{k}: {v}\r\n" for k, v in ATTENDED.items()) + "\r\n"
-    server, thread = _one_shot_ami("Response: Success\r\nMessage: Authentication accepted\r\n\r\n" + event)
+    server, thread = _one_shot_ami(LOGGED_IN + _wire(ATTENDED))
     with server:
         recorder = ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "secret")
         thread.join(5)
@@ -154,30 +153,26 @@ def test_action_problems_name_unsent_and_refused_actions() -> None:
 
 
 def test_scenario_toml_actions(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    toml = (
-        '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\n'
+    tables = (
+        '[[actions.ami]]\npbx = "pbx1"\n'
         'when = [{ Event = "BridgeEnter", Channel = "PJSIP/1002-*" }, { Event = "BridgeEnter", '
         'BridgeNumChannels = "2" }]\nAction = "BlindTransfer"\nChannel = "{Channel}"\nExten = "09098790000"\n'
         '[expect]\nno_invite_to = ["09098790000"]\n'
     )
-    (tmp_path / "scenario.toml").write_text(toml)
-    loaded = scenario.load(tmp_path)
+    loaded = load_scenario(tmp_path, tables)
     assert loaded.check(AmiCheck) == AmiCheck(actions=(TRANSFER,))
     assert loaded.check(SipCheck) == SipCheck(no_invite_to=("09098790000",))
-    (tmp_path / "scenario.toml").write_text(toml.replace("when = ", "after = "))
     with pytest.raises(ValueError, match="needs `when`"):
-        scenario.load(tmp_path)
-    one = '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
-    (tmp_path / "scenario.toml").write_text(one)
-    assert _actions(tmp_path)[0].when == ((("Event", "DialEnd"),),)
-    (tmp_path / "scenario.toml").write_text(one + "delay = 0.5\n")
-    assert _actions(tmp_path)[0].delay == 0.5
-    assert dict(_actions(tmp_path)[0].fields) == {"Action": "Hangup"}
+        load_scenario(tmp_path, tables.replace("when = ", "after = "))
+    one = '[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
+    assert _actions(load_scenario(tmp_path, one))[0].when == ((("Event", "DialEnd"),),)
+    action = _actions(load_scenario(tmp_path, one + "delay = 0.5\n"))[0]
+    assert action.delay == 0.5
+    assert dict(action.fields) == {"Action": "Hangup"}
 
 
-def _actions(folder: Path) -> tuple[ami.Action, ...]:
-    check = scenario.load(folder).check(AmiCheck)
+def _actions(loaded: scenario.Scenario) -> tuple[ami.Action, ...]:
+    check = loaded.check(AmiCheck)
     assert check is not None
     return check.actions
 
@@ -195,7 +190,7 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response(d
             conn.recv(4096)  # Login
             conn.sendall(b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n")
             for event in (BOB_IN, ALICE_IN):
-                conn.sendall(("".join(f"{k}: {v}\r\n" for k, v in event.items()) + "\r\n").encode())
+                conn.sendall(_wire(event).encode())
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(4096)
@@ -224,8 +219,7 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response(d
 
 
 def test_wait_for_returns_the_first_patterns_event_or_none_once_closed() -> None:
-    event = "".join(f"{k}: {v}\r\n" for k, v in BOB_IN.items()) + "\r\n"
-    server, thread = _one_shot_ami("Response: Success\r\nMessage: Authentication accepted\r\n\r\n" + event)
+    server, thread = _one_shot_ami(LOGGED_IN + _wire(BOB_IN))
     with server:
         recorder = ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "secret")
         thread.join(5)

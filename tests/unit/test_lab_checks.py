@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from lab_fixtures import load_scenario
 
 from referee.events import NotifyOutcome, ReferDecision, ReferResponse, to_json
 from referee_lab import ami, chroot, ladder, scenario, topology
@@ -65,10 +66,8 @@ def test_the_tables_present_choose_the_checks() -> None:
     ],
 )
 def test_a_table_or_key_no_check_knows_fails_the_load(tmp_path: Path, toml: str, unknown: str) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n' + toml)
     with pytest.raises(ValueError, match=f"no check knows {unknown}$"):
-        scenario.load(tmp_path)
+        load_scenario(tmp_path, toml)
 
 
 def test_the_proxy_event_file_is_read_from_the_runs_start_as_typed_events(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lab_fixtures import load_scenario
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
@@ -165,10 +166,8 @@ def test_a_phone_with_two_legs_runs_two_sipp_twins() -> None:
 
 
 def test_two_phones_playing_one_file_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n[[phones]]\nrole = "bob"\n')
     with pytest.raises(ValueError, match="same file"):
-        scenario.load(tmp_path)
+        load_scenario(tmp_path, '[[phones]]\nrole = "bob"\n')
 
 
 def test_expect_invite_after_refer() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_fixtures import load_scenario
 
 from referee.api.client import ApiError
-from referee_lab import scenario
 from referee_lab.scenario.checks import operator
 from referee_lab.scenario.checks.operator import OperatorCheck
 
@@ -42,12 +42,11 @@ def test_load_checks_the_table() -> None:
 
 
 def test_scenario_toml_operator_table(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text(
-        '[[phones]]\nrole = "bob"\n[operator]\npbx = "pbx1"\nflow = "blind"\nchannel = "PJSIP/1002"\n'
+    tables = (
+        '[operator]\npbx = "pbx1"\nflow = "blind"\nchannel = "PJSIP/1002"\n'
         'exten = "1003"\nwhen = { Event = "BridgeEnter" }\nrecord_state = "failed"\n'
     )
-    loaded = scenario.load(tmp_path).check(OperatorCheck)
+    loaded = load_scenario(tmp_path, tables).check(OperatorCheck)
     assert loaded is not None
     assert (loaded.flow, loaded.record_state) == ("blind", "failed")
 
