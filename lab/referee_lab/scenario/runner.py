@@ -118,16 +118,18 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
             results = _play(current, run_dir, procs)
             error = _phones_error(results)
     finally:
-        for p in procs.values():
-            capture.stop(p)
-        time.sleep(0.3)  # let the last packets (and AMI events) reach the capture
-        for check in reversed(started):
-            check.stop(current)
-        current.close_ami()
-        capture.stop(dump, signal.SIGINT)
-        current.untrack("tcpdump")
-        for f in host_run_dir.glob("*.log"):
-            shutil.copy2(f, out_dir / f.name)
+        try:
+            for p in procs.values():
+                capture.stop(p)
+            time.sleep(0.3)  # let the last packets (and AMI events) reach the capture
+            for check in reversed(started):
+                check.stop(current)
+        finally:  # even if a check could not stop: no connection or tcpdump left behind
+            current.close_ami()
+            capture.stop(dump, signal.SIGINT)
+            current.untrack("tcpdump")
+            for f in host_run_dir.glob("*.log"):
+                shutil.copy2(f, out_dir / f.name)
     seconds = time.monotonic() - start
     current.messages = ladder.read_pcap(pcap, topo.node_names())
     current.proxy_events = proxy_log.read(current.events_file, current.events_start)
