@@ -138,9 +138,12 @@ def records(db: Path, call_ids: Iterable[str]) -> list[TransferRecord]:
 
 
 def _event(entry: Entry) -> Event | None:
-    """The typed event an audit entry holds (None for one that is no event, such as a state change)."""
+    """The typed event an audit entry holds (None for one that is no event, such as a state change).
+
+    Read through the entry's public JSON form (``to_dict()["data"]``, the event as it was written), which
+    does not depend on how the store keeps it."""
     try:
-        return from_dict(entry.data)
+        return from_dict(entry.to_dict()["data"])
     except BadEvent:
         return None
 
