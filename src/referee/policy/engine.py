@@ -1,7 +1,8 @@
 """Deciding one REFER: the compiled policy and its rules, applied in a fixed order.
 
-The order, each step a rule id in the trace:
-  syntax -> scheme -> method -> params -> headers -> replaces -> depth -> tenant -> target -> prefix
+The order, each step a rule id in the trace (docs/policy.md lists what each one rejects with):
+  syntax -> referrer (tenant) -> scheme -> method -> params -> headers -> replaces -> depth
+  -> target -> prefix
 The first step that rejects decides; otherwise the last rewrite is the answer.
 """
 
@@ -218,7 +219,7 @@ class _Deciding:
         self.trace.append(TraceStep(rule, outcome, detail))
 
     def reject(self, status: int, reason: str, rule: str, why: str = "") -> _Reject:
-        self.note(rule, "reject", f"{status} {reason}: {why}" if why else f"{status} {reason}")
+        self.note(rule, "reject", f"{status} {reason} ({why})" if why else f"{status} {reason}")
         return _Reject(status, reason, rule)
 
     def run(self, refer_to: str) -> Decision:
