@@ -311,8 +311,8 @@ class _Deciding:
         unwanted += refused_header_params(header_params)
         if unwanted and self.settings.on_uri_parameter == "reject":
             first = unwanted[0]
-            reason = f"Refer-To {first.where} parameter {first.name} not allowed"
-            raise self.reject(403, reason, "params", f"{first.text}: {first.why}")
+            reason = f"Refer-To {first.where} parameter {first.escaped_name} not allowed"
+            raise self.reject(403, reason, "params", str(first))
         for item in unwanted:
             self.note("params", "strip", str(item))
         if kept:

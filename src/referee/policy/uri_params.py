@@ -31,15 +31,20 @@ _WHY: Final = {
 
 
 class Unwanted(NamedTuple):
-    """A parameter that does not survive: its name, ``;name=value`` as a URI writes it, and why."""
+    """A parameter that does not survive, decoded as parsed, and why."""
 
     name: str
-    text: str
+    value: str | None
     why: str
     where: str = "URI"  # or "header": after the Refer-To's closing '>'
 
+    @property
+    def escaped_name(self) -> str:
+        return uri_param_text(self.name, None)[1:]
+
     def __str__(self) -> str:
-        return f"{self.where} parameter {self.text}: {self.why}"
+        """For the trace: escaped, so that no value can break a log line."""
+        return f"{self.where} parameter {uri_param_text(self.name, self.value)}: {self.why}"
 
 
 def screen(
@@ -67,11 +72,11 @@ def screen(
             seen.add(lower)
             kept.append((name, value))
         else:
-            unwanted.append(Unwanted(uri_param_text(name, None)[1:], uri_param_text(name, value), why))
+            unwanted.append(Unwanted(name, value, why))
     return tuple(kept), unwanted
 
 
 def refused_header_params(params: Params) -> list[Unwanted]:
     """Every header parameter of a Refer-To, refused: RFC 3515 defines none."""
     why = "RFC 3515 defines none, and many UAs read them as URI parameters"
-    return [Unwanted(uri_param_text(n, None)[1:], uri_param_text(n, v), why, "header") for n, v in params]
+    return [Unwanted(name, value, why, "header") for name, value in params]
