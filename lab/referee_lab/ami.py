@@ -1,5 +1,5 @@
-"""The AMI events a PBX reports while a scenario runs, for ``[[expect.ami]]`` in scenario.toml, and the AMI
-actions a scenario sends (``[[actions.ami]]``) once the PBX has reported given events.
+"""A PBX's AMI while a scenario runs: the events it reports (for ``[[expect.ami]]`` and ``[operator]``), and
+the actions a scenario sends it (``[[actions.ami]]``) once it has reported given events.
 
 One blocking socket per PBX, read by a thread: logged in (and answered) before the phones start, so no
 event of the scenario is missed, and closed once they are done. The lab's manager.conf permits the
@@ -116,6 +116,12 @@ class AmiRecorder:
             self._fire()  # events that came with the login response
         self._thread = threading.Thread(target=self._read, name=f"ami-{host}", daemon=True)
         self._thread.start()
+
+    def schedule(self, actions: Sequence[Action]) -> None:
+        """Send these actions too once their events have come (some may have already)."""
+        with self._lock:
+            self._pending += actions
+            self._fire()
 
     def _read_until_response(self) -> AmiMessage:
         while True:
@@ -241,16 +247,4 @@ def action_problems(
         if one.response.get("Response") != "Success":
             shown = one.response.get("Message", "no response") if one.response else "no response"
             problems.append(f"AMI action {one.action.get('Action')} on {pbx}: {shown}")
-    return problems
-
-
-def unmet(expected: Sequence[Mapping[str, str]], events: Mapping[str, Sequence[AmiMessage]]) -> list[str]:
-    """The expectations no event matches. Each names its ``pbx`` and the fields an event must carry."""
-    problems = []
-    for want in expected:
-        pbx = want.get("pbx", "")
-        fields = {k: v for k, v in want.items() if k != "pbx"}
-        if not any(matches(e, fields) for e in events.get(pbx, ())):
-            shown = ", ".join(f"{k}: {v}" for k, v in fields.items())
-            problems.append(f"no AMI event on {pbx} with {shown}")
     return problems

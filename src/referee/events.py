@@ -386,12 +386,14 @@ class TransferMove:
 
     time: float
     transfer_id: int
-    before: State
+    before: State | None  # None: the record was opened in state ``after``
     after: State
     cause: str  # what moved it: an AMI event name, a NOTIFY status, a timer, an operator action
     result: str = ""  # the record's result text once final (``NOTIFY 486 Busy Here``)
 
     def describe(self) -> str:
+        if self.before is None:
+            return f"transfer {self.transfer_id}: opened {self.after} on {self.cause}"
         return f"transfer {self.transfer_id}: {self.before} -> {self.after} on {self.cause}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -399,7 +401,7 @@ class TransferMove:
             "time": self.time,
             "event": self.kind,
             "transfer_id": self.transfer_id,
-            "before": str(self.before),
+            "before": None if self.before is None else str(self.before),
             "after": str(self.after),
             "cause": self.cause,
         }
@@ -409,15 +411,17 @@ class TransferMove:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TransferMove:
+        before, after = _opt_str(raw, "before"), _str(raw, "after")
         try:
-            before, after = State(_str(raw, "before")), State(_str(raw, "after"))
+            moved_from = None if before is None else State(before)
+            moved_to = State(after)
         except ValueError as exc:
             raise BadEvent(str(exc)) from None
         return cls(
             time=_time(raw),
             transfer_id=_int(raw, "transfer_id"),
-            before=before,
-            after=after,
+            before=moved_from,
+            after=moved_to,
             cause=_str(raw, "cause"),
             result=_str(raw, "result", ""),
         )

@@ -34,6 +34,7 @@ __all__ = [
     "parse_replaces",
     "parse_sipfrag",
     "parse_uri",
+    "uri_param_text",
 ]
 
 #: Longest header value or URI accepted, in characters. A REFER with more is refused.
@@ -206,16 +207,20 @@ class Uri(NamedTuple):
                     parts += [":", _escape(self.password, _PASSWORD_SAFE)]
                 parts.append("@")
             parts.append(self.hostport)
-        for key, value in self.params:
-            parts += [";", _escape(key, _PARAM_SAFE)]
-            if value is not None:
-                parts += ["=", _escape(value, _PARAM_SAFE)]
+        parts += [uri_param_text(key, value) for key, value in self.params]
         if self.headers:
             parts.append("?")
             parts.append(
                 "&".join(f"{_escape(k, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for k, v in self.headers)
             )
         return "".join(parts)
+
+
+def uri_param_text(name: str, value: str | None) -> str:
+    """``;name=value`` as a URI writes it, escaped: safe to show in a trace or a log line."""
+    if value is None:
+        return ";" + _escape(name, _PARAM_SAFE)
+    return f";{_escape(name, _PARAM_SAFE)}={_escape(value, _PARAM_SAFE)}"
 
 
 def _parse_host(text: str) -> str:

@@ -18,6 +18,7 @@ POLICY = load_policy(EXAMPLE)
 DIALOG = Dialog("c1@127.0.0.32", "bobtag", "caroltag")
 CASES = {
     "extension": "<sip:1003@lab.test>",
+    "extension-params-screened": "<sip:1003@lab.test;maddr=198.51.100.7;transport=tcp>",
     "premium-rejected": "<sip:09001234567@lab.test>",
     "national-number": "<sip:020-7946-0000@lab.test>",
     "attended-replaces": "<sip:1003@lab.test?Replaces=c1%40127.0.0.32%3Bto-tag%3Dcaroltag%3Bfrom-tag%3Dbobtag>",

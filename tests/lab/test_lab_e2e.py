@@ -115,7 +115,8 @@ def test_every_other_scenario_passes(lab: object, name: str) -> None:
 
 def _ami_session(address: str, port: int, user: str, secret: str, actions: list[dict[str, str]]) -> list[str]:
     """Log in as ``user`` and send ``actions``; the Message of each answer (Response: Error only)."""
-    with socket.create_connection((address, port), timeout=5) as sock:
+    # From the PBX's own address: the AMI user's permit= lets in no other.
+    with socket.create_connection((address, port), timeout=5, source_address=(address, 0)) as sock:
         sock.settimeout(5)
         reader = sock.makefile("rb")
         reader.readline()  # the banner

@@ -1,8 +1,9 @@
 """A real PostgreSQL server for the audit store's tests, on 127.0.4.1 and a free port.
 
-``initdb`` refuses root, so the cluster lives in a temporary directory owned by ``postgres`` and
-every server program runs as that user. The server is stopped by its PID. A missing PostgreSQL
-(Debian package ``postgresql``, ``make deps``) fails the tests that need it: never a skip.
+``initdb`` refuses root, so as root the cluster lives in a temporary directory owned by ``postgres``
+and every server program runs as that user; any other user runs them as themselves, so that
+``make unit`` needs no root. The server is stopped by its PID. A missing PostgreSQL (Debian package
+``postgresql``, ``make deps``) fails the tests that need it: never a skip.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 HOST = "127.0.4.1"
 USER = "postgres"
@@ -64,13 +66,21 @@ class PgServer:
 
 
 def _as_postgres(*argv: str) -> None:
-    subprocess.run(["runuser", "-u", USER, "--", *argv], check=True, capture_output=True)
+    prefix = ["runuser", "-u", USER, "--"] if os.geteuid() == 0 else []
+    subprocess.run([*prefix, *argv], check=True, capture_output=True)
+
+
+def _run_as(account: pwd.struct_passwd) -> dict[str, Any]:
+    """Popen's arguments that switch to the server's account: only root may (and must) switch."""
+    if os.geteuid() != 0:
+        return {}
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
 
 
 @contextmanager
 def pg_server() -> Iterator[PgServer]:
     bin_ = bindir()
-    account = pwd.getpwnam(USER)
+    account = pwd.getpwnam(USER) if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
     top = tempfile.mkdtemp(prefix="referee-pg-")
     try:
         os.chmod(top, 0o700)
@@ -90,9 +100,7 @@ def pg_server() -> Iterator[PgServer]:
             [os.path.join(bin_, "postgres"), "-D", data, "-k", sockets, "-h", HOST, "-p", str(port)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
+            **_run_as(account),
         )
         try:
             for _ in range(READY_TRIES):

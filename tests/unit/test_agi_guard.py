@@ -175,6 +175,18 @@ def test_external_replaces_checks_the_target_without_the_replaces(policy: Policy
     assert out["REFEREE_TARGET"] == "sip:2001@127.0.0.21:5060"
 
 
+def test_external_replaces_target_loses_maddr_and_unlisted_transport(policy: Policy) -> None:
+    # The guard wraps a bare SIPREFERTOHDR in <>: its parameters are the URI's, and the policy screens them.
+    refer_to = (
+        "sip:2001@lab.test;maddr=198.51.100.7;transport=ws;user=phone?Replaces=a%3Bto-tag%3D1%3Bfrom-tag%3D2"
+    )
+    out, _ = run(
+        policy, "external_replaces", {"SIPREFERTOHDR": refer_to, "SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
+    )
+    assert out["REFEREE_ALLOWED"] == "1", out
+    assert out["REFEREE_TARGET"] == "sip:2001@127.0.0.21:5060;user=phone"
+
+
 def test_external_replaces_to_a_foreign_domain_is_refused(policy: Policy) -> None:
     refer_to = "<sip:carol@evil.example?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>"
     out, _ = run(

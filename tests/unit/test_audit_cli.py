@@ -9,6 +9,7 @@ import pytest
 
 from referee.audit import open_store
 from referee.cli import main
+from referee.events import NotifyOutcome, OperatorAction, PbxEvent, ReferDecision
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -31,19 +32,26 @@ def db(tmp_path: Path) -> str:
         flow="blind",
         parties={"referrer": "sip:1002@lab.test", "target": "<sip:1003@lab.test>"},
     )
+    t0 = 1_700_000_000.0
     store.add_entry(
         tid,
-        "proxy",
-        "refer.decision",
-        {
-            "cseq": "7",
-            "decision": {"allowed": True, "rule": "pbx1-extensions"},
-            "forwarded_refer_to": "<sip:1003@127.0.0.20:5060>",
-        },
+        ReferDecision(
+            t0 + 1,
+            "c1",
+            7,
+            "sip:1002@lab.test",
+            "127.0.1.32",
+            allowed=True,
+            status=202,
+            reason="Accepted",
+            rule="pbx1-extensions",
+            refer_to="<sip:1003@lab.test>",
+            forwarded_refer_to="<sip:1003@127.0.0.20:5060>",
+        ),
     )
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 200, "reason": "OK"}, cseq=12)
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 100, "reason": "Trying"}, cseq=10)
-    store.update(tid, state="completed", result="NOTIFY 200 OK")
+    store.add_entry(tid, NotifyOutcome(t0 + 2, "c1", 12, 7, status=200, reason="OK"))
+    store.add_entry(tid, NotifyOutcome(t0 + 3, "c1", 10, 7, status=100, reason="Trying"))
+    store.update(tid, state="completed", result="NOTIFY 200 OK", when=t0 + 4)
     store.create("operator", flow="attended", parties={"initiator": "PJSIP/1001"})
     store.close()
     return path
@@ -106,3 +114,28 @@ def test_watch_prints_entries_and_stops_after_max(capsys: pytest.CaptureFixture[
 def test_watch_usage_errors(capsys: pytest.CaptureFixture[str], db: str) -> None:
     code, _, err = run(capsys, "watch", "--db", db, "--interval", "0")
     assert code == 2 and "--interval" in err
+
+
+def test_show_says_what_the_pbx_and_the_operator_did(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = str(tmp_path / "audit.db")
+    store = open_store(db, clock=lambda: 1_700_000_000.0)
+    tid = store.create("operator", pbx="pbx1")
+    action = {"Action": "BlindTransfer", "Channel": "PJSIP/1002-01", "Exten": "1003", "Context": "t"}
+    store.add_entry(tid, OperatorAction(1_700_000_001.0, "pbx1", action, "Success", "Transfer succeeded"))
+    store.add_entry(
+        tid, PbxEvent(1_700_000_002.0, "pbx1", "DialEnd", {"DialStatus": "BUSY", "Uniqueid": "1.2"})
+    )
+    store.add_entry(
+        tid, PbxEvent(1_700_000_003.0, "pbx1", "resync", {"gone": "transferred", "uniqueid": "1.2"})
+    )
+    store.close()
+    code, out, _ = run(capsys, "transfers", "--db", db, "show", str(tid))
+    assert code == 0
+    ladder = out.split("ladder:\n", 1)[1].splitlines()
+    assert ladder[1].endswith(
+        "oper    BlindTransfer Channel=PJSIP/1002-01 Context=t Exten=1003 response=Success message=Transfer succeeded"
+    )
+    assert ladder[2].endswith("pbx     DialEnd DialStatus=BUSY")
+    assert ladder[3].endswith("pbx     resync gone=transferred uniqueid=1.2")

@@ -1,17 +1,18 @@
-"""Ingest of the proxy's JSON-lines events, in the exact format referee.kemi writes them."""
+"""Ingest of the proxy's JSON-lines events (in the exact format referee.kemi writes them) through the
+correlator, and the file follower."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from referee.audit import open_store
-from referee.audit.ingest import EventFileIngest, apply
-from referee.audit.proxy_events import BadEvent, parse_line
+from referee.audit.correlate import Correlator
+from referee.audit.ingest import EventFileIngest
 from referee.audit.store import AuditStore
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision, ReferResponse, State, to_json
 from referee.kemi import make_handler
 from referee.testing.fake_ksr import FakeKSR
 
@@ -98,7 +99,7 @@ def test_real_kemi_events_make_one_record_with_notifies_in_cseq_order(
     assert full.result == "NOTIFY 200 OK"
     assert full.parties["referrer"] == "sip:1002@lab.test"
     assert full.parties["target"] == "<sip:1003@127.0.0.20:5060>"
-    assert [e.data["status"] for e in full.notify_outcomes()] == [100, 180, 200]
+    assert [e.status for e in full.notify_outcomes()] == [100, 180, 200]
     ladder = [(e.kind, e.cseq) for e in full.ladder() if e.source in ("proxy", "notify")]
     assert ladder == [
         ("refer.decision", None),
@@ -124,94 +125,140 @@ def test_a_rejected_refer_is_a_failed_record(proxy: tuple[FakeKSR, Path], store:
     assert record.parties["target"] == "<sip:09001234567@lab.test>"  # as asked: nothing was forwarded
 
 
-def line(**fields: object) -> str:
-    return json.dumps(fields)
+def decided(
+    call_id: str, cseq: int, *, allowed: bool = True, referrer: str = "", when: float = 1.0
+) -> ReferDecision:
+    status, reason = (202, "Accepted") if allowed else (403, "Forbidden")
+    return ReferDecision(when, call_id, cseq, referrer, "127.0.1.32", allowed, status, reason, "r1")
 
 
-def test_provisional_then_final_and_late_provisional(store: AuditStore) -> None:
-    apply(store, parse_line(line(event="refer.decision", call_id="c1", cseq="2", decision={"allowed": True})))
-    apply(store, parse_line(line(event="refer.outcome", call_id="c1", cseq="5", refer_cseq="2", status=180)))
+def notified(call_id: str, cseq: int, refer_cseq: int | None, status: int, reason: str = "") -> NotifyOutcome:
+    return NotifyOutcome(2.0, call_id, cseq, refer_cseq, status=status, reason=reason)
+
+
+def line(event: ReferDecision | ReferResponse | NotifyOutcome | PbxEvent) -> str:
+    return to_json(event)
+
+
+@pytest.fixture
+def apply(store: AuditStore) -> Correlator:
+    return Correlator(store)
+
+
+def test_provisional_then_final_and_late_provisional(store: AuditStore, apply: Correlator) -> None:
+    apply.proxy(decided("c1", 2))
+    apply.proxy(notified("c1", 5, 2, 180))
     assert store.records()[0].state == "ringback"
-    apply(
-        store,
-        parse_line(
-            line(
-                event="refer.outcome", call_id="c1", cseq="6", refer_cseq="2", status=486, reason="Busy Here"
-            )
-        ),
-    )
-    apply(store, parse_line(line(event="refer.outcome", call_id="c1", cseq="4", refer_cseq="2", status=100)))
+    apply.proxy(notified("c1", 6, 2, 486, "Busy Here"))
+    apply.proxy(notified("c1", 4, 2, 100))
     (record,) = store.records()
     assert (record.state, record.result) == ("failed", "NOTIFY 486 Busy Here")
 
 
-def test_two_refers_in_one_dialog_are_two_records(store: AuditStore) -> None:
-    first = apply(
-        store, parse_line(line(event="refer.decision", call_id="c1", cseq="2", decision={"allowed": True}))
-    )
-    second = apply(
-        store, parse_line(line(event="refer.decision", call_id="c1", cseq="3", decision={"allowed": True}))
-    )
-    assert first != second
-    assert (
-        apply(
-            store, parse_line(line(event="refer.outcome", call_id="c1", cseq="9", refer_cseq="2", status=200))
-        )
-        == first
-    )
-
-
-def test_tolerant_of_unknown_keys_and_other_spellings(store: AuditStore) -> None:
-    tid = apply(
-        store,
-        parse_line(
-            line(
-                call_id="c9",
-                cseq="4 REFER",
-                refer_to="<sip:1003@lab.test>",
-                decision={"allowed": True},
-                shard=3,
-            )
-        ),
-    )
-    apply(
-        store,
-        parse_line(line(call_id="c9", cseq=8, refer_cseq=4, sipfrag={"code": 200, "reason": "OK"}, x=[1])),
-    )
+def test_every_state_change_is_a_move_saying_why(store: AuditStore, apply: Correlator) -> None:
+    tid = apply.proxy(decided("c1", 2))
+    apply.proxy(notified("c1", 5, 2, 180))
+    apply.proxy(notified("c1", 6, 2, 200, "OK"))
     record = store.get(tid)
     assert record is not None
-    assert (record.refer_cseq, record.state, record.result) == ("4", "completed", "NOTIFY 200 OK")
-    assert record.entries[1].data["shard"] == 3
+    moves = [(e.event.before, e.event.after, e.event.cause) for e in record.entries if e.source == "state"]  # type: ignore[union-attr]
+    assert moves == [
+        (None, State.STARTING, "refer.decision"),
+        (State.STARTING, State.RINGBACK, "NOTIFY 180"),
+        (State.RINGBACK, State.COMPLETED, "NOTIFY 200"),
+    ]
 
 
-def test_a_downstream_error_answer_fails_the_record(store: AuditStore) -> None:
-    apply(store, parse_line(line(event="refer.decision", call_id="c2", cseq="2", decision={"allowed": True})))
-    apply(store, parse_line(line(event="refer.response", call_id="c2", cseq="2", status=603)))
+def test_two_refers_in_one_dialog_are_two_records(apply: Correlator) -> None:
+    first = apply.proxy(decided("c1", 2))
+    second = apply.proxy(decided("c1", 3))
+    assert first != second
+    assert apply.proxy(notified("c1", 9, 2, 200)) == first
+    assert apply.proxy(notified("c1", 10, 3, 200)) == second
+
+
+def test_a_notify_without_an_id_goes_to_the_newest_record_of_its_call(apply: Correlator) -> None:
+    apply.proxy(decided("c1", 2))
+    second = apply.proxy(decided("c1", 3))
+    assert apply.proxy(notified("c1", 9, None, 200)) == second
+
+
+def test_only_the_proxys_events_are_read(tmp_path: Path, store: AuditStore) -> None:
+    path = tmp_path / "events.jsonl"
+    unknown_keys = line(decided("c9", 4, referrer="sip:1002@lab.test"))[:-1] + ',"shard":3}'
+    no_kind = line(notified("c9", 8, 4, 200)).replace('"event":"refer.outcome",', "")
+    old_spelling = '{"time":3,"event":"refer.outcome","call_id":"c9","cseq":8,"sipfrag":{"code":200}}'
+    pbx = line(PbxEvent(4.0, "pbx1", "BlindTransfer", {"Result": "Success"}))
+    path.write_text("\n".join([unknown_keys, no_kind, old_spelling, pbx]) + "\n")
+    ingest = EventFileIngest(store, str(path))
+    assert ingest.poll() == 2  # the decision (its unknown key ignored) and the NOTIFY without a status
+    assert ingest.bad == 2
+    assert "pbx.event is not one of the proxy's events" in ingest.last_error
+    (record,) = store.records()
+    # a sipfrag object is nobody's spelling: that NOTIFY carries no status and completes nothing
+    assert (record.refer_cseq, record.state, record.parties) == (
+        "4",
+        "starting",
+        {"referrer": "sip:1002@lab.test"},
+    )
+
+
+def test_a_downstream_error_answer_fails_the_record(store: AuditStore, apply: Correlator) -> None:
+    apply.proxy(decided("c2", 2))
+    apply.proxy(ReferResponse(2.0, "c2", 2, 603))
     (record,) = store.records()
     assert (record.state, record.result) == ("failed", "REFER answered 603")
 
 
-def test_a_record_the_pbx_opened_is_claimed_by_the_refer(store: AuditStore) -> None:
+def test_a_record_the_pbx_opened_is_claimed_by_the_refer(store: AuditStore, apply: Correlator) -> None:
     tid = store.create("pbx", call_id="c3", flow="blind", parties={"initiator": "PJSIP/1002-00000001"})
-    assert (
-        apply(
-            store,
-            parse_line(
-                line(
-                    event="refer.decision",
-                    call_id="c3",
-                    cseq="2",
-                    decision={"allowed": True},
-                    **{"from": "sip:1002@lab.test"},
-                )
-            ),
-        )
-        == tid
-    )
+    assert apply.proxy(decided("c3", 2, referrer="sip:1002@lab.test")) == tid
     record = store.get(tid)
     assert record is not None
     assert (record.origin, record.refer_cseq) == ("refer", "2")
     assert record.parties == {"initiator": "PJSIP/1002-00000001", "referrer": "sip:1002@lab.test"}
+
+
+def blind_transfer(when: float = 5.0) -> PbxEvent:
+    return PbxEvent(when, "pbx1", "BlindTransfer", {"Result": "Success", "IsExternal": "Yes"})
+
+
+def test_a_pbx_transfer_joins_the_refers_record(store: AuditStore, apply: Correlator) -> None:
+    tid = apply.proxy(decided("c4", 2, referrer="sip:1002@lab.test"))
+    names = {"initiator": "PJSIP/1002-00000001"}
+    assert apply.pbx_transfer(["other", "c4"], blind_transfer(), flow="blind", parties=names) == tid
+    record = store.get(tid)
+    assert record is not None
+    assert (record.origin, record.pbx, record.flow) == ("refer", "pbx1", "blind")
+    assert record.parties == {"referrer": "sip:1002@lab.test", "initiator": "PJSIP/1002-00000001"}
+    assert record.events()[-1] == blind_transfer()
+    # a second transfer in the dialog is not the same REFER's
+    again = apply.pbx_transfer(["c4"], blind_transfer(6.0), flow="blind", parties=names)
+    assert again != tid
+    assert store.get(again).origin == "pbx"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        [decided("c5", 2, allowed=False)],
+        [decided("c5", 2), ReferResponse(2.0, "c5", 2, 501, "Not Implemented")],
+    ],
+)
+def test_a_refused_refer_is_not_the_pbxs_transfer(
+    store: AuditStore, apply: Correlator, refusal: list[ReferDecision | ReferResponse]
+) -> None:
+    for event in refusal:
+        refused = apply.proxy(event)
+    tid = apply.pbx_transfer(["c5"], blind_transfer(), flow="blind", parties={})
+    assert tid != refused
+    record = store.get(tid)
+    assert record is not None and (record.origin, record.call_id) == ("pbx", "c5")
+
+
+def test_an_operators_record_is_not_claimed(store: AuditStore, apply: Correlator) -> None:
+    operator = store.create("operator", call_id="c6", pbx="pbx1")
+    assert apply.pbx_transfer(["c6"], blind_transfer(), flow="blind", parties={}) != operator
 
 
 @pytest.mark.parametrize(
@@ -219,34 +266,40 @@ def test_a_record_the_pbx_opened_is_claimed_by_the_refer(store: AuditStore) -> N
     [
         ("not json", "not JSON"),
         ("[1, 2]", "not a JSON object"),
-        ('{"event": "refer.decision"}', "no call_id"),
-        ('{"call_id": ""}', "no call_id"),
+        ('{"event": "refer.decision", "time": 1}', "no call_id"),
         (b"\xff\xfe", "not UTF-8"),
         ("{" + " " * 70000 + "}", "longer than"),
     ],
 )
-def test_bad_lines_are_refused_with_a_reason(text: str | bytes, problem: str) -> None:
-    with pytest.raises(BadEvent, match=problem):
-        parse_line(text)
+def test_bad_lines_are_counted_and_skipped_with_a_reason(
+    tmp_path: Path, store: AuditStore, text: str | bytes, problem: str
+) -> None:
+    path = tmp_path / "events.jsonl"
+    raw = text if isinstance(text, bytes) else text.encode()
+    path.write_bytes(raw + b"\n" + line(decided("good", 1)).encode() + b"\n")
+    ingest = EventFileIngest(store, str(path))
+    assert ingest.poll() == 1
+    assert ingest.bad == 1 and problem in ingest.last_error
+    assert [r.call_id for r in store.records()] == ["good"]
 
 
 def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     db = str(tmp_path / "audit.db")
-    good = line(event="refer.decision", call_id="c1", cseq="1", decision={"allowed": True})
+    good = line(decided("c1", 1))
     path.write_text(good + "\ngarbage\n" + good[:10])
     ingest = EventFileIngest(open_store(db), str(path))
     assert ingest.poll() == 1
     assert ingest.bad == 1 and "not JSON" in ingest.last_error
     with path.open("a") as handle:
-        handle.write(good[10:].replace('"c1"', '"c1"') + "\n")
+        handle.write(good[10:] + "\n")
     assert ingest.poll() == 1
     assert ingest.poll() == 0
     # a restarted daemon neither repeats nor loses lines
     again = EventFileIngest(open_store(db), str(path))
     assert again.poll() == 0
     with path.open("a") as handle:
-        handle.write(line(event="refer.outcome", call_id="c1", cseq="3", refer_cseq="1", status=200) + "\n")
+        handle.write(line(notified("c1", 3, 1, 200)) + "\n")
     assert again.poll() == 1
     store = open_store(db)
     assert store.get(store.records()[-1].id).state == "completed"  # type: ignore[union-attr]
@@ -254,13 +307,11 @@ def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_
 
 def test_a_rotated_file_is_read_from_its_start(tmp_path: Path, store: AuditStore) -> None:
     path = tmp_path / "events.jsonl"
-    path.write_text(
-        line(event="refer.decision", call_id="old", cseq="1", decision={"allowed": True}) * 1 + "\n"
-    )
+    path.write_text(line(decided("old", 1)) + "\n")
     ingest = EventFileIngest(store, str(path))
     assert ingest.poll() == 1
     os.rename(path, tmp_path / "events.jsonl.1")
-    path.write_text(line(event="refer.decision", call_id="new", cseq="1", decision={"allowed": True}) + "\n")
+    path.write_text(line(decided("new", 1)) + "\n")
     assert ingest.poll() == 1
     assert {r.call_id for r in store.records()} == {"old", "new"}
 
@@ -273,7 +324,7 @@ def test_a_line_longer_than_a_read_is_skipped_and_the_next_one_read(
     tmp_path: Path, store: AuditStore
 ) -> None:
     path = tmp_path / "events.jsonl"
-    good = line(event="refer.decision", call_id="after", cseq="1", decision={"allowed": True})
+    good = line(decided("after", 1))
     path.write_bytes(b"x" * (3 << 20))  # 3 MiB, newline not written yet
     ingest = EventFileIngest(store, str(path))
     assert ingest.poll() == 0 and ingest.bad == 0

@@ -22,6 +22,19 @@ from referee.audit.cli import EXIT_STORE
 from referee.audit.dsn import Target, parse_dsn
 from referee.audit.store import sqlite_path
 from referee.cli import main
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision, State, TransferMove
+
+
+def pbx(name: str, when: float = 0.0, **fields: str) -> PbxEvent:
+    return PbxEvent(when, "pbx1", name, fields)
+
+
+def decision(when: float) -> ReferDecision:
+    return ReferDecision(when, "c@h", 2, "sip:1002@lab.test", "127.0.1.32", True, 202, "Accepted", "r")
+
+
+def outcome(when: float, cseq: int, status: int) -> NotifyOutcome:
+    return NotifyOutcome(when, "c@h", cseq, 2, status=status)
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +52,12 @@ def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_create_update_and_read_back(dsn: str) -> None:
-    clock = iter([100.0, 101.0, 102.5, 103.0]).__next__
+    clock = iter([100.0, 102.5, 103.0]).__next__
     store = open_store(dsn, clock=clock)
     tid = store.create(
         "operator", call_id="abc@h", flow="blind", pbx="pbx1", parties={"initiator": "PJSIP/1002"}
     )
-    store.add_entry(tid, "pbx", "BlindTransfer", {"Result": "Success"})
+    store.add_entry(tid, pbx("BlindTransfer", 101.0, Result="Success"))
     store.update(tid, state="completed", result="answered", parties={"recipient": "PJSIP/1003-01"})
     record = store.get(tid)
     assert record is not None
@@ -57,11 +70,15 @@ def test_create_update_and_read_back(dsn: str) -> None:
     assert record.parties == {"initiator": "PJSIP/1002", "recipient": "PJSIP/1003-01"}
     assert (record.created, record.ended) == (100.0, 102.5)
     assert [(e.source, e.kind) for e in record.entries] == [
-        ("state", "state"),
+        ("state", "transfer.move"),
         ("pbx", "BlindTransfer"),
-        ("state", "state"),
+        ("state", "transfer.move"),
     ]
-    assert record.entries[2].data == {"from": "starting", "state": "completed", "result": "answered"}
+    assert record.entries[0].event == TransferMove(100.0, tid, None, State.STARTING, "operator")
+    assert record.entries[1].event == pbx("BlindTransfer", 101.0, Result="Success")
+    assert record.entries[2].event == TransferMove(
+        102.5, tid, State.STARTING, State.COMPLETED, "", "answered"
+    )
     assert store.find("abc@h") == tid
     assert store.find("other") is None
 
@@ -111,9 +128,9 @@ def test_entries_after_follows_new_entries(dsn: str) -> None:
     store = open_store(dsn)
     tid = store.create("operator")
     mark = store.last_seq()
-    store.add_entry(tid, "pbx", "Hangup", {"Channel": "PJSIP/1001-1"})
+    store.add_entry(tid, pbx("Hangup", Channel="PJSIP/1001-1"))
     new = store.entries_after(mark)
-    assert [(e.kind, e.data["Channel"]) for e in new] == [("Hangup", "PJSIP/1001-1")]
+    assert [(e.kind, e.event) for e in new] == [("Hangup", pbx("Hangup", Channel="PJSIP/1001-1"))]
 
 
 def test_wal_mode(tmp_path: Path) -> None:
@@ -158,9 +175,10 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from referee.audit import open_store
+    from referee.events import PbxEvent
     store = open_store(sys.argv[1])
     tid = store.create("operator", call_id="killed@h", parties={"initiator": "PJSIP/1002"})
-    store.add_entry(tid, "pbx", "BlindTransfer", {"Result": "Success"})
+    store.add_entry(tid, PbxEvent(1.0, "pbx1", "BlindTransfer", {"Result": "Success"}))
     store.update(tid, state="ringback")
     # keep the connection open, uncommitted work pending, and wait to be killed
     store._conn.begin()
@@ -191,7 +209,7 @@ def test_a_committed_record_survives_sigkill(dsn: str) -> None:
     record = store.get(tid)
     assert record is not None
     assert (record.call_id, record.state) == ("killed@h", "ringback")
-    assert [e.kind for e in record.entries] == ["state", "BlindTransfer", "state"]
+    assert [e.kind for e in record.entries] == ["transfer.move", "BlindTransfer", "transfer.move"]
     assert [r.origin for r in store.records()] == ["operator"]  # the uncommitted row is gone
     store.close()
 
@@ -252,15 +270,15 @@ def test_postgresql_leaves_no_server_behind() -> None:
 def test_the_ladder_is_in_time_order_with_notifies_in_cseq_order(dsn: str) -> None:
     store = open_store(dsn)
     tid = store.create("pbx", when=10.0)
-    store.add_entry(tid, "pbx", "BlindTransfer", {}, when=10.1)
-    store.add_entry(tid, "proxy", "refer.decision", {}, when=9.9)  # read later from the proxy's file
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 200}, cseq=3, when=10.2)
-    store.add_entry(tid, "notify", "refer.outcome", {"status": 100}, cseq=2, when=10.3)
+    store.add_entry(tid, pbx("BlindTransfer", 10.1))
+    store.add_entry(tid, decision(9.9))  # read later from the proxy's file
+    store.add_entry(tid, outcome(10.2, 3, 200))
+    store.add_entry(tid, outcome(10.3, 2, 100))
     record = store.get(tid)
     assert record is not None
     assert [(e.kind, e.cseq) for e in record.ladder()] == [
         ("refer.decision", None),
-        ("state", None),
+        ("transfer.move", None),
         ("BlindTransfer", None),
         ("refer.outcome", 2),
         ("refer.outcome", 3),
@@ -272,5 +290,35 @@ def test_updated_never_goes_back(dsn: str) -> None:
     store = open_store(dsn)
     tid = store.create("pbx", when=10.0)
     store.update(tid, result="x", when=5.0)
-    store.add_entry(tid, "proxy", "refer.decision", {}, when=4.0)
+    store.add_entry(tid, decision(4.0))
     assert store.get(tid).updated == 10.0  # type: ignore[union-attr]
+
+
+def test_a_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
+    path = str(tmp_path / "old.db")
+    store = open_store(path)
+    store._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store.close()
+    with pytest.raises(AuditError, match="has schema 1, this referee reads schema 2"):
+        open_store(path)
+
+
+def test_entries_are_typed_events_in_both_dialects(dsn: str) -> None:
+    store = open_store(dsn)
+    tid = store.create("refer", call_id="c@h", refer_cseq="2", when=1.0, cause="refer.decision")
+    for event in (decision(1.0), outcome(2.0, 5, 180), pbx("DialEnd", 3.0, DialStatus="ANSWER")):
+        store.add_entry(tid, event)
+    record = store.get(tid)
+    assert record is not None
+    assert record.events() == [
+        TransferMove(1.0, tid, None, State.STARTING, "refer.decision"),
+        decision(1.0),
+        outcome(2.0, 5, 180),
+        pbx("DialEnd", 3.0, DialStatus="ANSWER"),
+    ]
+    assert [(e.source, e.cseq) for e in record.entries] == [
+        ("state", None),
+        ("proxy", None),
+        ("notify", 5),
+        ("pbx", None),
+    ]

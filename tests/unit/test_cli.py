@@ -85,6 +85,22 @@ def test_check_json_and_dialogs(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == EXIT_REJECTED and json.loads(out)["rule"] == "replaces"
 
 
+def test_check_strips_maddr_and_explains_why(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    base = ["policy", "check", "--referrer", BOB, "--explain"]
+    refer_to = "<sip:1003@lab.test;maddr=198.51.100.7;ttl=1>"
+    code, out, _ = run(capsys, *base, "--policy", EXAMPLE, refer_to)
+    assert code == EXIT_OK
+    assert "Refer-To: <sip:1003@127.0.0.20:5060>\n" in out
+    assert "strip    URI parameter ;maddr=198.51.100.7: maddr overrides where the request is sent" in out
+    strict = tmp_path / "strict.toml"
+    strict.write_text(
+        Path(EXAMPLE).read_text().replace('on_uri_parameter = "strip"', 'on_uri_parameter = "reject"')
+    )
+    code, out, _ = run(capsys, *base, "--policy", str(strict), refer_to)
+    assert code == EXIT_REJECTED
+    assert out.splitlines()[0] == "REJECT 403 Refer-To URI parameter maddr not allowed"
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -141,7 +141,13 @@ def test_daemon_and_transfer_cli_end_to_end_then_sigkill(tmp_path: Path) -> None
     db, events, token_file = tmp_path / "audit.db", tmp_path / "events.jsonl", tmp_path / "token"
     events.write_text(
         json.dumps(
-            {"event": "refer.decision", "call_id": "other@h", "cseq": "2", "decision": {"allowed": True}}
+            {
+                "time": 1.0,
+                "event": "refer.decision",
+                "call_id": "other@h",
+                "cseq": "2",
+                "decision": {"allowed": True, "status": 202},
+            }
         )
         + "\n"
     )

@@ -10,7 +10,7 @@ import pytest
 from ami_traces import ALICE, BOB, CAROL2, text
 from orchestrator_fixture import Rig, make_rig, run
 
-from referee.events import State
+from referee.events import OperatorAction, PbxEvent, State
 from referee.orchestrator.operations import Conflict, Invalid, NotFound, Refused, Unavailable
 from referee.testing.fake_ami import FakeAmi, error
 
@@ -59,16 +59,20 @@ def test_blind_transfer_end_to_end(tmp_path: Path) -> None:
             "bob-dialog@127.0.0.32",
             "completed",
         )
-        operator = [e.data for e in record.entries if e.source == "operator"]
-        assert operator == [
-            {
-                "Action": "BlindTransfer",
-                "Channel": "PJSIP/1002-00000001",
-                "Context": "referee-transfer",
-                "Exten": "1003",
-                "message": "Transfer succeeded",
-                "response": "Success",
-            }
+        operator = [e.event for e in record.entries if isinstance(e.event, OperatorAction)]
+        assert [(a.pbx, a.action, a.response, a.message, a.error) for a in operator] == [
+            (
+                "pbx1",
+                {
+                    "Action": "BlindTransfer",
+                    "Channel": "PJSIP/1002-00000001",
+                    "Context": "referee-transfer",
+                    "Exten": "1003",
+                },
+                "Success",
+                "Transfer succeeded",
+                "",
+            )
         ]
 
     run(check, tmp_path)
@@ -200,9 +204,9 @@ def test_reconnect_resyncs_and_settles_what_changed_meanwhile(tmp_path: Path) ->
         assert set(rig.tracker.table.channels) == {BOB, CAROL2}
         record = rig.store.get(transfer.id)
         assert record is not None and record.state == "abandoned"
-        assert [e.data for e in record.entries if e.kind == "resync"] == [
-            {"gone": "transferred", "uniqueid": ALICE}
-        ]
+        assert [
+            e.event.fields for e in record.entries if isinstance(e.event, PbxEvent) and e.kind == "resync"
+        ] == [{"gone": "transferred", "uniqueid": ALICE}]
 
     run(check, tmp_path)
 

@@ -15,10 +15,9 @@ from ami_traces import DATA, text, trace
 from orchestrator_fixture import Rig, run
 
 from referee.audit import open_store
-from referee.audit.ingest import apply
-from referee.audit.proxy_events import parse_line
+from referee.audit.correlate import Correlator
 from referee.audit.store import AuditStore
-from referee.events import Flow, State
+from referee.events import Flow, State, from_json
 from referee.orchestrator.tracker import Tracker
 
 AMI = "recorded_blind_refer.txt"
@@ -33,7 +32,7 @@ def store(tmp_path: Path) -> AuditStore:
 
 def ingest_proxy(store: AuditStore) -> None:
     for line in PROXY.read_text().splitlines():
-        apply(store, parse_line(line))
+        Correlator(store).proxy(from_json(line))
 
 
 def test_it_is_a_recording_from_asterisk_22() -> None:
@@ -87,7 +86,7 @@ def test_the_refer_and_the_pbx_events_make_one_record(store: AuditStore, proxy_f
     }
     # The NOTIFYs came 180, 100, 200 through the proxy; the record reads them in CSeq order.
     assert [e.cseq for e in record.entries if e.source == "notify"] == [9651, 9650, 9652]
-    assert [(e.cseq, e.data["status"]) for e in record.notify_outcomes()] == [
+    assert [(e.cseq, e.status) for e in record.notify_outcomes()] == [
         (9650, 100),
         (9651, 180),
         (9652, 200),
@@ -131,7 +130,7 @@ def test_a_real_attended_refer_makes_one_completed_record(store: AuditStore, pro
     lines = ATTENDED_PROXY.read_text().splitlines()
     if proxy_first:
         for line in lines:
-            apply(store, parse_line(line))
+            Correlator(store).proxy(from_json(line))
     for event in trace(ATTENDED):
         tracker.handle(event)
         if event.get("Event") == "AttendedTransfer":
@@ -141,7 +140,7 @@ def test_a_real_attended_refer_makes_one_completed_record(store: AuditStore, pro
             assert names["PJSIP/1002-00000031"] == "consult///" + BOB_FIRST_CALL_ID
     if not proxy_first:
         for line in lines:
-            apply(store, parse_line(line))
+            Correlator(store).proxy(from_json(line))
     (listed,) = store.records()
     record = store.get(listed.id)
     assert record is not None
@@ -160,7 +159,7 @@ def test_a_real_attended_refer_makes_one_completed_record(store: AuditStore, pro
         "recipient": "PJSIP/1003-00000032",
     }
     assert record.parties["referrer"] == "sip:1002@lab.test"
-    assert [(e.cseq, e.data["status"]) for e in record.notify_outcomes()] == [(9999, 100), (10000, 200)]
+    assert [(e.cseq, e.status) for e in record.notify_outcomes()] == [(9999, 100), (10000, 200)]
     assert "AttendedTransfer" in [e.kind for e in record.entries if e.source == "pbx"]
     ladder = [e.kind for e in record.ladder()]
     assert ladder.index("refer.decision") < ladder.index(

@@ -10,10 +10,9 @@ import pytest
 from ami_traces import ALICE, BOB, BOB2, CAROL, CAROL2, CAROL3, LOCAL1, trace
 
 from referee.audit import open_store
-from referee.audit.ingest import apply
-from referee.audit.proxy_events import parse_line
+from referee.audit.correlate import Correlator
 from referee.audit.store import AuditStore
-from referee.events import Flow, State
+from referee.events import Flow, State, TransferMove, from_json
 from referee.orchestrator.channels import endpoint_of
 from referee.orchestrator.tracker import Tracker, consultation_destination
 from referee.orchestrator.transfer import Transfer
@@ -88,7 +87,7 @@ def test_resync_settles_a_transfer_whose_party_left_during_the_outage(store: Aud
     assert transfer.state == State.ABANDONED
     record = store.get(record_id)
     assert record is not None and record.state == "abandoned"
-    assert any(e.kind == "resync" and e.data["gone"] == "transferred" for e in record.entries)
+    assert any(e.kind == "resync" and e.event.fields["gone"] == "transferred" for e in record.entries)  # type: ignore[union-attr]
 
 
 def test_a_phones_blind_refer_joins_the_proxy_record(store: AuditStore) -> None:
@@ -109,7 +108,7 @@ def test_a_phones_blind_refer_joins_the_proxy_record(store: AuditStore) -> None:
             },
         }
     )
-    record_id = apply(store, parse_line(proxy_line))
+    record_id = Correlator(store).proxy(from_json(proxy_line))
     replay(tracker, "blind_refer.txt")
     transfer = tracker.get(record_id)
     assert transfer is not None
@@ -140,9 +139,15 @@ def test_a_refer_seen_only_at_the_pbx_gets_its_own_record(store: AuditStore) -> 
     assert (record.origin, record.call_id, record.state) == ("pbx", BOB_CALL_ID, "completed")
     # the proxy's line read later still finds it (correlation by Call-ID)
     line = json.dumps(
-        {"event": "refer.decision", "call_id": BOB_CALL_ID, "cseq": "4", "decision": {"allowed": True}}
+        {
+            "time": 1764000001.0,
+            "event": "refer.decision",
+            "call_id": BOB_CALL_ID,
+            "cseq": "4",
+            "decision": {"allowed": True, "status": 202},
+        }
     )
-    assert apply(store, parse_line(line)) == record.id
+    assert Correlator(store).proxy(from_json(line)) == record.id
     claimed = store.get(record.id)
     assert claimed is not None and (claimed.origin, claimed.refer_cseq) == ("refer", "4")
 
@@ -150,8 +155,16 @@ def test_a_refer_seen_only_at_the_pbx_gets_its_own_record(store: AuditStore) -> 
 def test_a_rejected_refer_is_not_claimed_by_a_later_pbx_transfer(store: AuditStore) -> None:
     tracker = talking(store)
     decision = {"allowed": False, "status": 403, "reason": "no"}
-    line = json.dumps({"event": "refer.decision", "call_id": BOB_CALL_ID, "cseq": "4", "decision": decision})
-    rejected = apply(store, parse_line(line))
+    line = json.dumps(
+        {
+            "time": 1764000001.0,
+            "event": "refer.decision",
+            "call_id": BOB_CALL_ID,
+            "cseq": "4",
+            "decision": decision,
+        }
+    )
+    rejected = Correlator(store).proxy(from_json(line))
     replay(tracker, "blind_refer.txt")
     assert len(store.records()) == 2
     assert store.get(rejected).state == "failed"  # type: ignore[union-attr]
@@ -217,7 +230,7 @@ def test_an_operator_attended_transfer_rings_answers_and_completes(store: AuditS
     assert transfer.transferred == ALICE
     record = store.get(transfer.id)
     assert record is not None
-    assert [e.data["state"] for e in record.entries if e.kind == "state"] == [
+    assert [e.event.after for e in record.entries if isinstance(e.event, TransferMove)] == [
         "starting",
         "ringback",
         "answered",

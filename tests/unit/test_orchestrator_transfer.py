@@ -104,7 +104,7 @@ def test_an_unrelated_hangup_changes_nothing(store: AuditStore) -> None:
     tracker.add(transfer)
     tracker.handle(hangup_event("1764000000.99"))
     assert transfer.state == State.RINGBACK
-    assert store.get(record_id).entries[-1].kind == "state"  # type: ignore[union-attr]
+    assert store.get(record_id).entries[-1].kind == "transfer.move"  # type: ignore[union-attr]
 
 
 def test_outcomes_say_why() -> None:

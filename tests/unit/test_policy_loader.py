@@ -29,6 +29,10 @@ def test_minimal_policy_takes_safe_defaults() -> None:
     assert policy.settings.allowed_methods == {"INVITE"}
     assert "call-id" in policy.settings.forbidden_headers
     assert policy.settings.require_replaces_party
+    # URI parameters: the target's kind and method only; no transport; unlisted ones stripped
+    assert policy.settings.allowed_uri_parameters == {"user", "method"}
+    assert policy.settings.on_uri_parameter == "strip"
+    assert policy.default_tenant.allowed_transports == frozenset()
     # no prefix list: numbers are denied, not waved through
     assert not policy.decide("<sip:+442079460000@lab.test>", referrer="sip:1@lab.test").allowed
 
@@ -70,6 +74,21 @@ def test_minimal_policy_takes_safe_defaults() -> None:
         ),
         (MINIMAL + '[[overrides]]\nreferrer = "sip:1@lab.test"\n', "overrides[0].id", "is required"),
         ("surprise = 1\n" + MINIMAL, "surprise", "unknown key"),
+        (
+            '[policy]\nallowed_uri_parameters = ["user", "MADDR"]\n' + MINIMAL,
+            "policy.allowed_uri_parameters",
+            "maddr is never allowed",
+        ),
+        (
+            '[policy]\nallowed_uri_parameters = ["transport"]\n' + MINIMAL,
+            "policy.allowed_uri_parameters",
+            "allowed_transports",
+        ),
+        ('[policy]\nallowed_uri_parameters = ["a b"]\n' + MINIMAL, "policy.allowed_uri_parameters", "name"),
+        ('[policy]\non_uri_parameter = "drop"\n' + MINIMAL, "policy.on_uri_parameter", "strip, reject"),
+        (MINIMAL + 'allowed_transports = ["udp", "w s"]\n', "tenants[0].allowed_transports[1]", "transport"),
+        (MINIMAL + 'allowed_transports = "udp"\n', "tenants[0].allowed_transports", "an array"),
+        (MINIMAL + "allowed_transport = []\n", "tenants[0].allowed_transport", "unknown key"),
         ("[policy\n", "", "not valid TOML"),
     ],
 )

@@ -1,24 +1,21 @@
-"""``referee transfers [show ID]`` and ``referee watch``: the audit trail on the command line."""
+"""``referee transfers [show ID]``, ``referee watch`` and ``referee audit ingest``: the audit trail on the
+command line."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
-from referee.audit.record import STATES
+from referee.audit import service
+from referee.audit.dsn import DEFAULT_DB, default_db
 from referee.audit.render import list_header, list_line, show, watch_line
 from referee.audit.store import AuditError, AuditStore, open_store
+from referee.events import State
 
-DEFAULT_DB = "/var/lib/referee/audit.sqlite3"
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_STORE = 0, 1, 2, 3
-
-
-def default_db() -> str:
-    return os.environ.get("REFEREE_AUDIT_DB", DEFAULT_DB)
 
 
 def _db_option(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
@@ -35,7 +32,7 @@ def add_parser(commands: Any) -> None:
     transfers = commands.add_parser("transfers", help="list transfer audit records, or show one")
     _db_option(transfers)
     transfers.add_argument("--limit", type=int, default=50, help="at most this many, newest first")
-    transfers.add_argument("--state", choices=STATES, help="only records in this state")
+    transfers.add_argument("--state", choices=[str(s) for s in State], help="only records in this state")
     transfers.add_argument("--json", action="store_true", help="print JSON")
     transfers.set_defaults(run=_list)
     actions = transfers.add_subparsers(dest="transfers_command", required=False, metavar="ACTION")
@@ -52,6 +49,11 @@ def add_parser(commands: Any) -> None:
     watch.add_argument("--interval", type=float, default=0.5, help="seconds between looks (default 0.5)")
     watch.add_argument("--json", action="store_true", help="one JSON object per entry")
     watch.set_defaults(run=_watch)
+
+    audit = commands.add_parser("audit", help="the audit trail's services")
+    service.add_parser(
+        audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION"), _db_option
+    )
 
 
 def _open(args: argparse.Namespace) -> AuditStore | None:

@@ -3,7 +3,15 @@ PostgreSQL server (``postgresql://...`` or ``postgres://...``, handed to libpq a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+DEFAULT_DB = "/var/lib/referee/audit.sqlite3"
+
+
+def default_db() -> str:
+    """The DSN used when none is given: ``$REFEREE_AUDIT_DB``, else the packaged path."""
+    return os.environ.get("REFEREE_AUDIT_DB", DEFAULT_DB)
 
 
 class AuditError(Exception):

@@ -1,15 +1,21 @@
-"""An audit record as read back: the transfer, its entries, its ladder and its NOTIFY outcomes."""
+"""An audit record as read back: the transfer, its entries, its ladder and its NOTIFY outcomes.
+
+Every entry is one of referee's typed events (:mod:`referee.events`): the store saves its
+``to_dict()`` and reads it back with ``from_dict``, so nothing here knows a JSON key of an event.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-# Where an entry came from.
-SOURCES = ("proxy", "notify", "pbx", "operator", "state")
+from referee.events import FINAL_STATES, Event, NotifyOutcome, PbxEvent, State
 
-STATES = ("starting", "ringback", "answered", "completed", "cancelled", "abandoned", "failed")
-FINAL_STATES = frozenset({"completed", "cancelled", "abandoned", "failed"})
+
+def label(event: Event) -> str:
+    """What an entry is called in lists and ladders: the AMI event's name for a PBX event
+    (``BlindTransfer``, ``Hangup``, ``resync``), the event kind for every other one."""
+    return event.name if isinstance(event, PbxEvent) else event.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,11 +24,25 @@ class Entry:
 
     seq: int  # global insertion order
     transfer_id: int
-    time: float
-    source: str  # one of SOURCES
-    kind: str  # refer.decision, refer.outcome, BlindTransfer, state, ...
-    cseq: int | None  # the NOTIFY CSeq for "notify" entries
-    data: dict[str, Any]
+    event: Event
+
+    @property
+    def time(self) -> float:
+        return self.event.time
+
+    @property
+    def source(self) -> str:
+        """proxy, notify, pbx, operator or state (the event's)."""
+        return self.event.source
+
+    @property
+    def kind(self) -> str:
+        return label(self.event)
+
+    @property
+    def cseq(self) -> int | None:
+        """The NOTIFY's CSeq for a NOTIFY outcome: NOTIFYs take their ladder slots in its order."""
+        return self.event.cseq if isinstance(self.event, NotifyOutcome) else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -31,7 +51,7 @@ class Entry:
             "source": self.source,
             "kind": self.kind,
             "cseq": self.cseq,
-            "data": self.data,
+            "data": self.event.to_dict(),
         }
 
 
@@ -43,7 +63,7 @@ class TransferRecord:
     origin: str  # "refer" (a phone's REFER), "operator" (API/CLI), "pbx" (seen only at the PBX)
     flow: str | None  # "blind", "attended" or None when not known yet
     pbx: str | None
-    state: str
+    state: State
     result: str | None
     parties: dict[str, str]
     created: float
@@ -55,17 +75,24 @@ class TransferRecord:
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
-    def notify_outcomes(self) -> list[Entry]:
+    def events(self) -> list[Event]:
+        """The entries' events, in the order they were recorded."""
+        return [e.event for e in self.entries]
+
+    def notify_outcomes(self) -> list[NotifyOutcome]:
         """The NOTIFY outcomes in CSeq order (a multi-worker proxy may log them out of order)."""
-        notifies = [e for e in self.entries if e.source == "notify"]
+        return [e.event for e in self._notify_entries() if isinstance(e.event, NotifyOutcome)]
+
+    def _notify_entries(self) -> list[Entry]:
+        notifies = [e for e in self.entries if isinstance(e.event, NotifyOutcome)]
         return sorted(notifies, key=lambda e: (e.cseq if e.cseq is not None else -1, e.seq))
 
     def ladder(self) -> list[Entry]:
         """Entries in time order (the proxy's lines are read after the PBX's events of the same
         moment, so arrival order is not it), except that the NOTIFYs take their slots in CSeq order."""
         ordered = sorted(self.entries, key=lambda e: (e.time, e.seq))
-        slots = [i for i, e in enumerate(ordered) if e.source == "notify"]
-        for slot, entry in zip(slots, self.notify_outcomes(), strict=True):
+        slots = [i for i, e in enumerate(ordered) if isinstance(e.event, NotifyOutcome)]
+        for slot, entry in zip(slots, self._notify_entries(), strict=True):
             ordered[slot] = entry
         return ordered
 
@@ -77,7 +104,7 @@ class TransferRecord:
             "origin": self.origin,
             "flow": self.flow,
             "pbx": self.pbx,
-            "state": self.state,
+            "state": str(self.state),
             "result": self.result,
             "parties": self.parties,
             "created": self.created,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from referee.audit.record import Entry, TransferRecord
+from referee.events import NotifyOutcome, OperatorAction, ReferDecision, ReferResponse, TransferMove
 
 _ARROWS = {"proxy": "proxy ", "notify": "NOTIFY", "pbx": "pbx   ", "operator": "oper  ", "state": "state "}
 
@@ -20,7 +20,7 @@ def list_line(record: TransferRecord) -> str:
     target = parties.get("target") or parties.get("destination") or parties.get("recipient") or "?"
     who = f"{initiator} -> {target}"
     return (
-        f"{record.id:>6}  {stamp(record.created)}  {record.state:<9}  {record.flow or '-':<8}  "
+        f"{record.id:>6}  {stamp(record.created)}  {record.state!s:<9}  {record.flow or '-':<8}  "
         f"{record.origin:<8}  {who}  {record.result or ''}".rstrip()
     )
 
@@ -31,55 +31,53 @@ def list_header() -> str:
 
 def summarize(entry: Entry) -> str:
     """One line saying what an entry means."""
-    data = entry.data
-    if entry.kind == "refer.decision":
-        decision = data.get("decision") if isinstance(data.get("decision"), dict) else {}
-        assert isinstance(decision, dict)
-        if decision.get("allowed"):
-            to = data.get("forwarded_refer_to") or decision.get("refer_to") or data.get("refer_to")
-            return f"REFER cseq {data.get('cseq', '?')} ALLOW rule {decision.get('rule', '?')} Refer-To {to}"
-        return (
-            f"REFER cseq {data.get('cseq', '?')} REJECT {decision.get('status', '?')} "
-            f"{decision.get('reason', '')} (rule {decision.get('rule', '?')})"
-        )
-    if entry.kind == "refer.response":
-        return f"REFER cseq {data.get('cseq', '?')} answered {data.get('status', '?')}"
-    if entry.kind == "refer.outcome":
-        frag = data.get("sipfrag")
-        code = data.get("status", frag.get("code") if isinstance(frag, dict) else "?")
-        reason = data.get("reason", frag.get("reason") if isinstance(frag, dict) else "")
-        state = data.get("subscription_state", "")
-        return f"NOTIFY cseq {entry.cseq} sipfrag {code} {reason} {state}".rstrip()
-    if entry.kind == "state":
-        text = f"{data.get('from', '')} -> {data.get('state')}" if "from" in data else f"{data.get('state')}"
-        return text + (f" ({data['result']})" if data.get("result") else "")
-    return f"{entry.kind} " + " ".join(f"{k}={v}" for k, v in _compact(data).items())
+    event = entry.event
+    if isinstance(event, ReferDecision):
+        if event.allowed:
+            return f"REFER cseq {event.cseq} ALLOW rule {event.rule or '?'} Refer-To {event.target}"
+        return f"REFER cseq {event.cseq} REJECT {event.status} {event.reason} (rule {event.rule or '?'})"
+    if isinstance(event, ReferResponse):
+        return f"REFER cseq {event.cseq} answered {event.status}" + (" (the proxy's)" if event.local else "")
+    if isinstance(event, NotifyOutcome):
+        frag = f"sipfrag {event.status} {event.reason}" if event.status is not None else f"({event.error})"
+        return f"NOTIFY cseq {event.cseq} {frag} {event.subscription_state}".rstrip()
+    if isinstance(event, TransferMove):
+        text = str(event.after) if event.before is None else f"{event.before} -> {event.after}"
+        return text + (f" ({event.result})" if event.result else "")
+    if isinstance(event, OperatorAction):
+        sent = {k: v for k, v in _compact(event.action).items() if k != "Action"}
+        answer = {"response": event.response, "message": event.message, "error": event.error}
+        return f"{event.action.get('Action', 'action')} {_pairs(sent)} {_pairs(answer)}".rstrip()
+    return f"{event.name} {_pairs(_compact(event.fields))}".rstrip()
 
 
-def _compact(data: dict[str, Any]) -> dict[str, Any]:
-    keep = (
-        "Result",
-        "Channel",
-        "TransfererChannel",
-        "TransfereeChannel",
-        "OrigTransfererChannel",
-        "SecondTransfererChannel",
-        "DestChannel",
-        "DialStatus",
-        "Extension",
-        "Exten",
-        "Context",
-        "IsExternal",
-        "DestType",
-        "Cause",
-        "Cause-txt",
-        "action",
-        "response",
-        "message",
-        "role",
-        "target",
-    )
-    return {k: v for k, v in data.items() if k in keep}
+def _pairs(fields: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v)
+
+
+_KEEP = (
+    "Result",
+    "Channel",
+    "TransfererChannel",
+    "TransfereeChannel",
+    "OrigTransfererChannel",
+    "SecondTransfererChannel",
+    "DestChannel",
+    "DialStatus",
+    "Extension",
+    "Exten",
+    "Context",
+    "IsExternal",
+    "DestType",
+    "Cause",
+    "Cause-txt",
+    "gone",
+    "uniqueid",
+)
+
+
+def _compact(fields: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in fields.items() if k in _KEEP}
 
 
 def show(record: TransferRecord) -> str:

@@ -7,6 +7,9 @@ by both dialects.
 
 Every write method commits before it returns (unless inside :meth:`AuditStore.transaction`,
 which commits once at its end), so a record the daemon has written survives a SIGKILL.
+
+An entry is one of :mod:`referee.events`' typed events, kept as its ``to_dict()`` and read
+back with ``from_dict``; a state change is a :class:`~referee.events.TransferMove` entry.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any, Protocol
 
 from referee.audit.dsn import AuditError, parse_dsn, sqlite_path
 from referee.audit.postgres_db import describe, open_postgres
-from referee.audit.record import FINAL_STATES, STATES, Entry, TransferRecord
+from referee.audit.record import Entry, TransferRecord, label
 from referee.audit.schema import SCHEMA_VERSION
 from referee.audit.sqlite_db import open_sqlite
+from referee.events import FINAL_STATES, BadEvent, Event, NotifyOutcome, State, TransferMove, from_dict
 
 __all__ = ["SCHEMA_VERSION", "AuditError", "AuditStore", "open_store", "sqlite_path"]
 
@@ -42,8 +46,24 @@ class Db(Protocol):
 def open_store(dsn: str, *, clock: Callable[[], float] = time.time) -> AuditStore:
     target = parse_dsn(dsn)
     if target.kind == "postgresql":
-        return AuditStore(open_postgres(target.where), describe(target.where), clock)
-    return AuditStore(open_sqlite(target.where), target.where, clock)
+        store = AuditStore(open_postgres(target.where), describe(target.where), clock)
+    else:
+        store = AuditStore(open_sqlite(target.where), target.where, clock)
+    version = store.schema_version()
+    if version != SCHEMA_VERSION:
+        store.close()
+        raise AuditError(
+            f"audit database {store.path} has schema {version}, this referee reads schema {SCHEMA_VERSION}"
+            " (its entries are not typed events): move it aside and start a new one"
+        )
+    return store
+
+
+def _state(name: str) -> State:
+    try:
+        return State(name)
+    except ValueError:
+        raise ValueError(f"unknown transfer state {name!r}") from None
 
 
 def _dumps(value: Any) -> str:
@@ -90,16 +110,18 @@ class AuditStore:
         self,
         origin: str,
         *,
-        state: str = "starting",
+        state: str = State.STARTING,
         call_id: str | None = None,
         refer_cseq: str | None = None,
         flow: str | None = None,
         pbx: str | None = None,
         parties: dict[str, str] | None = None,
         when: float | None = None,
+        cause: str = "",
     ) -> int:
-        if state not in STATES:
-            raise ValueError(f"unknown transfer state {state!r}")
+        """A new record; its first entry says it was opened (in ``state``, on ``cause``: the origin
+        when not given)."""
+        state = _state(state)
         when = self.now() if when is None else when
         with self.transaction():
             row = self._conn.execute(
@@ -112,7 +134,7 @@ class AuditStore:
                     origin,
                     flow,
                     pbx,
-                    state,
+                    str(state),
                     _dumps(parties or {}),
                     when,
                     when,
@@ -120,7 +142,7 @@ class AuditStore:
                 ),
             ).fetchone()
             transfer_id = int(row[0])
-            self._entry(transfer_id, when, "state", "state", None, {"state": state, "origin": origin})
+            self._entry(transfer_id, TransferMove(when, transfer_id, None, state, cause or origin))
         return transfer_id
 
     def update(
@@ -136,8 +158,10 @@ class AuditStore:
         origin: str | None = None,
         parties: dict[str, str] | None = None,
         when: float | None = None,
+        cause: str = "",
     ) -> None:
-        """Change fields; a state change is also an entry; a final state sets ``ended``."""
+        """Change fields; a state change is also an entry (moved on ``cause``); a final state sets
+        ``ended``."""
         when = self.now() if when is None else when
         with self.transaction():
             row = self._conn.execute(
@@ -148,15 +172,12 @@ class AuditStore:
             old_state, old_parties, ended, updated = row
             sets: dict[str, Any] = {"updated": max(updated, when)}
             if state is not None and state != old_state:
-                if state not in STATES:
-                    raise ValueError(f"unknown transfer state {state!r}")
-                sets["state"] = state
-                if state in FINAL_STATES and ended is None:
+                after = _state(state)
+                sets["state"] = str(after)
+                if after in FINAL_STATES and ended is None:
                     sets["ended"] = when
-                data: dict[str, Any] = {"from": old_state, "state": state}
-                if result:
-                    data["result"] = result
-                self._entry(transfer_id, when, "state", "state", None, data)
+                move = TransferMove(when, transfer_id, State(old_state), after, cause, result or "")
+                self._entry(transfer_id, move)
             if result is not None:
                 sets["result"] = result
             if flow is not None:
@@ -175,32 +196,22 @@ class AuditStore:
             columns = ", ".join(f"{name} = ?" for name in sets)
             self._conn.execute(f"UPDATE transfers SET {columns} WHERE id = ?", (*sets.values(), transfer_id))
 
-    def add_entry(
-        self,
-        transfer_id: int,
-        source: str,
-        kind: str,
-        data: dict[str, Any],
-        *,
-        cseq: int | None = None,
-        when: float | None = None,
-    ) -> int:
-        when = self.now() if when is None else when
+    def add_entry(self, transfer_id: int, event: Event) -> int:
+        """Record an event in a transfer (at the event's time)."""
         with self.transaction():
-            seq = self._entry(transfer_id, when, source, kind, cseq, data)
+            seq = self._entry(transfer_id, event)
             self._conn.execute(
                 "UPDATE transfers SET updated = CASE WHEN updated < ? THEN ? ELSE updated END WHERE id = ?",
-                (when, when, transfer_id),
+                (event.time, event.time, transfer_id),
             )
         return seq
 
-    def _entry(
-        self, transfer_id: int, when: float, source: str, kind: str, cseq: int | None, data: dict[str, Any]
-    ) -> int:
+    def _entry(self, transfer_id: int, event: Event) -> int:
+        cseq = event.cseq if isinstance(event, NotifyOutcome) else None
         row = self._conn.execute(
             "INSERT INTO entries (transfer_id, time, source, kind, cseq, data)"
             " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            (transfer_id, when, source, kind, cseq, _dumps(data)),
+            (transfer_id, event.time, event.source, label(event), cseq, _dumps(event.to_dict())),
         ).fetchone()
         return int(row[0])
 
@@ -213,6 +224,10 @@ class AuditStore:
             )
 
     # -- reads -----------------------------------------------------------------------------
+
+    def schema_version(self) -> int | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(row[0])
 
     def ingest_offset(self, path: str) -> tuple[int, int] | None:
         row = self._conn.execute('SELECT inode, "offset" FROM ingest WHERE path = ?', (path,)).fetchone()
@@ -231,9 +246,9 @@ class AuditStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
-    def state_of(self, transfer_id: int) -> str | None:
+    def state_of(self, transfer_id: int) -> State | None:
         row = self._conn.execute("SELECT state FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else State(row[0])
 
     def get(self, transfer_id: int) -> TransferRecord | None:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
@@ -242,8 +257,7 @@ class AuditStore:
         entries = tuple(
             _entry_from(r)
             for r in self._conn.execute(
-                "SELECT seq, transfer_id, time, source, kind, cseq, data FROM entries"
-                " WHERE transfer_id = ? ORDER BY seq",
+                "SELECT seq, transfer_id, data FROM entries WHERE transfer_id = ? ORDER BY seq",
                 (transfer_id,),
             ).fetchall()
         )
@@ -263,8 +277,7 @@ class AuditStore:
 
     def entries_after(self, seq: int, *, limit: int = 500) -> list[Entry]:
         rows = self._conn.execute(
-            "SELECT seq, transfer_id, time, source, kind, cseq, data FROM entries WHERE seq > ?"
-            " ORDER BY seq LIMIT ?",
+            "SELECT seq, transfer_id, data FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
             (seq, limit),
         ).fetchall()
         return [_entry_from(r) for r in rows]
@@ -285,7 +298,7 @@ def _record_from(row: tuple[Any, ...], entries: tuple[Entry, ...]) -> TransferRe
         origin=row[3],
         flow=row[4],
         pbx=row[5],
-        state=row[6],
+        state=State(row[6]),
         result=row[7],
         parties=json.loads(row[8]),
         created=float(row[9]),
@@ -296,12 +309,8 @@ def _record_from(row: tuple[Any, ...], entries: tuple[Entry, ...]) -> TransferRe
 
 
 def _entry_from(row: tuple[Any, ...]) -> Entry:
-    return Entry(
-        seq=int(row[0]),
-        transfer_id=int(row[1]),
-        time=float(row[2]),
-        source=row[3],
-        kind=row[4],
-        cseq=None if row[5] is None else int(row[5]),
-        data=json.loads(row[6]),
-    )
+    try:
+        event = from_dict(json.loads(row[2]))
+    except (BadEvent, ValueError) as exc:
+        raise AuditError(f"audit entry {row[0]} is not an event: {exc}") from None
+    return Entry(seq=int(row[0]), transfer_id=int(row[1]), event=event)

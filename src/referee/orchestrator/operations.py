@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 
 from referee.audit.store import AuditStore
-from referee.events import Flow, State
+from referee.events import Flow, OperatorAction, State
 from referee.orchestrator.channels import Channel, endpoint_of
 from referee.orchestrator.moves import Trigger
 from referee.orchestrator.pbx import PbxLink, PbxUnavailable
@@ -218,15 +218,21 @@ class Orchestrator:
         try:
             answer = await link.action(fields)
         except PbxUnavailable as exc:
-            self.store.add_entry(transfer.id, "operator", "action", {**fields, "error": str(exc)})
+            self.store.add_entry(
+                transfer.id, OperatorAction(self.store.now(), transfer.pbx, fields, error=str(exc))
+            )
             tracker.fire(transfer, Trigger.ACTION_FAILED, f"{fields['Action']} action", str(exc))
             raise Unavailable(str(exc), transfer) from None
         ok = answer.get("Response") == "Success"
         self.store.add_entry(
             transfer.id,
-            "operator",
-            "action",
-            {**fields, "response": answer.get("Response", ""), "message": answer.get("Message", "")},
+            OperatorAction(
+                self.store.now(),
+                transfer.pbx,
+                fields,
+                response=answer.get("Response", ""),
+                message=answer.get("Message", ""),
+            ),
         )
         if not ok:
             message = f"PBX refused {fields['Action']}: {answer.get('Message', 'no reason given')}"

@@ -10,8 +10,9 @@ The tracker knows the transfers the orchestrator started (registered before thei
 sent, so an event that beats the action's response is not missed) and picks up the ones
 phones start by REFER or DTMF from their ``BlindTransfer`` / ``AttendedTransfer`` events
 (Asterisk 22 says ``IsExternal: Yes`` for a blind REFER but ``No`` for a REFER with
-Replaces, so the proxy's record, not that flag, tells a REFER). Those are joined to the
-proxy's audit record through the SIP Call-ID of the transferer's channel.
+Replaces, so the proxy's record, not that flag, tells a REFER). The audit's correlator
+(:mod:`referee.audit.correlate`) joins those to the proxy's record through the SIP Call-ID of
+the transferer's channel.
 
 After a reconnect, :meth:`Tracker.resync` rebuilds the channel table from CoreShowChannels and
 BridgeList and settles every transfer whose parties changed during the outage: a blind
@@ -24,8 +25,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
+from referee.audit.correlate import Correlator
 from referee.audit.store import AuditStore
-from referee.events import FINAL_STATES, Flow, State, TransferMove
+from referee.events import FINAL_STATES, Flow, PbxEvent, State, TransferMove
 from referee.orchestrator.active import ActiveTransfers
 from referee.orchestrator.channels import Channel, ChannelTable
 from referee.orchestrator.moves import HANGUP_OF, Trigger, hangup_outcome, next_state
@@ -84,6 +86,7 @@ class Tracker:
     ) -> None:
         self.pbx = pbx
         self.store = store
+        self.correlator = Correlator(store)
         self.table = table if table is not None else ChannelTable()
         self.active = ActiveTransfers()
         self.finished: dict[int, Transfer] = {}  # ended while this process ran, for get()
@@ -167,6 +170,7 @@ class Tracker:
                 result=transfer.result or None,
                 parties=transfer.names,
                 when=move.time,
+                cause=move.cause,
             )
 
     # -- events ---------------------------------------------------------------------------
@@ -191,7 +195,10 @@ class Tracker:
             return
         followed = {t.id: t for key in _UID_KEYS for t in self.active.on_channel(event.get(key, ""))}
         for transfer_id in sorted(followed):
-            self.store.add_entry(transfer_id, "pbx", kind, dict(event))
+            self.store.add_entry(transfer_id, self._pbx_event(kind, event))
+
+    def _pbx_event(self, name: str, fields: Mapping[str, str]) -> PbxEvent:
+        return PbxEvent(self.store.now(), self.pbx, name, dict(fields))
 
     def _hangup(self, event: Mapping[str, str]) -> None:
         uniqueid = event.get("Uniqueid", "")
@@ -324,14 +331,9 @@ class Tracker:
             names["second_transferer"] = second[1]
         if exten:
             names["destination"] = f"{exten}@{context}"
-        record_id = self._claim(call_ids)
-        if record_id is None:
-            record_id = self.store.create(
-                "pbx", call_id=call_ids[0] if call_ids else None, flow=str(flow), pbx=self.pbx, parties=names
-            )
-        else:
-            self.store.update(record_id, flow=str(flow), pbx=self.pbx, parties=names)
-        self.store.add_entry(record_id, "pbx", event.get("Event", ""), dict(event))
+        record_id = self.correlator.pbx_transfer(
+            call_ids, self._pbx_event(event.get("Event", ""), event), flow=flow, parties=names
+        )
         transfer = Transfer(
             id=record_id,
             pbx=self.pbx,
@@ -347,20 +349,6 @@ class Tracker:
         )
         self.add(transfer)
         return transfer
-
-    def _claim(self, call_ids: Iterable[str]) -> int | None:
-        """The proxy's record of the REFER that started this transfer, if it is there and unclaimed."""
-        for call_id in call_ids:
-            found = self.store.find(call_id)
-            record = None if found is None else self.store.get(found)
-            if record is None or record.origin not in ("refer", "pbx"):
-                continue
-            if (record.result or "").startswith(("rejected", "REFER answered")):
-                continue
-            if any(e.kind in ("BlindTransfer", "AttendedTransfer") for e in record.entries):
-                continue
-            return record.id
-        return None
 
     # -- resync ---------------------------------------------------------------------------
 
@@ -384,7 +372,8 @@ class Tracker:
                     continue
                 after, why = hangup_outcome(transfer.flow, transfer.state, role)
                 if after != transfer.state:
-                    self.store.add_entry(transfer.id, "pbx", "resync", {"gone": str(role), "uniqueid": uid})
+                    gone = self._pbx_event("resync", {"gone": str(role), "uniqueid": uid})
+                    self.store.add_entry(transfer.id, gone)
                     self.fire(transfer, HANGUP_OF[role], "resync", why)
 
     def channels(self) -> list[Channel]:

@@ -1,7 +1,8 @@
 """Deciding one REFER: the compiled policy and its rules, applied in a fixed order.
 
-The order, each step a rule id in the trace:
-  syntax -> scheme -> method -> headers -> replaces -> depth -> tenant -> target -> prefix
+The order, each step a rule id in the trace (docs/policy.md lists what each one rejects with):
+  syntax -> referrer (tenant) -> scheme -> method -> params -> headers -> replaces -> depth
+  -> target -> prefix
 The first step that rejects decides; otherwise the last rewrite is the answer.
 """
 
@@ -13,14 +14,17 @@ from functools import lru_cache
 from re import Pattern
 
 from referee.policy.model import Decision, Dialog, TraceStep
+from referee.policy.uri_params import refused_header_params, screen
 from referee.sip import (
     NameAddr,
+    Params,
     Replaces,
     SipSyntaxError,
     Uri,
     parse_name_addr,
     parse_refer_to,
     parse_replaces,
+    uri_param_text,
 )
 
 _VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
@@ -36,6 +40,8 @@ class Settings:
     forbidden_headers: frozenset[str]  # lower-case names
     on_forbidden_header: str  # "strip" or "reject"
     keep_headers: frozenset[str]  # lower-case names
+    allowed_uri_parameters: frozenset[str]  # lower-case names; never maddr or transport
+    on_uri_parameter: str  # "strip" or "reject"
     require_replaces_party: bool
     max_depth: int
     foreign_domains: str  # "reject" or "allow"
@@ -71,6 +77,7 @@ class Tenant:
     international_prefix: str | None
     extensions: tuple[Extension, ...]
     prefix_rules: tuple[PrefixRule, ...]  # policy-wide and tenant rules, best first
+    allowed_transports: frozenset[str] = frozenset()  # lower-case transport= values
 
     @property
     def pbx_text(self) -> str:
@@ -211,8 +218,8 @@ class _Deciding:
     def note(self, rule: str, outcome: str, detail: str) -> None:
         self.trace.append(TraceStep(rule, outcome, detail))
 
-    def reject(self, status: int, reason: str, rule: str) -> _Reject:
-        self.note(rule, "reject", f"{status} {reason}")
+    def reject(self, status: int, reason: str, rule: str, why: str = "") -> _Reject:
+        self.note(rule, "reject", f"{status} {reason} ({why})" if why else f"{status} {reason}")
         return _Reject(status, reason, rule)
 
     def run(self, refer_to: str) -> Decision:
@@ -254,11 +261,13 @@ class _Deciding:
         override = self.policy.overrides.get(self.referrer_key)
         uri = self.scheme(addr.uri)
         self.method(uri)
+        uri = self.params(uri, addr.params)
         uri = self.headers(uri)
         self.check_replaces()
         self.check_depth(override)
         uri, pbx, rule = self.target(uri, override)
-        return NameAddr(uri, addr.display_name, addr.params), pbx, rule
+        # Header parameters are gone: RFC 3515 defines none, and many UAs read them as URI parameters.
+        return NameAddr(uri, addr.display_name), pbx, rule
 
     def referrer_tenant(self) -> Tenant:
         found = self.policy.referrer(self.referrer_text)
@@ -289,6 +298,30 @@ class _Deciding:
             self.note("method", "pass", f"method={method} is allowed")
         else:
             raise self.reject(403, f"Refer-To method={method} not allowed", "method")
+
+    def params(self, uri: Uri, header_params: Params) -> Uri:
+        """Keep the URI parameters the policy allows; strip or refuse the rest and any header parameter."""
+        if not uri.params and not header_params:
+            return uri
+        tenant = self.tenant
+        assert tenant is not None
+        kept, unwanted = screen(
+            uri.params, self.settings.allowed_uri_parameters, tenant.allowed_transports, tenant.domain
+        )
+        unwanted += refused_header_params(header_params)
+        if unwanted and self.settings.on_uri_parameter == "reject":
+            first = unwanted[0]
+            reason = f"Refer-To {first.where} parameter {first.escaped_name} not allowed"
+            raise self.reject(403, reason, "params", str(first))
+        for item in unwanted:
+            self.note("params", "strip", str(item))
+        if kept:
+            self.note(
+                "params", "pass", "kept " + "".join(uri_param_text(name, value) for name, value in kept)
+            )
+        if len(kept) == len(uri.params):
+            return uri
+        return Uri(uri.scheme, uri.user, uri.password, uri.host, uri.port, kept, uri.headers)
 
     def headers(self, uri: Uri) -> Uri:
         if not uri.headers:
@@ -363,7 +396,9 @@ class _Deciding:
             raise self.reject(404, f"Number {user} is neither an extension nor a dialable number", "target")
         self.note("number", "rewrite", f"{user} -> {e164}")
         rule_id = self.prefix(e164, tenant, override)
-        params = uri.params if uri.param("user") == "phone" else (*uri.params, ("user", "phone"))
+        params = uri.params
+        if uri.param("user") != "phone":  # one user parameter, and it says phone
+            params = (*(p for p in params if p[0].lower() != "user"), ("user", "phone"))
         pbx = tenant.pbx
         return Uri(uri.scheme, e164, None, pbx.host, pbx.port, params, uri.headers), tenant.pbx_text, rule_id
 

@@ -13,10 +13,12 @@ from typing import Any
 
 from referee.policy.engine import Extension, Override, Policy, PrefixRule, Settings, Tenant, user_at_host
 from referee.policy.model import PolicyError
+from referee.policy.uri_params import BY_VALUE, DEFAULT_ALLOWED, NEVER_ALLOWED
 from referee.sip import SipSyntaxError, Uri, parse_uri
 
 _SCOPE_POLICY, _SCOPE_TENANT, _SCOPE_REFERRER = 0, 1, 2
 _DIGITS_PLUS = re.compile(r"\+?[0-9]*")
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # RFC 3261 token: a parameter name or a transport
 
 
 def load_policy(path: str | Path) -> Policy:
@@ -158,6 +160,8 @@ def _compile(root: _Table, source: str) -> Policy:
         ),
         on_forbidden_header=top.choice("on_forbidden_header", ("strip", "reject"), "strip"),
         keep_headers=frozenset(h.lower() for h in top.strings("keep_headers")),
+        allowed_uri_parameters=_allowed_uri_parameters(top),
+        on_uri_parameter=top.choice("on_uri_parameter", ("strip", "reject"), "strip"),
         require_replaces_party=top.boolean("require_replaces_party", True),
         max_depth=top.integer("max_depth", 3),
         foreign_domains=top.choice("foreign_domains", ("reject", "allow"), "reject"),
@@ -204,6 +208,31 @@ def _compile(root: _Table, source: str) -> Policy:
     return Policy(settings, by_name, default, overrides, numbers_allowed, source)
 
 
+def _allowed_uri_parameters(top: _Table) -> frozenset[str]:
+    names = frozenset(n.lower() for n in top.strings("allowed_uri_parameters", DEFAULT_ALLOWED))
+    for name in sorted(names):
+        if name in NEVER_ALLOWED:
+            raise PolicyError(
+                top.key("allowed_uri_parameters"), f"{name} is never allowed: {NEVER_ALLOWED[name]}"
+            )
+        if name in BY_VALUE:
+            raise PolicyError(
+                top.key("allowed_uri_parameters"),
+                f"{name} is allowed by value: list them in the tenant's {BY_VALUE[name]}",
+            )
+        if not _TOKEN.fullmatch(name):
+            raise PolicyError(top.key("allowed_uri_parameters"), f"{name!r} is not a parameter name")
+    return names
+
+
+def _transports(table: _Table) -> frozenset[str]:
+    values = table.strings("allowed_transports")
+    for i, value in enumerate(values):
+        if not _TOKEN.fullmatch(value):
+            raise PolicyError(f"{table.key('allowed_transports')}[{i}]", f"{value!r} is not a transport name")
+    return frozenset(v.lower() for v in values)
+
+
 def _rule_order(rule: PrefixRule) -> tuple[int, int]:
     """Longest prefix first; at equal length the more specific scope first."""
     return (-len(rule.prefix), -rule.rank)
@@ -234,6 +263,7 @@ def _tenant(table: _Table, policy_rules: list[PrefixRule]) -> Tenant:
         ext_pbx = _uri(entry, "pbx", None) or pbx
         extensions.append(Extension(entry.string("id", f"{domain}:extensions[{i}]"), regex, ext_pbx))
         entry.done()
+    transports = _transports(table)
     own = table.table("prefixes")
     rules = sorted(policy_rules + _prefix_rules(own, f"tenant:{domain}", _SCOPE_TENANT), key=_rule_order)
     own.done()
@@ -246,6 +276,7 @@ def _tenant(table: _Table, policy_rules: list[PrefixRule]) -> Tenant:
         international_prefix,
         tuple(extensions),
         tuple(rules),
+        transports,
     )
     table.done()
     return tenant

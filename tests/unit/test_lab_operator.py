@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_fixtures import load_scenario
 
 from referee.api.client import ApiError
-from referee_lab import operator, scenario
+from referee_lab.scenario.checks import operator
+from referee_lab.scenario.checks.operator import OperatorCheck
 
 RAW = {
     "pbx": "pbx1",
@@ -18,28 +20,35 @@ RAW = {
     "exten": "1003",
     "when": [{"Event": "BridgeEnter", "Channel": "PJSIP/1002-*"}],
 }
-SPEC = operator.load("t", RAW)
+SPEC = operator.load("t", {"operator": RAW})
+
+assert SPEC is not None
+
+
+def _load(raw: dict[str, Any]) -> OperatorCheck:
+    loaded = operator.load("t", {"operator": raw})
+    assert loaded is not None
+    return loaded
 
 
 def test_load_checks_the_table() -> None:
     assert SPEC.when == ((("Event", "BridgeEnter"), ("Channel", "PJSIP/1002-*")),)
     assert (SPEC.context, SPEC.record_state) == ("referee-transfer", "completed")
     with pytest.raises(ValueError, match="needs exten"):
-        operator.load("t", {k: v for k, v in RAW.items() if k != "exten"})
+        operator.load("t", {"operator": {k: v for k, v in RAW.items() if k != "exten"}})
     with pytest.raises(ValueError, match="blind or attended"):
-        operator.load("t", {**RAW, "flow": "threeway"})
-    assert operator.load("t", {**RAW, "when": {"Event": "DialEnd"}}).when == ((("Event", "DialEnd"),),)
+        operator.load("t", {"operator": {**RAW, "flow": "threeway"}})
+    assert _load({**RAW, "when": {"Event": "DialEnd"}}).when == ((("Event", "DialEnd"),),)
 
 
 def test_scenario_toml_operator_table(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text(
-        '[[phones]]\nrole = "bob"\n[operator]\npbx = "pbx1"\nflow = "blind"\nchannel = "PJSIP/1002"\n'
+    tables = (
+        '[operator]\npbx = "pbx1"\nflow = "blind"\nchannel = "PJSIP/1002"\n'
         'exten = "1003"\nwhen = { Event = "BridgeEnter" }\nrecord_state = "failed"\n'
     )
-    loaded = scenario.load(tmp_path)
-    assert loaded.operator is not None
-    assert (loaded.operator.flow, loaded.operator.record_state) == ("blind", "failed")
+    loaded = load_scenario(tmp_path, tables).check(OperatorCheck)
+    assert loaded is not None
+    assert (loaded.flow, loaded.record_state) == ("blind", "failed")
 
 
 class FakeApi:

@@ -1,15 +1,18 @@
-"""The ladder diagram from a pcap (written here with scapy): no root, no lab needed."""
+"""The ladder diagram from a pcap (written here with scapy), and the SIP check that reads it: no root,
+no lab needed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from lab_fixtures import load_scenario
 from scapy.layers.inet import IP, UDP
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
 from referee_lab import ladder, scenario
+from referee_lab.scenario.checks.sip import SipCheck
 
 NAMES = {"127.0.0.31": "alice", "127.0.0.10": "proxy", "127.0.0.20": "pbx1"}
 
@@ -127,21 +130,23 @@ def test_requests_after_the_first_refer(tmp_path: Path) -> None:
 
 
 def test_expect_no_invite_after_refer() -> None:
-    expect = scenario.Expect(no_invite_after_refer_from=("pbx1", "pbx2"))
+    expect = SipCheck(no_invite_after_refer_from=("pbx1", "pbx2"))
     before = [
         ladder.Message(0.0, "pbx1", "proxy", "INVITE", True),
         ladder.Message(1.0, "bob", "proxy", "REFER", True),
     ]
-    assert scenario._check(expect, before, []) == []
+    assert expect.check(before, []) == []
     after = [*before, ladder.Message(1.5, "pbx1", "proxy", "INVITE", True)]
-    assert scenario._check(expect, after, []) == ["pbx1 sent 1 INVITE(s) after the REFER (to proxy first)"]
-    assert scenario._check(expect, before[:1], []) == ["no REFER captured"]
+    assert expect.check(after, []) == ["pbx1 sent 1 INVITE(s) after the REFER (to proxy first)"]
+    assert expect.check(before[:1], []) == ["no REFER captured"]
 
 
 def test_scenario_folders_load() -> None:
     rejected = scenario.load(scenario.SCENARIOS_DIR / "blind_transfer_rejected")
-    assert rejected.expect.refer_statuses == (403,)
-    assert rejected.expect.no_invite_after_refer_from == ("pbx1", "pbx2")
+    sip = rejected.check(SipCheck)
+    assert sip is not None
+    assert sip.refer_statuses == (403,)
+    assert sip.no_invite_after_refer_from == ("pbx1", "pbx2")
     assert {s.name for s in scenario.discover()} >= {
         "basic_call",
         "blind_transfer",
@@ -161,24 +166,20 @@ def test_a_phone_with_two_legs_runs_two_sipp_twins() -> None:
 
 
 def test_two_phones_playing_one_file_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text('[[phones]]\nrole = "bob"\n[[phones]]\nrole = "bob"\n')
     with pytest.raises(ValueError, match="same file"):
-        scenario.load(tmp_path)
+        load_scenario(tmp_path, '[[phones]]\nrole = "bob"\n')
 
 
 def test_expect_invite_after_refer() -> None:
-    expect = scenario.Expect(invite_after_refer=("pbx1>proxy", "proxy>pbx2"))
+    expect = SipCheck(invite_after_refer=("pbx1>proxy", "proxy>pbx2"))
     refer = [ladder.Message(1.0, "bob", "proxy", "REFER", True)]
     onward = [
         ladder.Message(1.1, "pbx1", "proxy", "INVITE", True),
         ladder.Message(1.2, "proxy", "pbx2", "INVITE", True),
     ]
-    assert scenario._check(expect, refer + onward, []) == []
-    assert scenario._check(expect, onward[:1] + refer + onward[1:], []) == [
-        "no INVITE pbx1 -> proxy after the REFER"
-    ]
-    assert scenario._check(expect, [], []) == [
+    assert expect.check(refer + onward, []) == []
+    assert expect.check(onward[:1] + refer + onward[1:], []) == ["no INVITE pbx1 -> proxy after the REFER"]
+    assert expect.check([], []) == [
         "no REFER captured",
         "no INVITE pbx1 -> proxy after the REFER",
         "no INVITE proxy -> pbx2 after the REFER",
@@ -196,8 +197,6 @@ def test_uri_user() -> None:
 def test_no_invite_to_names_invites_by_request_uri_user() -> None:
     call = ladder.Message(0.0, "pbx1", "proxy", "INVITE", True, uri="sip:1002@lab.test")
     premium = ladder.Message(1.0, "pbx1", "proxy", "INVITE", True, uri="sip:+449098790000@lab.test")
-    expect = scenario.Expect(no_invite_to=("09098790000", "+449098790000"))
-    assert scenario._check(expect, [call], []) == []
-    assert scenario._check(expect, [call, premium], []) == [
-        "1 INVITE(s) to +449098790000 (pbx1 -> proxy first)"
-    ]
+    expect = SipCheck(no_invite_to=("09098790000", "+449098790000"))
+    assert expect.check([call], []) == []
+    assert expect.check([call, premium], []) == ["1 INVITE(s) to +449098790000 (pbx1 -> proxy first)"]

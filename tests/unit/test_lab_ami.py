@@ -1,4 +1,5 @@
-"""``[[expect.ami]]``: the events a PBX must report during a scenario. No root, no lab needed."""
+"""AMI in scenarios: the recorder, ``[[expect.ami]]`` (the events a PBX must report) and ``[[actions.ami]]``.
+No root, no lab needed (a one-shot AMI server on 127.0.3.9)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,70 @@ import threading
 from pathlib import Path
 
 import pytest
+from lab_fixtures import load_scenario
 
 from referee_lab import ami, scenario
+from referee_lab.scenario.checks.ami import AmiCheck, Expectation
+from referee_lab.scenario.checks.sip import SipCheck
 
 ATTENDED = {"Event": "AttendedTransfer", "Result": "Success", "TransferTargetChannel": "PJSIP/1003-01"}
 
 
-def test_unmet_names_the_expectations_no_event_matches() -> None:
-    events = {"pbx1": [{"Event": "Newchannel"}, ATTENDED]}
-    want = {"pbx": "pbx1", "Event": "AttendedTransfer", "Result": "Success"}
-    assert ami.unmet([want], events) == []
-    assert ami.unmet([{**want, "Result": "Fail"}], events) == [
-        "no AMI event on pbx1 with Event: AttendedTransfer, Result: Fail"
-    ]
-    assert ami.unmet([{**want, "pbx": "pbx2"}], events) == [
-        "no AMI event on pbx2 with Event: AttendedTransfer, Result: Success"
-    ]
+def test_an_expectation_finds_by_match_and_passes_by_carry() -> None:
+    events = [{"Event": "Newchannel"}, ATTENDED]
+    want = Expectation("pbx1", (("Event", "AttendedTransfer"),), (("Result", "Success"),))
+    assert want.problem(events) == ""
+    fail = Expectation("pbx1", want.match, (("Result", "Fail"), ("TransferTargetChannel", "PJSIP/1003-01")))
+    assert fail.problem(events) == (
+        "AMI pbx1: Event: AttendedTransfer found, Result was Success; "
+        "expected Result: Fail, TransferTargetChannel: PJSIP/1003-01"
+    )
+    assert Expectation("pbx1", (("Event", "BlindTransfer"),)).problem(events) == (
+        "no AMI event on pbx1 with Event: BlindTransfer"
+    )
+
+
+def test_of_several_events_found_the_failure_names_the_nearest() -> None:
+    failed = {"Event": "BlindTransfer", "Result": "Fail", "Extension": "1003"}
+    other = {"Event": "BlindTransfer", "Result": "Fail", "Extension": "1004"}
+    want = Expectation("pbx1", (("Event", "BlindTransfer"),), (("Result", "Success"), ("Extension", "1003")))
+    assert want.problem([other, failed]) == (
+        "AMI pbx1: Event: BlindTransfer found (2 such events, the nearest), Result was Fail; "
+        "expected Result: Success, Extension: 1003"
+    )
+    assert want.problem([failed, {**failed, "Result": "Success"}]) == ""
+    missing = Expectation("pbx1", (("Event", "BlindTransfer"),), (("TransferTargetChannel", "x"),))
+    assert missing.problem([failed]).endswith(
+        "TransferTargetChannel was missing; expected TransferTargetChannel: x"
+    )
+
+
+def test_unmet_looks_at_each_expectations_pbx() -> None:
+    check = AmiCheck(expectations=(Expectation("pbx2", (("Event", "AttendedTransfer"),)),))
+    assert check.unmet({"pbx1": [ATTENDED]}) == ["no AMI event on pbx2 with Event: AttendedTransfer"]
+    assert check.unmet({"pbx2": [ATTENDED]}) == []
 
 
 def test_scenario_toml_ami_tables(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    (tmp_path / "scenario.toml").write_text(
-        '[[phones]]\nrole = "bob"\n[[expect.ami]]\npbx = "pbx1"\nEvent = "BlindTransfer"\nResult = "Success"\n'
+    tables = '[[expect.ami]]\npbx = "pbx1"\nmatch = { Event = "BlindTransfer" }\n'
+    loaded = load_scenario(tmp_path, tables + 'carry = { Result = "Success", Cause = 21 }\n').check(AmiCheck)
+    assert loaded is not None
+    assert loaded.expectations == (
+        Expectation("pbx1", (("Event", "BlindTransfer"),), (("Result", "Success"), ("Cause", "21"))),
     )
-    loaded = scenario.load(tmp_path)
-    assert loaded.expect.ami == ((("pbx", "pbx1"), ("Event", "BlindTransfer"), ("Result", "Success")),)
-    assert scenario._check(loaded.expect, [], [], {"pbx1": [ATTENDED]}) == [
-        "no AMI event on pbx1 with Event: BlindTransfer, Result: Success"
-    ]
+    assert loaded.unmet({"pbx1": [ATTENDED]}) == ["no AMI event on pbx1 with Event: BlindTransfer"]
+    # The flat form of old (every field to find the event) says how to write it now.
+    with pytest.raises(ValueError, match="takes pbx, match and carry, not Event"):
+        load_scenario(tmp_path, '[[expect.ami]]\npbx = "pbx1"\nEvent = "BlindTransfer"\n')
+    with pytest.raises(ValueError, match="needs `pbx` and a `match` table"):
+        load_scenario(tmp_path, '[[expect.ami]]\npbx = "pbx1"\n')
+
+
+def _wire(event: dict[str, str]) -> str:
+    return "".join(f"{k}: {v}\r\n" for k, v in event.items()) + "\r\n"
+
+
+LOGGED_IN = "Response: Success\r\nMessage: Authentication accepted\r\n\r\n"
 
 
 def _one_shot_ami(reply: str) -> tuple[socket.socket, threading.Thread]:
@@ -54,8 +91,7 @@ def _one_shot_ami(reply: str) -> tuple[socket.socket, threading.Thread]:
 
 
 def test_recorder_logs_in_from_the_pbx_address_and_keeps_the_events() -> None:
-    event = "".join(f"{k}: {v}\r\n" for k, v in ATTENDED.items()) + "\r\n"
-    server, thread = _one_shot_ami("Response: Success\r\nMessage: Authentication accepted\r\n\r\n" + event)
+    server, thread = _one_shot_ami(LOGGED_IN + _wire(ATTENDED))
     with server:
         recorder = ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "secret")
         thread.join(5)
@@ -76,7 +112,7 @@ def test_a_value_ending_in_a_star_matches_by_prefix() -> None:
     assert not ami.matches(event, {"Channel": "PJSIP/1003-*"})
     assert not ami.matches(event, {"Channel": "PJSIP/1002-"})  # no star: exact
     assert not ami.matches(event, {"BridgeNumChannels": "2"})  # a field the event lacks
-    assert ami.unmet([{"pbx": "pbx1", "Channel": "PJSIP/*"}], {"pbx1": [event]}) == []
+    assert Expectation("pbx1", (("Channel", "PJSIP/*"),)).problem([event]) == ""
 
 
 BOB_IN = {"Event": "BridgeEnter", "Channel": "PJSIP/1002-0000000a", "BridgeNumChannels": "1"}
@@ -117,26 +153,28 @@ def test_action_problems_name_unsent_and_refused_actions() -> None:
 
 
 def test_scenario_toml_actions(tmp_path: Path) -> None:
-    (tmp_path / "bob.xml").write_text("<scenario/>")
-    toml = (
-        '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\n'
+    tables = (
+        '[[actions.ami]]\npbx = "pbx1"\n'
         'when = [{ Event = "BridgeEnter", Channel = "PJSIP/1002-*" }, { Event = "BridgeEnter", '
         'BridgeNumChannels = "2" }]\nAction = "BlindTransfer"\nChannel = "{Channel}"\nExten = "09098790000"\n'
         '[expect]\nno_invite_to = ["09098790000"]\n'
     )
-    (tmp_path / "scenario.toml").write_text(toml)
-    loaded = scenario.load(tmp_path)
-    assert loaded.actions == (TRANSFER,)
-    assert loaded.expect.no_invite_to == ("09098790000",)
-    (tmp_path / "scenario.toml").write_text(toml.replace("when = ", "after = "))
+    loaded = load_scenario(tmp_path, tables)
+    assert loaded.check(AmiCheck) == AmiCheck(actions=(TRANSFER,))
+    assert loaded.check(SipCheck) == SipCheck(no_invite_to=("09098790000",))
     with pytest.raises(ValueError, match="needs `when`"):
-        scenario.load(tmp_path)
-    one = '[[phones]]\nrole = "bob"\n[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
-    (tmp_path / "scenario.toml").write_text(one)
-    assert scenario.load(tmp_path).actions[0].when == ((("Event", "DialEnd"),),)
-    (tmp_path / "scenario.toml").write_text(one + "delay = 0.5\n")
-    assert scenario.load(tmp_path).actions[0].delay == 0.5
-    assert dict(scenario.load(tmp_path).actions[0].fields) == {"Action": "Hangup"}
+        load_scenario(tmp_path, tables.replace("when = ", "after = "))
+    one = '[[actions.ami]]\npbx = "pbx1"\nwhen = { Event = "DialEnd" }\nAction = "Hangup"\n'
+    assert _actions(load_scenario(tmp_path, one))[0].when == ((("Event", "DialEnd"),),)
+    action = _actions(load_scenario(tmp_path, one + "delay = 0.5\n"))[0]
+    assert action.delay == 0.5
+    assert dict(action.fields) == {"Action": "Hangup"}
+
+
+def _actions(loaded: scenario.Scenario) -> tuple[ami.Action, ...]:
+    check = loaded.check(AmiCheck)
+    assert check is not None
+    return check.actions
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.3])
@@ -152,7 +190,7 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response(d
             conn.recv(4096)  # Login
             conn.sendall(b"Response: Success\r\nMessage: Authentication accepted\r\n\r\n")
             for event in (BOB_IN, ALICE_IN):
-                conn.sendall(("".join(f"{k}: {v}\r\n" for k, v in event.items()) + "\r\n").encode())
+                conn.sendall(_wire(event).encode())
             data = b""
             while b"\r\n\r\n" not in data:
                 data += conn.recv(4096)
@@ -181,8 +219,7 @@ def test_recorder_sends_the_action_once_its_events_came_and_keeps_the_response(d
 
 
 def test_wait_for_returns_the_first_patterns_event_or_none_once_closed() -> None:
-    event = "".join(f"{k}: {v}\r\n" for k, v in BOB_IN.items()) + "\r\n"
-    server, thread = _one_shot_ami("Response: Success\r\nMessage: Authentication accepted\r\n\r\n" + event)
+    server, thread = _one_shot_ami(LOGGED_IN + _wire(BOB_IN))
     with server:
         recorder = ami.AmiRecorder("127.0.3.9", server.getsockname()[1], "referee", "secret")
         thread.join(5)

@@ -1,0 +1,196 @@
+"""The correlator: joins the proxy's events and the PBX's transfer events into transfer records.
+
+The audit ingest hands it the proxy's events, the orchestrator's tracker the PBX's transfer
+events. Records are found by SIP Call-ID and REFER CSeq, and by what the record's typed entries
+say; never by matching text.
+
+- A REFER decision or response (key: Call-ID, the REFER's CSeq) goes to the record with that key;
+  else to the newest record of the Call-ID that the PBX side opened and no REFER has claimed
+  (origin ``pbx``, no REFER CSeq), which takes the CSeq and becomes origin ``refer``; else to a
+  new record.
+- A NOTIFY outcome with a ``refer_cseq`` (its ``Event: refer;id=``) goes the same way with that
+  CSeq. Without one (Asterisk sends none) it goes to the newest record of the Call-ID, else to a
+  new record.
+- A PBX transfer event (``BlindTransfer``, ``AttendedTransfer``) knows no CSeq, only the Call-IDs
+  of the transferer's channels, tried in order. It joins the newest record of such a Call-ID that
+  is a REFER's or the PBX's (not an operator's), whose REFER was not refused (no refusing
+  decision, no response of 300 or more) and that no PBX transfer event has joined yet; else it
+  opens a record of origin ``pbx``.
+
+What the proxy's events do to the record's state: a refused REFER (the decision, or a response of
+300 or more) is ``failed``; a provisional NOTIFY moves ``starting`` to ``ringback``; a final NOTIFY
+makes it ``completed`` (2xx) or ``failed``. A final state is never overwritten: the first final
+word stands, so a 100 NOTIFY read after the 200 does not undo the completion. The PBX side's
+moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from referee.audit.record import TransferRecord
+from referee.audit.store import AuditStore
+from referee.events import (
+    BadEvent,
+    Event,
+    Flow,
+    NotifyOutcome,
+    PbxEvent,
+    ReferDecision,
+    ReferResponse,
+    State,
+)
+
+ProxyEvent = ReferDecision | ReferResponse | NotifyOutcome
+
+# The PBX events that say a transfer happened; a record joins at most one of them.
+TRANSFER_EVENTS = frozenset({"BlindTransfer", "AttendedTransfer"})
+
+
+def flow_of(decision: ReferDecision) -> Flow:
+    # A Refer-To with Replaces refused before the policy ran (replaces-unknown) has no dialog in the
+    # decision; its Refer-To still says what was asked.
+    if decision.replaces or "replaces=" in (decision.refer_to or "").lower():
+        return Flow.ATTENDED
+    return Flow.BLIND
+
+
+def refused(record: TransferRecord) -> bool:
+    """Whether the record's REFER was refused: by the proxy, or answered 300 or more downstream."""
+    return any(
+        (isinstance(event, ReferDecision) and not event.allowed)
+        or (isinstance(event, ReferResponse) and event.status >= 300)
+        for event in record.events()
+    )
+
+
+def joined_by_pbx(record: TransferRecord) -> bool:
+    return any(isinstance(event, PbxEvent) and event.name in TRANSFER_EVENTS for event in record.events())
+
+
+class Correlator:
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+
+    # -- the proxy's side -------------------------------------------------------------------
+
+    def proxy(self, event: Event) -> int:
+        """Record one of the proxy's events; the id of the record it went to. :class:`BadEvent` for
+        an event the proxy does not write."""
+        if not isinstance(event, ReferDecision | ReferResponse | NotifyOutcome):
+            raise BadEvent(f"{event.kind} is not one of the proxy's events")
+        with self.store.transaction():
+            transfer_id = self._record_for(event)
+            record = self.store.get(transfer_id)
+            assert record is not None
+            self.store.add_entry(transfer_id, event)
+            if isinstance(event, NotifyOutcome):
+                self._notified(record, event)
+            elif isinstance(event, ReferDecision):
+                self._decided(record, event)
+            elif event.status >= 300 and not record.final:
+                self.store.update(
+                    transfer_id,
+                    state=State.FAILED,
+                    result=f"REFER answered {event.status}",
+                    when=event.time,
+                    cause=event.kind,
+                )
+            return transfer_id
+
+    def _record_for(self, event: ProxyEvent) -> int:
+        refer_cseq = event.refer_cseq if isinstance(event, NotifyOutcome) else event.cseq
+        if refer_cseq is None:
+            found = self.store.find(event.call_id)
+        else:
+            found = self.store.find(event.call_id, str(refer_cseq))
+            if found is None:
+                found = self._opened_by_pbx(event.call_id)
+                if found is not None:
+                    self.store.update(found, refer_cseq=str(refer_cseq), origin="refer", when=event.time)
+        if found is not None:
+            return found
+        decision = event if isinstance(event, ReferDecision) else None
+        return self.store.create(
+            "refer",
+            call_id=event.call_id,
+            refer_cseq=None if refer_cseq is None else str(refer_cseq),
+            flow=None if decision is None else flow_of(decision),
+            parties={"referrer": decision.referrer} if decision is not None and decision.referrer else {},
+            when=event.time,
+            cause=event.kind,
+        )
+
+    def _opened_by_pbx(self, call_id: str) -> int | None:
+        """A record the PBX side opened for this Call-ID that no REFER has claimed yet."""
+        found = self.store.find(call_id)
+        record = None if found is None else self.store.get(found)
+        if record is None or record.refer_cseq is not None or record.origin != "pbx":
+            return None
+        return record.id
+
+    def _notified(self, record: TransferRecord, event: NotifyOutcome) -> None:
+        if event.status is None or record.final:
+            return
+        if event.final:
+            self.store.update(
+                record.id,
+                state=State.COMPLETED if event.status < 300 else State.FAILED,
+                result=f"NOTIFY {event.status} {event.reason}".strip(),
+                when=event.time,
+                cause=f"NOTIFY {event.status}",
+            )
+        elif record.state == State.STARTING:
+            self.store.update(
+                record.id, state=State.RINGBACK, when=event.time, cause=f"NOTIFY {event.status}"
+            )
+
+    def _decided(self, record: TransferRecord, event: ReferDecision) -> None:
+        parties = {"referrer": event.referrer} if event.referrer else {}
+        if event.target:
+            parties["target"] = event.target
+        failed = not event.allowed and not record.final
+        self.store.update(
+            record.id,
+            flow=flow_of(event),
+            parties=parties,
+            state=State.FAILED if failed else None,
+            result=f"rejected {event.status} {event.reason}".strip() if failed else None,
+            when=event.time,
+            cause=event.kind,
+        )
+
+    # -- the PBX's side ---------------------------------------------------------------------
+
+    def pbx_transfer(
+        self, call_ids: Sequence[str], event: PbxEvent, *, flow: str, parties: dict[str, str]
+    ) -> int:
+        """Record a PBX transfer event the orchestrator did not start: in the record of the REFER
+        that asked for it when there is one (see the rules above), else in a new one."""
+        with self.store.transaction():
+            record_id = self._claimable(call_ids)
+            if record_id is None:
+                record_id = self.store.create(
+                    "pbx",
+                    call_id=call_ids[0] if call_ids else None,
+                    flow=flow,
+                    pbx=event.pbx,
+                    parties=parties,
+                    when=event.time,
+                    cause=event.name,
+                )
+            else:
+                self.store.update(record_id, flow=flow, pbx=event.pbx, parties=parties, when=event.time)
+            self.store.add_entry(record_id, event)
+            return record_id
+
+    def _claimable(self, call_ids: Sequence[str]) -> int | None:
+        for call_id in call_ids:
+            found = self.store.find(call_id)
+            record = None if found is None else self.store.get(found)
+            if record is None or record.origin not in ("refer", "pbx"):
+                continue
+            if refused(record) or joined_by_pbx(record):
+                continue
+            return record.id
+        return None
