@@ -48,13 +48,14 @@ async def serve(
     """Run until SIGTERM/SIGINT; SIGHUP reloads the policy. Returns the stopped server."""
     server = FastAgiServer({TRANSFER_GUARD: transfer_guard(source, domain)}, limits)
     bound = await server.start(host, port)
-    if on_listening is not None:
-        on_listening(*bound)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, source.reload)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    # Announced once the signals are ours: a SIGTERM right after "listening" stops it cleanly.
+    if on_listening is not None:
+        on_listening(*bound)
     try:
         await stop.wait()
     finally:
