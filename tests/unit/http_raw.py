@@ -8,9 +8,11 @@ from typing import Any
 
 
 async def exchange(
-    host: str, port: int, raw: bytes, *, close_write: bool = False
+    host: str, port: int, raw: bytes, *, close_write: bool = False, source: str | None = None
 ) -> tuple[int, dict[str, str], Any]:
-    reader, writer = await asyncio.open_connection(host, port)
+    """Send ``raw`` (from the address ``source`` if given) and read the whole answer."""
+    local = None if source is None else (source, 0)
+    reader, writer = await asyncio.open_connection(host, port, local_addr=local)
     writer.write(raw)
     await writer.drain()
     if close_write:

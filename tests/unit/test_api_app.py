@@ -59,6 +59,7 @@ def test_openapi_document_is_served_without_a_token(tmp_path: Path) -> None:
         assert set(body["paths"]) == {
             "/openapi.json",
             "/health",
+            "/ready",
             "/transfers",
             "/transfers/{id}",
             "/transfers/{id}/complete",
@@ -75,7 +76,7 @@ def test_every_other_path_needs_the_token(tmp_path: Path, token: str | None) -> 
         for method, path in [
             ("GET", "/transfers"),
             ("POST", "/transfers"),
-            ("GET", "/health"),
+            ("GET", "/transfers/1"),
             ("POST", "/transfers/1/cancel"),
         ]:
             status, headers, body = await http(method, path, BLIND if method == "POST" else None, token=token)
@@ -111,8 +112,11 @@ def test_blind_transfer_through_the_api(tmp_path: Path) -> None:
         assert status == 200 and [t["id"] for t in listed["transfers"]] == [body["id"]]
         status, _, done = await http("POST", f"/transfers/{body['id']}/complete")
         assert status == 409 and "already completed" in done["error"]
-        status, _, health = await http("GET", "/health")
-        assert health == {"pbxs": {"pbx1": {"connected": True}}, "active_transfers": 0}
+        status, _, health = await http("GET", "/health", token=None)
+        assert (status, health) == (200, {"status": "alive"})
+        status, _, ready = await http("GET", "/ready", token=None)
+        assert status == 200 and ready["ready"] is True
+        assert ready["pbxs"]["pbx1"]["ready"] and ready["pbxs"]["pbx1"]["connected"]
 
     with_api(tmp_path, check)
 
@@ -237,3 +241,37 @@ def test_no_request_gets_a_500(tmp_path: Path) -> None:
         await loop.run_in_executor(None, one)
 
     with_api(tmp_path, check)
+
+
+def test_a_frozen_pbx_is_not_ready_and_comes_back(tmp_path: Path) -> None:
+    """A PBX that keeps its TCP connection but answers nothing (SIGSTOP) is connected, not ready."""
+
+    async def main() -> None:
+        rig = await make_rig(tmp_path, host="127.0.3.6")
+        rig.link.heartbeat = 0.05
+        server = HttpServer(Api(OrchestratorService(rig.orchestrator, rig.store, ready_within=0.5), TOKEN))
+        _, port = await server.start(HOST, 0)
+        http = Client(rig, port)
+        rig.link.start()
+        await rig.link.wait_resynced()
+        try:
+            status, _, ready = await http("GET", "/ready", token=None)
+            assert (status, ready["ready"]) == (200, True)
+            rig.ami.answers["Ping"] = lambda action: ""  # frozen: nothing comes back
+            while (answer := await http("GET", "/ready", token=None))[0] == 200:
+                await asyncio.sleep(0.05)
+            status, headers, ready = answer
+            assert (status, headers["retry-after"]) == (503, "2")
+            pbx = ready["pbxs"]["pbx1"]
+            assert (ready["ready"], pbx["ready"], pbx["connected"]) == (False, False, True)
+            assert pbx["silent_seconds"] >= 0.5
+            del rig.ami.answers["Ping"]  # it wakes up
+            while (await http("GET", "/ready", token=None))[0] == 503:
+                await asyncio.sleep(0.05)
+            assert (await http("GET", "/health", token=None))[:1] == (200,)
+        finally:
+            await server.close()
+            rig.link.close()
+            await rig.ami.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))  # a guard against hanging, not a timed assertion

@@ -142,4 +142,47 @@ def test_connections_beyond_the_limit_get_503() -> None:
         for _, writer in held:
             writer.close()
 
-    with_server(check, max_connections=2)
+    with_server(check, max_connections=2, max_per_address=2)
+
+
+def test_one_address_gets_a_quarter_of_the_connections_by_default() -> None:
+    async def check(port: int, server: HttpServer) -> None:
+        held = [await asyncio.open_connection(HOST, port, local_addr=("127.0.3.30", 0)) for _ in range(2)]
+        while server.open < 2:
+            await asyncio.sleep(0)
+        status, headers, body = await exchange(HOST, port, b"GET / HTTP/1.1\r\n\r\n", source="127.0.3.30")
+        assert status == 503 and "2 connections open from 127.0.3.30" in body["error"]
+        assert headers["retry-after"] == "1"
+        status, _, _ = await exchange(HOST, port, b"GET / HTTP/1.1\r\n\r\n", source="127.0.3.31")
+        assert status == 200
+        for _, writer in held:
+            writer.close()
+
+    with_server(check, max_connections=8)
+
+
+def test_300_slow_clients_from_one_address_never_lock_out_another() -> None:
+    """The starvation the global cap alone allowed: slow clients (a partial request line, then nothing)
+    from one address hold its share of slots; a client from another address is served every time."""
+
+    async def check(port: int, server: HttpServer) -> None:
+        slow = []
+        for _ in range(300):
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=("127.0.3.40", 0))
+            writer.write(b"GET /sl")
+            slow.append((reader, writer))
+        await asyncio.gather(*(w.drain() for _, w in slow))
+        while server.open < 16:  # the slow address holds its whole share
+            await asyncio.sleep(0.01)
+        for number in range(20):
+            status, _, body = await exchange(
+                HOST, port, f"GET /good/{number} HTTP/1.1\r\n\r\n".encode(), source="127.0.3.41"
+            )
+            assert (status, body["path"]) == (200, f"/good/{number}")
+        assert server.open == 16
+        refused = [await r.read() for r, _ in slow[-10:]]  # over the address's share: answered 503
+        assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in refused)
+        for _, writer in slow:
+            writer.close()
+
+    with_server(check, max_connections=64, read_timeout=25)

@@ -147,7 +147,9 @@ def test_only_the_top_level_cli_may_import_the_lab() -> None:
 
 def test_the_api_does_not_reach_into_the_daemon_and_the_wiring_is_on_top() -> None:
     edges = graph(FOUND)
-    assert edges["referee.api"] <= {"referee.events"}  # the rest comes through its TransferService
+    # The rest comes through its TransferService; slots (connection caps) is a leaf, like the core.
+    assert edges["referee.api"] <= {"referee.events", "referee.slots"}
+    assert not edges.get("referee.slots")
     assert {source for source, targets in edges.items() if "referee.service" in targets} == {"referee.cli"}
 
 

@@ -16,7 +16,7 @@ from ami_traces import text
 from orchestrator_fixture import getvar
 
 from referee.api.access import AccessError, parse_api_address, read_or_create_token
-from referee.api.client import call
+from referee.api.client import call, readiness
 from referee.audit import open_store
 from referee.orchestrator.settings import Settings, SettingsError, check, load_file, parse_pbx_url
 from referee.testing.fake_ami import FakeAmi, success
@@ -185,7 +185,7 @@ def test_daemon_and_transfer_cli_end_to_end_then_sigkill(tmp_path: Path) -> None
             assert ready.startswith(f"referee orchestrator: API on http://{HOST}:"), ready
             base = ready.split(" on ")[1].split(",")[0]
             token = token_file.read_text().strip()
-            await until(lambda: call(base, token, "GET", "/health"), lambda h: h["pbxs"]["pbx1"]["connected"])
+            await until(lambda: readiness(base), lambda r: r["pbxs"]["pbx1"]["ready"])
             common = ["--api", base, "--token-file", str(token_file)]
             code, out, err = await run_cli(
                 "transfer", "blind", "--pbx", "pbx1", "--channel", "PJSIP/1002", "--exten", "1003", *common

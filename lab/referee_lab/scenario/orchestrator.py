@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from referee.api.client import ApiError, ApiUnreachable, call
+from referee.api.client import ApiError, ApiUnreachable, call, readiness
 from referee_lab import topology
 
 _API_LINE = re.compile(r"API on (http://\S+),")
@@ -57,7 +57,7 @@ class Orchestrator:
         return self.proc.pid
 
     def ready(self, pbx: str, timeout: float = 20.0) -> None:
-        """Wait for the API line in the log, then for /health to say ``pbx`` is connected."""
+        """Wait for the API line in the log, then for /ready to say ``pbx`` is ready."""
         deadline = time.monotonic() + timeout
         while not self.base:
             if found := _API_LINE.search(self.log.read_text(errors="replace")):
@@ -69,8 +69,7 @@ class Orchestrator:
         self.token = self.token_file.read_text().strip()
         while True:
             with contextlib.suppress(ApiUnreachable, ApiError):
-                health = self.api("GET", "/health", None)
-                if health.get("pbxs", {}).get(pbx, {}).get("connected"):
+                if readiness(self.base).get("pbxs", {}).get(pbx, {}).get("ready"):
                     return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the orchestrator did not connect to {pbx}; see {self.log}")

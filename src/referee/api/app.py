@@ -2,7 +2,8 @@
 
 =======  ============================  =================================================
 GET      /openapi.json                 the OpenAPI document (no token needed)
-GET      /health                       each PBX and whether it is connected
+GET      /health                       liveness: the daemon answers (no token needed)
+GET      /ready                        each PBX heard from lately; 503 when one is not (no token needed)
 GET      /transfers                    audit records, newest first (``limit``, ``state``)
 POST     /transfers                    start one: ``{flow, pbx, channel, exten, context?}``
 GET      /transfers/{id}               one transfer: its live state and its audit record
@@ -10,7 +11,8 @@ POST     /transfers/{id}/complete      complete an attended transfer
 POST     /transfers/{id}/cancel        cancel a transfer
 =======  ============================  =================================================
 
-Every request but ``/openapi.json`` needs ``Authorization: Bearer <token>``.
+Every request but ``/openapi.json``, ``/health`` and ``/ready`` needs ``Authorization: Bearer <token>``
+(those three tell nothing about transfers: a monitor can probe them without the operator's token).
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ class Api:
         if request.path == "/openapi.json":
             self._method(request, "GET")
             return Response(200, document())
-        self._authorize(request)
         if request.path == "/health":
             self._method(request, "GET")
-            return Response(200, self._health())
+            return Response(200, {"status": "alive"})
+        if request.path == "/ready":
+            self._method(request, "GET")
+            return self._ready()
+        self._authorize(request)
         if request.path in ("/transfers", "/transfers/"):
             self._method(request, "GET", "POST")
             if request.method == "GET":
@@ -99,9 +104,12 @@ class Api:
 
     # -- handlers -------------------------------------------------------------------------
 
-    def _health(self) -> dict[str, Any]:
-        pbxs = {name: {"connected": connected} for name, connected in self.service.pbxs().items()}
-        return {"pbxs": pbxs, "active_transfers": self.service.active_count()}
+    def _ready(self) -> Response:
+        pbxs = self.service.readiness()
+        ready = all(pbx["ready"] for pbx in pbxs.values())
+        return Response(
+            200 if ready else 503, {"ready": ready, "pbxs": pbxs}, {} if ready else {"Retry-After": "2"}
+        )
 
     def _list(self, request: Request) -> Response:
         limit_text = request.query.get("limit", ["50"])[-1]

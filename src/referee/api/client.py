@@ -23,7 +23,8 @@ class ApiError(Exception):
 def call(base: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(base.rstrip("/") + path, data=data, method=method)
-    request.add_header("Authorization", f"Bearer {token}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -34,6 +35,16 @@ def call(base: str, token: str, method: str, path: str, body: dict[str, Any] | N
         raise ApiError(exc.code, str(payload.get("error", exc.reason)), payload) from None
     except (urllib.error.URLError, OSError) as exc:
         raise ApiUnreachable(f"cannot reach the orchestrator API at {base}: {exc}") from None
+
+
+def readiness(base: str) -> dict[str, Any]:
+    """``GET /ready``: ``{ready, pbxs: {NAME: {ready, connected, silent_seconds}}}``, ready or not (503)."""
+    try:
+        return call(base, "", "GET", "/ready")
+    except ApiError as exc:
+        if exc.status == 503 and "pbxs" in exc.body:
+            return exc.body
+        raise
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Limits: request line and headers 16 KiB (431), body 64 KiB (413), ``Content-Length`` only
 (chunked bodies get 411), a read timeout per request (408), at most ``max_connections``
-at once (503 for the others). A handler raises :class:`HttpError` for 4xx answers; anything
-else it raises is logged and answered 500 (the API's tests make sure that never happens).
+at once and ``max_per_address`` from one peer address (503 with Retry-After for the others). A handler
+raises :class:`HttpError` for 4xx answers; anything else it raises is logged and answered 500 (the API's
+tests make sure that never happens).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from referee.slots import Slots, peer_address
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +160,27 @@ async def _read_request(reader: asyncio.StreamReader) -> Request:
 
 
 class HttpServer:
-    def __init__(self, handler: Handler, *, read_timeout: float = 10.0, max_connections: int = 64) -> None:
+    """``max_connections`` at once, at most ``max_per_address`` of them from one peer address (a quarter of
+    the total by default), so that one peer holding slow connections never locks the others out."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        read_timeout: float = 10.0,
+        max_connections: int = 64,
+        max_per_address: int | None = None,
+    ) -> None:
         self.handler = handler
         self.read_timeout = read_timeout
-        self.max_connections = max_connections
-        self.open = 0
+        self.slots = Slots.of(max_connections, max_per_address)
         self.server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[object]] = set()
+
+    @property
+    def open(self) -> int:
+        """Connections being served (refused ones are not counted)."""
+        return self.slots.open
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         self.server = await asyncio.start_server(self._connection, host, port, limit=MAX_HEAD)
@@ -179,20 +196,23 @@ class HttpServer:
             await self.server.wait_closed()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.open += 1
+        peer = peer_address(writer.get_extra_info("peername"))
+        refused = self.slots.take(peer)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             response: Response | None
-            if self.open <= self.max_connections:
+            if refused is None:
                 response = await self._respond(reader)
             else:
                 # Take in what the client sent first (briefly): closing on unread data would reset
                 # the connection and lose the answer.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(reader.read(MAX_HEAD), 1.0)
-                response = Response(503, {"error": "too many connections, try again"})
+                response = Response(
+                    503, {"error": f"too many connections ({refused}), try again"}, {"Retry-After": "1"}
+                )
             if response is not None:
                 writer.write(_encode(response))
                 await writer.drain()
@@ -201,7 +221,8 @@ class HttpServer:
         except asyncio.CancelledError:  # the server is closing
             pass
         finally:
-            self.open -= 1
+            if refused is None:
+                self.slots.give(peer)
             if task is not None:
                 self._tasks.discard(task)
             writer.close()

@@ -109,10 +109,18 @@ def document() -> dict[str, Any]:
             },
             "/health": {
                 "get": {
-                    "summary": "PBX connections",
+                    "summary": "liveness: the daemon answers",
+                    "security": [],
+                    "responses": {"200": {"description": '{"status": "alive"}'}},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "readiness: every PBX answered the link's Ping or sent an event lately",
+                    "security": [],
                     "responses": {
-                        "200": {"description": "each PBX and whether it is connected"},
-                        **_errors(401),
+                        "200": {"description": "every PBX ready; per PBX: ready, connected, silent_seconds"},
+                        "503": {"description": "a PBX is not connected, or silent (frozen): the same body"},
                     },
                 }
             },

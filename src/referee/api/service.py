@@ -26,11 +26,10 @@ class ServiceError(Exception):
 
 
 class TransferService(Protocol):
-    def pbxs(self) -> dict[str, bool]:
-        """Each PBX by name, and whether it is connected (and resynchronised)."""
+    def readiness(self) -> dict[str, Json]:
+        """Each PBX by name: ``ready`` (connected, resynchronised and heard from within the last few
+        seconds), ``connected``, and ``silent_seconds`` since it last answered or sent anything."""
         ...
-
-    def active_count(self) -> int: ...
 
     def records(self, *, limit: int, state: State | None) -> list[Json]:
         """Audit records, newest first, without their entries."""

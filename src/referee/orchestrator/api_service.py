@@ -10,17 +10,28 @@ from referee.events import Flow, State
 from referee.orchestrator.operations import DEFAULT_CONTEXT, OperationError, Orchestrator
 from referee.orchestrator.transfer import Transfer
 
+# A PBX is ready while it answered the link's Ping (every 2 s) or sent an event within this many seconds.
+READY_WITHIN = 5.0
+
 
 class OrchestratorService:
-    def __init__(self, orchestrator: Orchestrator, store: AuditStore) -> None:
+    def __init__(
+        self, orchestrator: Orchestrator, store: AuditStore, *, ready_within: float = READY_WITHIN
+    ) -> None:
         self.orchestrator = orchestrator
         self.store = store
+        self.ready_within = ready_within
 
-    def pbxs(self) -> dict[str, bool]:
-        return {name: link.ready for name, link in self.orchestrator.links.items()}
-
-    def active_count(self) -> int:
-        return len(self.orchestrator.active())
+    def readiness(self) -> dict[str, Json]:
+        out: dict[str, Json] = {}
+        for name, link in self.orchestrator.links.items():
+            silence = link.silence()
+            out[name] = {
+                "ready": link.heard_within(self.ready_within),
+                "connected": link.ready,
+                "silent_seconds": None if silence is None else round(silence, 1),
+            }
+        return out
 
     def records(self, *, limit: int, state: State | None) -> list[Json]:
         states = None if state is None else str(state)

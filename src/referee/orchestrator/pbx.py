@@ -72,11 +72,14 @@ class PbxLink:
         action_timeout: float = 10.0,
         reconnect_timeout: int = 2,
         ping_delay: int = 10,
+        heartbeat: float = 2.0,
     ) -> None:
         self.config = config
         self.tracker = tracker
         self.action_timeout = action_timeout
+        self.heartbeat = heartbeat
         self.ready = False
+        self.last_heard: float | None = None  # monotonic time the PBX last sent anything
         self.resyncs = 0
         self._replay: list[AmiMessage] | None = None  # events seen while a resync runs
         self._resynced = asyncio.Condition()
@@ -102,6 +105,40 @@ class PbxLink:
 
     def start(self) -> None:
         self.manager.connect()
+        self._spawn(self._beat())
+
+    def heard_within(self, seconds: float) -> bool:
+        """Whether the link is ready and the PBX answered or sent something in the last ``seconds``: a PBX
+        frozen (SIGSTOP, a hung process) keeps its TCP connection up but says nothing."""
+        heard = self.last_heard
+        return self.ready and heard is not None and asyncio.get_running_loop().time() - heard <= seconds
+
+    def silence(self) -> float | None:
+        """Seconds since the PBX last sent anything; None before it ever did."""
+        heard = self.last_heard
+        return None if heard is None else asyncio.get_running_loop().time() - heard
+
+    def _heard(self) -> None:
+        self.last_heard = asyncio.get_running_loop().time()
+
+    async def _beat(self) -> None:
+        """An AMI Ping every ``heartbeat`` seconds while ready: its answer is what /ready reads."""
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self.ready:
+                continue
+            try:
+                answer = await asyncio.wait_for(
+                    self.manager.send_action({"Action": "Ping"}, as_list=False), self.heartbeat * 2
+                )
+            except TimeoutError:
+                log.warning("AMI %s: no answer to Ping within %g s", self.name, self.heartbeat * 2)
+                continue
+            except Exception as exc:  # a lost connection: panoramisk reconnects, _on_disconnect says so
+                log.info("AMI %s: Ping failed: %s", self.name, exc)
+                continue
+            if normalize(answer).get("Response") == "Success":
+                self._heard()
 
     def close(self) -> None:
         self.ready = False
@@ -128,6 +165,7 @@ class PbxLink:
         self.ready = False
 
     def _on_event(self, manager: Manager, message: Mapping[str, Any]) -> None:
+        self._heard()
         event = normalize(message)
         if self._replay is not None:
             self._replay.append(event)
@@ -187,6 +225,7 @@ class PbxLink:
             if channel.is_pjsip and channel.call_id is None:
                 await self._fetch_call_id(channel.uniqueid, channel.name)
         self.ready = True
+        self._heard()
         async with self._resynced:
             self.resyncs += 1
             self._resynced.notify_all()
