@@ -28,7 +28,7 @@ def test_allowed_refer_is_rewritten_and_relayed(tmp_path: Path) -> None:
     assert fake.on_reply == "ksr_onreply_refer"
     (event,) = events(tmp_path)
     assert event["event"] == "refer.decision"
-    assert (event["call_id"], event["cseq"], event["from"]) == ("call-1@test", "1", "sip:1002@lab.test")
+    assert (event["call_id"], event["cseq"], event["from"]) == ("call-1@test", 1, "sip:1002@lab.test")
     assert event["decision"]["allowed"] is True
     assert event["forwarded_refer_to"] == "<sip:1003@127.0.1.20:5060>"
 
@@ -290,4 +290,4 @@ def test_notify_event_id_names_the_refer(tmp_path: Path) -> None:
     fake.request(notify("SIP/2.0 180 Ringing\r\n", event="refer;id=7"), src_ip=PBX1)
     handler.ksr_request_route(None)
     (event,) = events(tmp_path)
-    assert (event["refer_cseq"], event["status"], event["final"]) == ("7", 180, False)
+    assert (event["refer_cseq"], event["status"], event["final"]) == (7, 180, False)
