@@ -5,8 +5,9 @@ native kamailio.cfg through app_python3's ``python_exec``::
 
     if (is_method("REFER")) {
         if (python_exec("route_refer") < 0) exit;   # answered: rejected or bad input
-        t_on_reply("...");                          # allowed: Refer-To rewritten, relay it
+        t_relay();                                  # allowed: Refer-To rewritten
     }
+    onreply_route[ksr_onreply_refer] { python_exec("ksr_onreply_refer"); }
 
 with ``mod_init`` returning :func:`make_refer_check`'s object (it has ``route_refer`` and
 ``ksr_onreply_refer``). This module translates, the policy decides.
