@@ -297,37 +297,28 @@ def test_notify_event_id_names_the_refer(tmp_path: Path) -> None:
 # --- transfer depth ---------------------------------------------------------------------------
 
 
+def replacing(fake: FakeKSR, handler: object, call_id: str, frm: str, replaces: str, src: str) -> None:
+    """An INVITE to 1003 replacing dialog ``replaces``."""
+    invite = request(
+        "INVITE", call_id=call_id, frm=frm, to="<sip:1003@lab.test>", headers=[f"Replaces: {replaces}"]
+    )
+    fake.request(invite, src_ip=src)
+    handler.ksr_request_route(None)  # type: ignore[attr-defined]
+
+
 def test_dialog_made_by_a_transfer_carries_its_depth_to_the_policy(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
     defines(tmp_path)
     policy.write_text(policy.read_text().replace("max_depth = 3", "max_depth = 1"))
     fake, handler = make(tmp_path)
     call_on_pbx2(fake, handler)  # d1: an ordinary call, depth 0
-    fake.request(
-        request(
-            "INVITE",
-            call_id="a1",
-            frm="<sip:1001@lab.test>;tag=aft",
-            to="<sip:1003@lab.test>",
-            headers=["Replaces: d1;to-tag=pbx2tag;from-tag=dft"],
-        ),
-        src_ip="127.0.1.31",
+    replacing(
+        fake, handler, "a1", "<sip:1001@lab.test>;tag=aft", "d1;to-tag=pbx2tag;from-tag=dft", "127.0.1.31"
     )
-    handler.ksr_request_route(None)
     a1 = handler.dialogs.get("a1")
     assert a1 is not None and a1.depth == 1  # the attended transfer of d1
     handler.dialogs.set_to_tag("a1", "att")
-    fake.request(
-        request(
-            "INVITE",
-            call_id="a2",
-            frm="<sip:2001@lab.test>;tag=x",
-            to="<sip:1003@lab.test>",
-            headers=["Replaces: a1;to-tag=att;from-tag=aft"],
-        ),
-        src_ip="127.0.1.34",
-    )
-    handler.ksr_request_route(None)
+    replacing(fake, handler, "a2", "<sip:2001@lab.test>;tag=x", "a1;to-tag=att;from-tag=aft", "127.0.1.34")
     a2 = handler.dialogs.get("a2")
     assert a2 is not None and a2.depth == 2  # a transfer of a transfer
     # A REFER inside a1 (depth 1) passes max_depth 1; inside a2 (depth 2) it does not.

@@ -36,16 +36,22 @@ def write(path: Path, text: str, mtime: int) -> None:
     os.utime(path, ns=(mtime, mtime))  # distinct mtimes whatever the file system's clock tick
 
 
+def first_version(tmp_path: Path) -> tuple[Path, str]:
+    """The test policy file, written at t=1 s; and its text."""
+    path = tmp_path / "policy.toml"
+    defines(tmp_path)
+    first = path.read_text()
+    write(path, first, 1_000_000_000)
+    return path, first
+
+
 def reason(path: Path, holder: PolicyHolder) -> str:
     assert holder.policy is not None
     return holder.policy.decide(PREMIUM, referrer="sip:1002@lab.test").reason
 
 
 def test_worker_that_missed_the_good_version_takes_it_when_the_file_turns_bad(tmp_path: Path) -> None:
-    path = tmp_path / "policy.toml"
-    defines(tmp_path)
-    first = path.read_text()
-    write(path, first, 1_000_000_000)
+    path, first = first_version(tmp_path)
     clock, shared = Clock(), Slot()
     logs: list[str] = []
     seen, missed = (
@@ -67,10 +73,7 @@ def test_worker_that_missed_the_good_version_takes_it_when_the_file_turns_bad(tm
 
 
 def test_worker_converges_when_the_good_version_is_published_after_it_looked(tmp_path: Path) -> None:
-    path = tmp_path / "policy.toml"
-    defines(tmp_path)
-    first = path.read_text()
-    write(path, first, 1_000_000_000)
+    path, first = first_version(tmp_path)
     clock, shared = Clock(), Slot()
     missed = PolicyHolder(str(path), parse_policy, lambda text, level: None, clock=clock, shared=shared)
     second = first.replace('"premium-rate (09)"', '"second"')
