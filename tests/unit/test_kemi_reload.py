@@ -89,22 +89,30 @@ def test_worker_converges_when_the_good_version_is_published_after_it_looked(tmp
 
 
 def test_older_published_copy_neither_replaces_nor_overwrites_a_newer_one(tmp_path: Path) -> None:
-    path = tmp_path / "policy.toml"
-    defines(tmp_path)
-    first = path.read_text()
-    write(path, first.replace('"premium-rate (09)"', '"newest"'), 5_000_000_000)
-    shared = Slot()
+    path, first = first_version(tmp_path)
+    shared, clock = Slot(), Clock()
     older = PolicyText.of(first.encode(), 1_000_000_000)
     shared.set(older.encode())
-    clock = Clock()
     holder = PolicyHolder(str(path), parse_policy, lambda text, level: None, clock=clock, shared=shared)
+    write(path, first.replace('"premium-rate (09)"', '"newest"'), 5_000_000_000)
+    clock.now = 1.5
+    holder.check()
     decoded = PolicyText.decode(shared.get())
     assert decoded is not None and decoded.mtime_ns == 5_000_000_000  # the newer file was published
     shared.set(older.encode())  # a slow worker publishes the old version after all
     write(path, "[bad", 6_000_000_000)
-    clock.now = 1.5
+    clock.now = 3.0
     holder.check()
     assert reason(path, holder).endswith("newest")
+    assert holder.version is not None
+    assert not older.newer_than(holder.version)  # so a slow worker's _publish leaves a newer copy
+
+
+def test_first_load_before_the_fork_touches_no_shared_memory(tmp_path: Path) -> None:
+    path, _ = first_version(tmp_path)
+    shared = Slot()
+    holder = PolicyHolder(str(path), parse_policy, lambda text, level: None, shared=shared)
+    assert holder.policy is not None and shared.get() is None
 
 
 def test_published_copy_round_trips_and_foreign_values_are_ignored() -> None:

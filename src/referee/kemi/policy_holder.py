@@ -95,13 +95,16 @@ class PolicyHolder:
         self._log = log
         self._interval = interval
         self._clock = clock
-        self._shared = shared
+        self._shared: SharedSlot | None = None
         self._stamp: Stamp | None = None
         self._next_check = 0.0
         self.policy: Policy | None = None
         self.version: PolicyText | None = None  # the text self.policy was compiled from
         self.error: str | None = None  # why the file on disk could not be used
+        # The first load runs in mod_init, before the workers fork: they all start with it,
+        # so it need not be published (and shared memory is not touched outside a worker).
         self.check(force=True)
+        self._shared = shared
 
     def _stat(self) -> Stamp | None:
         try:
@@ -159,20 +162,23 @@ class PolicyHolder:
     def _publish(self, version: PolicyText) -> None:
         if self._shared is None:
             return
-        published = PolicyText.decode(self._shared.get())
-        if published is None or version.newer_than(published):
-            self._shared.set(version.encode())
+        try:
+            published = PolicyText.decode(self._shared.get())
+            if published is None or version.newer_than(published):
+                self._shared.set(version.encode())
+        except Exception as exc:  # sharing is a convergence aid: it must never stop a decision
+            self._log(f"referee: cannot publish policy {self.path} to the other workers ({exc})", "warn")
 
     def _take_shared(self) -> bool:
         """Take the published good version if it is newer than ours; whether we did."""
         if self._shared is None:
             return False
-        published = PolicyText.decode(self._shared.get())
-        if published is None or not published.newer_than(self.version):
-            return False
         try:
+            published = PolicyText.decode(self._shared.get())
+            if published is None or not published.newer_than(self.version):
+                return False
             policy = self._parse(published.text, self.path)
-        except Exception:  # published by another referee version that compiles it differently
+        except Exception:  # unreadable shared memory, or a copy this version cannot compile
             return False
         self.policy, self.version = policy, published
         return True
