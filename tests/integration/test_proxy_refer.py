@@ -32,7 +32,7 @@ def test_allowed_refer_reaches_pbx_with_rewritten_refer_to(kamailio: Kamailio, t
     (event,) = [e for e in events if e["event"] == "refer.decision"]
     assert event["decision"]["allowed"] is True
     assert event["forwarded_refer_to"] == "<sip:1003@127.0.1.20:5060>"
-    assert event["cseq"] == "1"
+    assert event["cseq"] == 1
     (answer,) = [e for e in events if e["event"] == "refer.response"]
     assert answer["status"] == 202
     assert answer["call_id"] == event["call_id"]
@@ -126,7 +126,7 @@ def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio,
     events = kamailio.wait_events(4)
     (decision,) = [e for e in events if e["event"] == "refer.decision"]
     outcomes = [e for e in events if e["event"] == "refer.outcome"]
-    assert decision["cseq"] == "2"
+    assert decision["cseq"] == 2
     assert [(o["status"], o["final"]) for o in outcomes] == [(100, False), (200, True)]
     assert {o["call_id"] for o in outcomes} == {decision["call_id"]}
     assert outcomes[-1]["subscription_state"].startswith("terminated")

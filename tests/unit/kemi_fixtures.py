@@ -6,13 +6,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from referee.kemi import Referee, make_handler
+from referee.kemi import ReferenceProxy, make_handler
 from referee.testing.fake_ksr import FakeKSR
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "tests" / "integration" / "policy.toml"
 PBX1 = "127.0.1.20"
 PBX2 = "127.0.1.21"
+
+
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def defines(tmp: Path) -> dict[str, str]:
@@ -29,7 +39,7 @@ def defines(tmp: Path) -> dict[str, str]:
     }
 
 
-def make(tmp: Path) -> tuple[FakeKSR, Referee]:
+def make(tmp: Path) -> tuple[FakeKSR, ReferenceProxy]:
     fake = FakeKSR(defines=defines(tmp))
     return fake, make_handler(fake)
 

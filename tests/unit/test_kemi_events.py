@@ -5,46 +5,59 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kemi_fixtures import make, refer
+from kemi_fixtures import Clock, make, refer
 
+from referee import events
+from referee.events import NotifyOutcome, ReferResponse
 from referee.kemi import DialogRecord, DialogStore, EventLog
 from referee.testing.fake_ksr import FakeKSR
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def lines(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def response(cseq: int) -> ReferResponse:
+    return ReferResponse(1.0, "c1", cseq, 202)
+
+
 def test_events_are_one_json_object_per_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     log = EventLog(str(path), clock=lambda: 12.5)
-    log.write({"event": "refer.decision", "call_id": "c1", "refer_to": "<sip:caf\u00e9@x>"})
-    log.write({"event": "refer.outcome", "call_id": "c1", "status": 200})
+    log.write(ReferResponse(log.now(), "c1", 2, 202))
+    log.write(NotifyOutcome(log.now(), "c1", 3, 2, status=200, reason="Caf\u00e9 OK"))
     assert lines(path) == [
-        {"time": 12.5, "event": "refer.decision", "call_id": "c1", "refer_to": "<sip:caf\u00e9@x>"},
-        {"time": 12.5, "event": "refer.outcome", "call_id": "c1", "status": 200},
+        {"time": 12.5, "event": "refer.response", "call_id": "c1", "cseq": 2, "status": 202},
+        {
+            "time": 12.5,
+            "event": "refer.outcome",
+            "call_id": "c1",
+            "cseq": 3,
+            "refer_cseq": 2,
+            "subscription_state": "",
+            "status": 200,
+            "reason": "Caf\u00e9 OK",
+            "final": True,
+        },
+    ]
+    # The same lines referee.events reads back: no other module writes an event's keys.
+    assert [events.from_json(line) for line in path.read_text().splitlines()] == [
+        ReferResponse(12.5, "c1", 2, 202),
+        NotifyOutcome(12.5, "c1", 3, 2, status=200, reason="Caf\u00e9 OK"),
     ]
 
 
 def test_event_file_rotation_is_followed(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
-    mono = Clock()
+    mono = Clock(100.0)
     log = EventLog(str(path), monotonic=mono)
-    log.write({"n": 1})
+    log.write(response(1))
     path.rename(tmp_path / "events.jsonl.1")  # logrotate
-    log.write({"n": 2})  # within the second: still the old (renamed) file
+    log.write(response(2))  # within the second: still the old (renamed) file
     mono.now += 1.5
-    log.write({"n": 3})
-    assert [e["n"] for e in lines(tmp_path / "events.jsonl.1")] == [1, 2]
-    assert [e["n"] for e in lines(path)] == [3]
+    log.write(response(3))
+    assert [e["cseq"] for e in lines(tmp_path / "events.jsonl.1")] == [1, 2]
+    assert [e["cseq"] for e in lines(path)] == [3]
 
 
 def test_dialog_store_round_trip_and_tags_in_either_order() -> None:
@@ -74,15 +87,15 @@ def test_dialog_store_ignores_foreign_values() -> None:
 
 def test_unwritable_event_file_loses_events_not_decisions(tmp_path: Path) -> None:
     errors: list[str] = []
-    mono = Clock()
+    mono = Clock(100.0)
     log = EventLog(str(tmp_path / "no-such-dir" / "events.jsonl"), monotonic=mono, on_error=errors.append)
-    log.write({"n": 1})
-    log.write({"n": 2})
+    log.write(response(1))
+    log.write(response(2))
     assert log.lost == 2
     assert len(errors) == 1  # reported at most every 10 s
     assert "cannot write events" in errors[0]
     mono.now += 11
-    log.write({"n": 3})
+    log.write(response(3))
     assert len(errors) == 2
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kemi_fixtures import PBX1, PBX2, events, make, refer, request
+from kemi_fixtures import PBX1, PBX2, defines, events, make, refer, request
 
+from referee.kemi import make_refer_check
 from referee.testing.fake_ksr import FakeKSR
 
 
@@ -28,7 +29,7 @@ def test_allowed_refer_is_rewritten_and_relayed(tmp_path: Path) -> None:
     assert fake.on_reply == "ksr_onreply_refer"
     (event,) = events(tmp_path)
     assert event["event"] == "refer.decision"
-    assert (event["call_id"], event["cseq"], event["from"]) == ("call-1@test", "1", "sip:1002@lab.test")
+    assert (event["call_id"], event["cseq"], event["from"]) == ("call-1@test", 1, "sip:1002@lab.test")
     assert event["decision"]["allowed"] is True
     assert event["forwarded_refer_to"] == "<sip:1003@127.0.1.20:5060>"
 
@@ -290,4 +291,101 @@ def test_notify_event_id_names_the_refer(tmp_path: Path) -> None:
     fake.request(notify("SIP/2.0 180 Ringing\r\n", event="refer;id=7"), src_ip=PBX1)
     handler.ksr_request_route(None)
     (event,) = events(tmp_path)
-    assert (event["refer_cseq"], event["status"], event["final"]) == ("7", 180, False)
+    assert (event["refer_cseq"], event["status"], event["final"]) == (7, 180, False)
+
+
+# --- transfer depth ---------------------------------------------------------------------------
+
+
+def replacing(fake: FakeKSR, handler: object, call_id: str, frm: str, replaces: str, src: str) -> None:
+    """An INVITE to 1003 replacing dialog ``replaces``."""
+    invite = request(
+        "INVITE", call_id=call_id, frm=frm, to="<sip:1003@lab.test>", headers=[f"Replaces: {replaces}"]
+    )
+    fake.request(invite, src_ip=src)
+    handler.ksr_request_route(None)  # type: ignore[attr-defined]
+
+
+def test_dialog_made_by_a_transfer_carries_its_depth_to_the_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    defines(tmp_path)
+    policy.write_text(policy.read_text().replace("max_depth = 3", "max_depth = 1"))
+    fake, handler = make(tmp_path)
+    call_on_pbx2(fake, handler)  # d1: an ordinary call, depth 0
+    replacing(
+        fake, handler, "a1", "<sip:1001@lab.test>;tag=aft", "d1;to-tag=pbx2tag;from-tag=dft", "127.0.1.31"
+    )
+    a1 = handler.dialogs.get("a1")
+    assert a1 is not None and a1.depth == 1  # the attended transfer of d1
+    handler.dialogs.set_to_tag("a1", "att")
+    replacing(fake, handler, "a2", "<sip:2001@lab.test>;tag=x", "a1;to-tag=att;from-tag=aft", "127.0.1.34")
+    a2 = handler.dialogs.get("a2")
+    assert a2 is not None and a2.depth == 2  # a transfer of a transfer
+    # A REFER inside a1 (depth 1) passes max_depth 1; inside a2 (depth 2) it does not.
+    in_dialog = dict(to="<sip:1003@lab.test>;tag=t", route=True, cseq=3)
+    fake.request(refer("<sip:1002@lab.test>", call_id="a1", **in_dialog), src_ip="127.0.1.31")
+    handler.ksr_request_route(None)
+    assert fake.replies == [] and len(fake.relays) == 1
+    fake.request(refer("<sip:1002@lab.test>", call_id="a2", **in_dialog), src_ip="127.0.1.34")
+    handler.ksr_request_route(None)
+    assert fake.replies == [(482, "Transfer depth 2 exceeds 1")]
+    assert events(tmp_path)[-1]["decision"]["rule"] == "depth"
+
+
+def test_invite_with_referred_by_starts_at_depth_one(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    fake.request(
+        request(
+            "INVITE",
+            call_id="t1",
+            frm="<sip:1001@lab.test>;tag=a",
+            headers=["Referred-By: <sip:1002@lab.test>"],
+        )
+    )
+    handler.ksr_request_route(None)
+    fake.request(request("INVITE", call_id="t2", frm="<sip:1001@lab.test>;tag=b"))
+    handler.ksr_request_route(None)
+    t1, t2 = handler.dialogs.get("t1"), handler.dialogs.get("t2")
+    assert t1 is not None and t1.depth == 1
+    assert t2 is not None and t2.depth == 0
+
+
+# --- a native kamailio.cfg: python_exec("route_refer"), python_exec("route_notify") ----------------
+
+
+def test_refer_check_alone_for_python_exec(tmp_path: Path) -> None:
+    fake = FakeKSR(defines=defines(tmp_path))
+    check = make_refer_check(fake)
+    fake.request(refer("<sip:1003@lab.test>"))
+    assert check.route_refer(None) == 1  # allowed: the cfg relays it
+    assert fake.replies == [] and fake.relays == []
+    assert fake.applied_headers().count(("Refer-To", "<sip:1003@127.0.1.20:5060>")) == 1
+    assert fake.on_reply == "ksr_onreply_refer"
+    fake.request(refer("<sip:09001234567@lab.test>", call_id="c2"))
+    assert check.route_refer(None) == -1  # answered: the cfg exits
+    assert fake.replies == [(403, "Transfer to +449001234567 denied: premium-rate (09)")]
+    fake.reply(
+        "SIP/2.0 202 Accepted\r\nVia: SIP/2.0/UDP 127.0.1.32\r\nFrom: <sip:1002@lab.test>;tag=ft1\r\n"
+        "To: <sip:1001@lab.test>;tag=x\r\nCall-ID: call-1@test\r\nCSeq: 1 REFER\r\n\r\n"
+    )
+    assert check.ksr_onreply_refer(None) == 1
+    assert [(e["event"], e["decision"]["allowed"]) for e in events(tmp_path)[:2]] == [
+        ("refer.decision", True),
+        ("refer.decision", False),
+    ]
+    assert events(tmp_path)[2] == {
+        "time": events(tmp_path)[2]["time"],
+        "event": "refer.response",
+        "call_id": "call-1@test",
+        "cseq": 1,
+        "status": 202,
+    }
+
+
+def test_notify_capture_for_python_exec(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    fake.request(notify("SIP/2.0 200 OK\r\n", event="refer;id=4"), src_ip=PBX1)
+    assert handler.notifies.route_notify(None) == 1
+    assert fake.relays == []  # the cfg relays it
+    (event,) = events(tmp_path)
+    assert (event["refer_cseq"], event["status"], event["final"]) == (4, 200, True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kemi_fixtures import PBX1, PBX2, defines, events, make, refer, request
+from kemi_fixtures import PBX1, PBX2, Clock, defines, events, make, refer, request
 
 from referee.kemi import PolicyHolder, Settings
-from referee.policy import Policy, load_policy
+from referee.policy import Policy, parse_policy
 
 
 def test_mod_init_object_has_every_callback_app_python3_calls(tmp_path: Path) -> None:
@@ -192,20 +192,14 @@ def test_settings_errors_name_the_define(tmp_path: Path, name: str, value: str, 
 # --- policy reload ---------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_policy_holder_reloads_on_change_and_keeps_old_on_error(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     defines(tmp_path)
     logs: list[tuple[str, str]] = []
     clock = Clock()
-    holder = PolicyHolder(str(path), load_policy, lambda text, level: logs.append((level, text)), clock=clock)
+    holder = PolicyHolder(
+        str(path), parse_policy, lambda text, level: logs.append((level, text)), clock=clock
+    )
     first = holder.policy
     assert isinstance(first, Policy)
 
@@ -230,7 +224,7 @@ def test_policy_holder_reloads_on_change_and_keeps_old_on_error(tmp_path: Path) 
 
 def test_policy_holder_without_policy_reports_failure(tmp_path: Path) -> None:
     logs: list[str] = []
-    holder = PolicyHolder(str(tmp_path / "missing.toml"), load_policy, lambda text, level: logs.append(text))
+    holder = PolicyHolder(str(tmp_path / "missing.toml"), parse_policy, lambda text, level: logs.append(text))
     assert holder.policy is None
     assert "fails closed" in logs[0]
 

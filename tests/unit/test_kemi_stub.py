@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from referee import kemi_types
+from referee.kemi import ksr
 from referee.testing.fake_ksr import FakeKSR
 
 API = Path(__file__).with_name("data") / "kemi_api_5.6.txt"
@@ -31,7 +31,7 @@ def exported() -> dict[str, int]:
 
 def stubbed() -> dict[str, int]:
     functions = {}
-    for prop_name, prop in inspect.getmembers(kemi_types.KSR):
+    for prop_name, prop in inspect.getmembers(ksr.KSR):
         if isinstance(prop, property):
             module = inspect.get_annotations(prop.fget, eval_str=True)["return"]  # type: ignore[arg-type]
             for name, func in inspect.getmembers(module, inspect.isfunction):
@@ -55,7 +55,7 @@ def test_stub_function_exists_in_kamailio(name: str) -> None:
 
 
 def test_stub_covers_what_the_adapter_calls() -> None:
-    package = Path(kemi_types.__file__).parent / "kemi"
+    package = Path(ksr.__file__).parent
     source = "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
     assert "self.k." in source  # the adapter is where we think it is
     called = set(re.findall(r"\bk\.(\w+(?:\.\w+)?)\(", source)) | set(

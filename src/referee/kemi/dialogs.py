@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from referee.kemi_types import KSR
+    from referee.kemi.ksr import KSR
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,9 @@ class DialogRecord:
     to_tag: str
     from_user: str
     to_user: str
+    # Transfers the proxy saw lead to this dialog: an INVITE with Replaces makes the replaced
+    # dialog's depth + 1; one with Referred-By (RFC 3892: sent because of a REFER) at least 1.
+    depth: int = 0
 
     def has_tags(self, tag_a: str, tag_b: str) -> bool:
         """Whether the two tags are this dialog's, in either order."""
@@ -43,13 +46,15 @@ class DialogStore:
             return None
 
     def put(self, record: DialogRecord) -> None:
-        data = {
+        data: dict[str, str | int] = {
             "pbx": record.pbx,
             "from_tag": record.from_tag,
             "to_tag": record.to_tag,
             "from_user": record.from_user,
             "to_user": record.to_user,
         }
+        if record.depth:
+            data["depth"] = record.depth
         self._k.htable.sht_sets(self.table, record.call_id, json.dumps(data, separators=(",", ":")))
 
     def set_to_tag(self, call_id: str, to_tag: str) -> None:

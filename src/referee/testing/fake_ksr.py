@@ -10,7 +10,9 @@ handler, then look at what it did:
 * ``pv_sets``: values written with ``pv.sets``/``pv.seti``;
 * ``log``: ``(level, text)`` of every log call;
 * ``tables``: the htables (kept across messages, like Kamailio's shared memory);
-* ``locations``: the registrar's user -> contact map (kept across messages).
+* ``locations``: the registrar's user -> contact map (kept across messages);
+* ``shv``: ``$shv(name)`` shared variables (kept across messages). Two fakes given the same
+  dict stand for two worker processes of one Kamailio.
 
 Like Kamailio, ``hdr.remove``/``hdr.append`` only queue changes ("lumps"): ``hdr.get``
 still sees the original message until ``textopsx.msg_apply_changes`` runs; a relay always
@@ -31,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from referee.kemi_types import KSR as KSRProtocol
+    from referee.kemi.ksr import KSR as KSRProtocol
 
 XVal = str | int | None
 
@@ -183,6 +185,8 @@ class _Pv(_Sub):
         f = self.f
         if spec in f.pvs:
             return f.pvs[spec]
+        if spec.startswith("$shv("):
+            return f.shv.get(spec[5:-1])
         match = re.fullmatch(r"\$(hdrc|hdr)\((.+)\)", spec)
         if match:
             values = f.msg.all(match.group(2))
@@ -207,12 +211,18 @@ class _Pv(_Sub):
         return "" if value is None else str(value)
 
     def sets(self, spec: str, value: str) -> bool:
-        self.f.pvs[spec] = value
+        if spec.startswith("$shv("):
+            self.f.shv[spec[5:-1]] = value
+        else:
+            self.f.pvs[spec] = value
         self.f.pv_sets[spec] = value
         return True
 
     def seti(self, spec: str, value: int) -> bool:
-        self.f.pvs[spec] = value
+        if spec.startswith("$shv("):
+            self.f.shv[spec[5:-1]] = value
+        else:
+            self.f.pvs[spec] = value
         self.f.pv_sets[spec] = value
         return True
 
@@ -419,6 +429,7 @@ class FakeKSR:
     log: list[tuple[str, str]] = field(default_factory=list)
     pike_limit: int = 1000
     pike_counts: dict[str, int] = field(default_factory=dict)
+    shv: dict[str, XVal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.hdr = _Hdr(self)

@@ -1,19 +1,22 @@
-"""The proxy's JSON-lines event file: one decision per REFER, one outcome per NOTIFY."""
+"""The proxy's JSON-lines event file: one decision per REFER, one outcome per NOTIFY.
+
+The lines are :func:`referee.events.to_json` of the typed events; this module only appends them.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+
+from referee import events
 
 
 class EventLog:
-    """Appends one JSON object per line. O_APPEND writes of one line are not interleaved.
+    """Appends one event per line. O_APPEND writes of one line are not interleaved.
 
     The file stays open between events; at most once a second it is checked to have been
-    rotated or removed, and then reopened.
+    rotated or removed, and then reopened. ``now()`` is the time the events are stamped with.
     """
 
     def __init__(
@@ -24,7 +27,7 @@ class EventLog:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
-        self._clock = clock
+        self.now = clock
         self._monotonic = monotonic
         self._on_error = on_error
         self._fd: int | None = None
@@ -32,7 +35,6 @@ class EventLog:
         self._next_check = 0.0
         self._next_error = 0.0
         self.lost = 0  # events that could not be written
-        self._encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
     def _open(self) -> int:
         now = self._monotonic()
@@ -51,12 +53,11 @@ class EventLog:
             self._inode = os.fstat(self._fd).st_ino
         return self._fd
 
-    def write(self, event: dict[str, Any]) -> None:
+    def write(self, event: events.Event) -> None:
         """Append one event. A file that cannot be written loses the event, never the decision:
         the error is reported (at most every 10 s) and the caller goes on."""
-        record = {"time": self._clock(), **event}
         try:
-            os.write(self._open(), (self._encode(record) + "\n").encode())
+            os.write(self._open(), (events.to_json(event) + "\n").encode("utf-8", "replace"))
         except OSError as exc:
             self.lost += 1
             if self._fd is not None:

@@ -1,0 +1,230 @@
+"""The REFER check: given a KSR, decide with referee.policy, rewrite or reply, write the event.
+
+Any KEMI script can use it (:class:`referee.kemi.routing.ReferenceProxy` does), and so can a
+native kamailio.cfg through app_python3's ``python_exec``::
+
+    if (is_method("REFER")) {
+        if (python_exec("route_refer") < 0) exit;   # answered: rejected or bad input
+        t_relay();                                  # allowed: Refer-To rewritten
+    }
+    onreply_route[ksr_onreply_refer] { python_exec("ksr_onreply_refer"); }
+
+with ``mod_init`` returning :func:`make_refer_check`'s object (it has ``route_refer`` and
+``ksr_onreply_refer``). This module translates, the policy decides.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from referee import sip
+from referee.events import ReferDecision, ReferResponse
+from referee.kemi.dialogs import DialogRecord, DialogStore
+from referee.kemi.event_log import EventLog
+from referee.kemi.message import log, number, single_header, text, user_of
+from referee.kemi.policy_holder import PolicyHolder, PvSlot
+from referee.kemi.settings import BadRequest, Settings
+from referee.policy import Decision, Dialog, parse_policy
+
+if TYPE_CHECKING:
+    from referee.kemi.ksr import KSR
+
+# Shared variable an operator bumps to make every worker re-read the policy now.
+RELOAD_PV = "$shv(referee_reload)"
+# Shared variable holding the last good policy file a worker loaded (see policy_holder).
+POLICY_PV = "$shv(referee_policy)"
+ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
+_UNSEEN = object()
+
+
+class ReferCheck:
+    """Decides each REFER; keeps, per worker, the policy and the shared reload counter seen."""
+
+    def __init__(
+        self,
+        ksr: KSR,
+        settings: Settings,
+        policies: PolicyHolder,
+        events: EventLog,
+        dialogs: DialogStore,
+        *,
+        reply: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self.k = ksr
+        self.settings = settings
+        self.policies = policies
+        self.events = events
+        self.dialogs = dialogs
+        self._reply = reply or self._send_reply
+        self._reload_generation: object = _UNSEEN
+        # PBX holding the dialog the last allowed REFER's Replaces names (None: no Replaces)
+        self.owner: str | None = None
+
+    # -- KEMI entry points -------------------------------------------------------------------
+
+    def route_refer(self, msg: object) -> int:
+        """For ``python_exec``: ALLOWED (rewritten, the caller relays) or ANSWERED."""
+        return ALLOWED if self.check(text(self.k.kx.get_srcip())) else ANSWERED
+
+    def ksr_onreply_refer(self, msg: object) -> int:
+        """tm onreply for relayed REFERs: record the answer (202, 4xx...) of the transfer."""
+        k = self.k
+        try:
+            status = k.kx.get_status()
+            if status >= 200:
+                call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
+                self.events.write(ReferResponse(self.events.now(), call_id, cseq, status))
+        except Exception:
+            self._log_failure("referee: REFER onreply failed")
+        return 1
+
+    # -- the check ---------------------------------------------------------------------------
+
+    def check(self, src: str) -> bool:
+        """Decide the current REFER. True: allowed, headers rewritten, caller relays. False: answered."""
+        k = self.k
+        self.owner = None
+        call_id = text(k.kx.get_callid())
+        cseq = number(k.pv.get("$cs"))
+        referrer = text(k.kx.get_furi())
+        asked: dict[str, Any] = dict(call_id=call_id, cseq=cseq, referrer=referrer, src=src)
+        try:
+            refer_to = single_header(k, "Refer-To")
+        except BadRequest as exc:
+            return self._rejected(asked, exc.status, exc.reason, "bad-input")
+        asked["refer_to"] = refer_to
+        asked["subscription"] = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
+
+        dialogs: tuple[Dialog, ...] = ()
+        replaces = _embedded_replaces(refer_to)
+        owner: DialogRecord | None = None
+        if replaces is not None:
+            owner = self.dialogs.get(replaces.call_id)
+            if owner is None or not owner.has_tags(replaces.from_tag, replaces.to_tag):
+                return self._rejected(asked, 481, "Replaced Dialog Unknown", "replaces-unknown")
+            if owner.has_party(user_of(referrer)):
+                dialogs = (Dialog(owner.call_id, owner.from_tag, owner.to_tag),)
+            asked["replaces_pbx"] = owner.pbx
+
+        policy = self.policies.check(force=self._reload_requested())
+        if policy is None:
+            return self._rejected(asked, 500, "Transfer Policy Unavailable", "no-policy")
+        depth = self._depth(call_id)
+        decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs, depth=depth)
+        summary = decision.to_dict()
+        if not decision.allowed:
+            self._write(asked, summary)
+            log(
+                k,
+                f"referee: REFER {call_id} cseq {cseq} from {referrer} to {refer_to!r} rejected "
+                f"{decision.status} {decision.reason} (rule {decision.rule})",
+                "notice",
+            )
+            self._reply(decision.status, decision.reason)
+            return False
+        new_refer_to = decision.refer_to or refer_to
+        if owner is not None:
+            # Attended transfer: the INVITE with Replaces must reach the PBX holding that dialog.
+            new_refer_to = _point_at(new_refer_to, self.settings.pbxs[owner.pbx])
+        # An allowed decision's rule trace can be replayed offline (referee policy check
+        # --explain); leaving it out halves the cost of the event on the hot path.
+        summary.pop("trace", None)
+        self._write({**asked, "forwarded_refer_to": new_refer_to}, summary)
+        log(
+            k,
+            f"referee: REFER {call_id} cseq {cseq} from {referrer} allowed (rule {decision.rule}), "
+            f"Refer-To {new_refer_to}",
+        )
+        self._rewrite(refer_to, new_refer_to, referrer)
+        if owner is not None:
+            self.owner = owner.pbx
+        k.tm.t_on_reply("ksr_onreply_refer")
+        return True
+
+    def _rewrite(self, refer_to: str, new_refer_to: str, referrer: str) -> None:
+        k = self.k
+        if new_refer_to != refer_to:
+            k.hdr.remove("Refer-To")
+            k.hdr.append(f"Refer-To: {new_refer_to}\r\n")
+        if k.hdr.is_present("Referred-By") < 0:
+            k.hdr.append(f"Referred-By: <{referrer}>\r\n")
+        if k.textopsx.msg_apply_changes() < 0:
+            log(k, "referee: msg_apply_changes failed; changes are still applied on relay", "warn")
+
+    def _depth(self, call_id: str) -> int:
+        """Transfers that led to the REFER's dialog, as the proxy saw them (0 outside a dialog)."""
+        record = self.dialogs.get(call_id)
+        return record.depth if record is not None else 0
+
+    def _reload_requested(self) -> bool:
+        """Whether ``kamcmd pv.shvSet referee_reload int N`` changed the shared reload counter."""
+        generation = self.k.pv.get(RELOAD_PV)
+        if generation == self._reload_generation:
+            return False
+        first = self._reload_generation is _UNSEEN
+        self._reload_generation = generation
+        return not first
+
+    def _write(self, asked: dict[str, Any], summary: dict[str, Any]) -> None:
+        verdict = {key: summary.pop(key) for key in ("allowed", "status", "reason", "rule")}
+        self.events.write(ReferDecision(time=self.events.now(), **asked, **verdict, decision=summary))
+
+    def _rejected(self, asked: dict[str, Any], status: int, reason: str, rule: str) -> bool:
+        """A REFER the proxy answers itself, before or instead of the policy."""
+        self.events.write(
+            ReferDecision(
+                time=self.events.now(), **asked, allowed=False, status=status, reason=reason, rule=rule
+            )
+        )
+        log(
+            self.k,
+            f"referee: REFER {asked['call_id']} cseq {asked['cseq']} rejected {status} {reason} "
+            f"(rule {rule})",
+            "notice",
+        )
+        self._reply(status, reason)
+        return False
+
+    def _log_failure(self, what: str) -> None:
+        log(self.k, f"{what}:\n{traceback.format_exc()}", "err")
+
+    def _send_reply(self, status: int, reason: str) -> None:
+        self.k.sl.sl_send_reply(status, reason)
+
+
+def _point_at(refer_to: str, pbx_uri: str) -> str:
+    target = sip.parse_refer_to(refer_to)
+    pbx = sip.parse_uri(pbx_uri)
+    return str(target.replace(uri=target.uri.replace(host=pbx.host, port=pbx.port)))
+
+
+def _embedded_replaces(refer_to: str) -> sip.Replaces | None:
+    if "replaces" not in refer_to.lower():  # the common case: no need to parse twice
+        return None
+    try:
+        value = sip.parse_refer_to(refer_to).uri.header("Replaces")
+        return None if value is None else sip.parse_replaces(value)
+    except sip.SipSyntaxError:
+        return None  # the policy rejects a malformed Refer-To with its own reason
+
+
+def policy_holder(ksr: KSR, settings: Settings) -> PolicyHolder:
+    """The worker's policy, re-read from ``REFEREE_POLICY``, shared with the other workers."""
+    return PolicyHolder(
+        settings.policy_path,
+        parse_policy,
+        lambda line, level: log(ksr, line, level),
+        interval=settings.policy_check,
+        shared=PvSlot(ksr, POLICY_PV),
+    )
+
+
+def make_refer_check(ksr: KSR) -> ReferCheck:
+    """The REFER check alone, from the kamailio.cfg defines: ``mod_init``'s object for a native cfg."""
+    settings = Settings.from_defines(ksr.kx.get_def)
+    events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
+    return ReferCheck(
+        ksr, settings, policy_holder(ksr, settings), events, DialogStore(ksr, settings.dialog_table)
+    )

@@ -1,0 +1,334 @@
+"""The reference proxy: the routing script the lab and the integration tests run in Kamailio.
+
+Runs inside Kamailio's embedded python3 (app_python3, ``cfgengine "python"``): stdlib only,
+no virtualenv. ``kamailio/referee_kemi.py`` puts this package on ``sys.path`` and returns
+:func:`make_handler`'s object from ``mod_init``. Unit tests pass the in-memory fake from
+:mod:`referee.testing.fake_ksr` instead of the real ``KSR`` module.
+
+Its methods are the route blocks of Kamailio's own KEMI example
+(``misc/examples/kemi/kamailio-basic-kemi-python.py``): :meth:`ReferenceProxy.ksr_request_route`
+calls ``route_reqinit``, ``route_withindlg``, ``route_registrar``, ``route_refer`` and
+``route_location``, which end in ``route_relay``. A block returns :data:`EXIT` when it has
+dealt with the request. Every REFER goes through :class:`referee.kemi.refer.ReferCheck`,
+every NOTIFY of a REFER through :class:`referee.kemi.notify.NotifyCapture`.
+
+Settings come from ``#!define`` names in kamailio.cfg (read with ``KSR.kx.get_def``):
+
+=====================  ===========================================================
+REFEREE_POLICY         policy TOML file (re-read when its mtime/size/inode change)
+REFEREE_POLICY_CHECK   seconds between two looks at the policy file (0: never, RPC only)
+                       ``kamcmd pv.shvSet referee_reload int N`` (any new N) forces a re-read
+REFEREE_EVENTS         JSON-lines event file (decision and outcome per transfer)
+REFEREE_DOMAIN         SIP domain and digest realm
+REFEREE_PBXS           ``name=sip:host:port`` items, space separated
+REFEREE_USERS          ``user:password:pbxname`` items, space separated
+REFEREE_DIALOG_TABLE   htable name of the dialog -> PBX map (default ``referee_dlg``)
+=====================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING
+
+from referee import sip
+from referee.kemi.dialogs import DialogRecord, DialogStore
+from referee.kemi.event_log import EventLog
+from referee.kemi.message import log, single_header, text, user_of
+from referee.kemi.notify import NotifyCapture
+from referee.kemi.policy_holder import PolicyHolder
+from referee.kemi.refer import ReferCheck, policy_holder
+from referee.kemi.settings import BadRequest, Settings
+
+if TYPE_CHECKING:
+    from referee.kemi.ksr import KSR
+
+SCANNER_UA_WORDS = ("friendly-scanner", "sipcli", "sipvicious", "vaxsipuseragent", "sundayddr", "pplsip")
+MAX_FORWARDS = 10
+REFER_RATE_REPLY = (503, "Too Many Transfers")
+EXIT, NEXT = -255, 1  # a route block dealt with the request / routing goes on
+
+
+def _is_scanner(ua: str) -> bool:
+    lowered = ua.lower()
+    return any(word in lowered for word in SCANNER_UA_WORDS)
+
+
+class ReferenceProxy:
+    """The object ``mod_init`` returns. app_python3 calls its ``ksr_*`` methods by name."""
+
+    def __init__(self, ksr: KSR, settings: Settings, policies: PolicyHolder) -> None:
+        self.k = ksr
+        self.settings = settings
+        self.policies = policies
+        self.events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
+        self.dialogs = DialogStore(ksr, settings.dialog_table)
+        self.refers = ReferCheck(ksr, settings, policies, self.events, self.dialogs, reply=self.reply)
+        self.notifies = NotifyCapture(ksr, self.events)
+        self._pbx_hosts = settings.pbx_hosts
+        self._replied = False
+        self.method = ""  # of the request being routed
+        self.srcip = ""
+
+    # -- entry points (never let an exception escape: app_python3 would log it and the error
+    #    state would leak into the next KSR call) -----------------------------------------
+
+    def child_init(self, rank: int) -> int:
+        return 0
+
+    def ksr_request_route(self, msg: object) -> int:
+        self._replied = False
+        self.method = ""
+        self.srcip = ""
+        try:
+            self._route(msg)
+        except BadRequest as exc:
+            self.reply(exc.status, exc.reason)
+        except UnicodeDecodeError as exc:
+            # Bad input, not a bug: a header value app_python3 cannot decode.
+            log(self.k, f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
+            if not self._replied and self.method != "ACK":
+                self.reply(400, "Bad Request (not UTF-8)")
+        except Exception:
+            self._fail(500, "Server Internal Error")
+        return 1
+
+    def ksr_reply_route(self, msg: object) -> int:
+        return 1
+
+    def ksr_onsend_route(self, msg: object) -> int:
+        return 1
+
+    def ksr_onreply_invite(self, msg: object) -> int:
+        """tm onreply for initial INVITEs: learn the to-tag of the dialog."""
+        try:
+            status = self.k.kx.get_status()
+            if 100 < status < 300:
+                to_tag = text(self.k.pv.get("$tt"))
+                if to_tag:
+                    self.dialogs.set_to_tag(text(self.k.kx.get_callid()), to_tag)
+        except Exception:
+            log(self.k, "referee: onreply failed:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def ksr_onreply_refer(self, msg: object) -> int:
+        """tm onreply for relayed REFERs (named by ReferCheck): the refer.response event."""
+        return self.refers.ksr_onreply_refer(msg)
+
+    def _fail(self, status: int, reason: str) -> None:
+        log(self.k, "referee: request route failed, rejecting:\n" + traceback.format_exc(), "err")
+        try:
+            if not self._replied and self.method != "ACK":
+                self.reply(status, reason)
+        except Exception:
+            log(self.k, "referee: could not send the failure reply:\n" + traceback.format_exc(), "err")
+
+    def reply(self, status: int, reason: str) -> None:
+        self._replied = True
+        self.k.sl.sl_send_reply(status, reason)
+
+    # -- the request route -------------------------------------------------------------------
+
+    def _route(self, msg: object) -> None:
+        k = self.k
+        # Read once: every KSR call crosses from Python into Kamailio.
+        self.method = method = text(k.kx.get_method()).upper()
+        self.srcip = text(k.kx.get_srcip())
+        if method == "KDMQ":
+            k.dmq.handle_message()
+            return
+        if self.route_reqinit(msg) == EXIT:
+            return
+        if method == "CANCEL":
+            if k.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return
+        if method != "ACK":
+            if k.tmx.t_precheck_trans() > 0:  # retransmission of a request being handled
+                k.tm.t_check_trans()
+                return
+            if k.tm.t_check_trans() == 0:
+                return
+        if self.route_withindlg(msg) == EXIT:
+            return
+        if method == "ACK":
+            if k.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return
+        k.hdr.remove("Route")
+        if self.route_registrar(msg) == EXIT:
+            return
+        if method == "OPTIONS" and not text(k.kx.get_ruri()).partition("@")[1]:
+            self.reply(200, "OK")  # keepalive to the proxy itself
+            return
+        if method == "REFER":
+            self.route_refer(msg)
+            return
+        if method in ("INVITE", "SUBSCRIBE"):
+            k.rr.record_route()
+        if method == "INVITE" and k.hdr.is_present("Replaces") > 0:
+            self.route_replaces(msg)
+            return
+        self.route_location(msg)
+
+    def route_reqinit(self, msg: object) -> int:
+        """Per-request checks: max-forwards, sanity, scanners, the REFER rate limit."""
+        k = self.k
+        if k.maxfwd.process_maxfwd(MAX_FORWARDS) < 0:
+            self.reply(483, "Too Many Hops")
+            return EXIT
+        if k.sanity.sanity_check_defaults() < 0:
+            log(k, "referee: malformed request dropped by sanity checks")
+            return EXIT
+        if _is_scanner(text(k.kx.get_ua())):
+            log(k, f"referee: scanner user agent from {self.srcip} dropped")
+            k.set_drop()
+            return EXIT
+        if self.method == "REFER" and self.source_pbx() is None and k.pike.pike_check_req() < 0:
+            self.reply(*REFER_RATE_REPLY)
+            return EXIT
+        return NEXT
+
+    def route_withindlg(self, msg: object) -> int:
+        """Requests with a to-tag follow the route set; REFER and NOTIFY are looked at first."""
+        k = self.k
+        if k.siputils.has_totag() <= 0:
+            return NEXT
+        method = self.method
+        if k.rr.loose_route() > 0:
+            if method == "REFER":
+                if not self.refers.check(self.srcip):
+                    return EXIT
+            elif method == "NOTIFY":
+                self.notifies.capture()
+            elif method == "BYE":
+                self.dialogs.forget(text(k.kx.get_callid()))
+            self.route_relay(msg)
+            return EXIT
+        if method == "ACK":
+            if k.tm.t_check_trans() > 0:
+                self.route_relay(msg)
+            return EXIT
+        self.reply(404, "Not Here")
+        return EXIT
+
+    def route_registrar(self, msg: object) -> int:
+        """REGISTER: digest auth against the configured users, then save the contact."""
+        k = self.k
+        if self.method != "REGISTER":
+            return NEXT
+        realm = self.settings.domain
+        user = self.settings.users.get(text(k.kx.get_au()))
+        if user is None or k.auth.pv_auth_check(realm, user.password, 0, 1) < 0:
+            k.auth.auth_challenge(realm, 1)
+            self._replied = True
+            return EXIT
+        k.auth.consume_credentials()
+        if k.registrar.save("location", 0) < 0:
+            self.reply(500, "Registration Failed")
+        self._replied = True
+        return EXIT
+
+    def route_refer(self, msg: object) -> int:
+        """A REFER outside a dialog: checked, then to the Replaces owner, the phone, or the home PBX."""
+        k = self.k
+        if not self.refers.check(self.srcip):
+            return EXIT
+        # record_route after the Refer-To rewrite: msg_apply_changes refuses to run once a
+        # Record-Route lump is in place.
+        k.rr.record_route()
+        owner = self.refers.owner
+        if owner is not None:
+            k.setdsturi(self.settings.pbxs[owner])
+        elif self.source_pbx() is not None:
+            if k.registrar.lookup("location") < 0:
+                self.reply(404, "Not Found")
+                return EXIT
+        else:
+            home = self.home_pbx(text(k.kx.get_fuser()))
+            if home is None:
+                self.reply(403, "Unknown Referrer")
+                return EXIT
+            k.setdsturi(self.settings.pbxs[home])
+        return self.route_relay(msg)
+
+    def route_location(self, msg: object) -> int:
+        """A new request: from a PBX to a registered phone, or from a phone to its PBX."""
+        k = self.k
+        source = self.source_pbx()
+        if source is not None:
+            if k.registrar.lookup("location") < 0:
+                self.reply(404, "Not Found")
+                return EXIT
+            pbx = source
+        else:
+            home = self.home_pbx(text(k.kx.get_fuser()))
+            if home is None:
+                self.reply(403, "Unknown Caller")
+                return EXIT
+            pbx = home
+            k.setdsturi(self.settings.pbxs[pbx])
+        if self.method == "INVITE":
+            self.remember_dialog(pbx, depth=1 if k.hdr.is_present("Referred-By") > 0 else 0)
+            k.tm.t_on_reply("ksr_onreply_invite")
+        return self.route_relay(msg)
+
+    def route_replaces(self, msg: object) -> int:
+        """INVITE with Replaces: to the PBX holding the replaced dialog, or 481."""
+        k = self.k
+        value = single_header(k, "Replaces")
+        try:
+            replaces = sip.parse_replaces(value)
+        except sip.SipSyntaxError as exc:
+            raise BadRequest(400, f"Bad Replaces ({exc.reason})") from None
+        record = self.dialogs.get(replaces.call_id)
+        if record is None or not record.has_tags(replaces.from_tag, replaces.to_tag):
+            log(k, f"referee: INVITE Replaces unknown dialog {replaces.call_id!r}")
+            self.reply(481, "Call/Transaction Does Not Exist")
+            return EXIT
+        if self.source_pbx() == record.pbx:
+            # The owning PBX replaces a dialog of its own with a phone: to the phone.
+            if k.registrar.lookup("location") < 0:
+                self.reply(404, "Not Found")
+                return EXIT
+        else:
+            k.setdsturi(self.settings.pbxs[record.pbx])
+        log(k, f"referee: INVITE Replaces {replaces.call_id!r} routed to {record.pbx}")
+        self.remember_dialog(record.pbx, depth=record.depth + 1)  # an attended transfer of that dialog
+        k.tm.t_on_reply("ksr_onreply_invite")
+        return self.route_relay(msg)
+
+    def route_relay(self, msg: object) -> int:
+        if self.k.tm.t_relay() < 0:
+            self.k.sl.sl_send_reply(500, "Relay Failed")
+        self._replied = True
+        return EXIT
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def source_pbx(self) -> str | None:
+        return self._pbx_hosts.get(self.srcip)
+
+    def home_pbx(self, user: str) -> str | None:
+        found = self.settings.users.get(user)
+        return found.pbx if found else None
+
+    def remember_dialog(self, pbx: str, *, depth: int) -> None:
+        k = self.k
+        self.dialogs.put(
+            DialogRecord(
+                call_id=text(k.kx.get_callid()),
+                pbx=pbx,
+                from_tag=text(k.pv.get("$ft")),
+                to_tag="",
+                from_user=text(k.kx.get_fuser()),
+                to_user=user_of(text(k.kx.get_turi())),
+                depth=depth,
+            )
+        )
+
+
+def make_handler(ksr: KSR) -> ReferenceProxy:
+    """Build the proxy from the kamailio.cfg defines; called from ``mod_init``."""
+    settings = Settings.from_defines(ksr.kx.get_def)
+    return ReferenceProxy(ksr, settings, policy_holder(ksr, settings))
