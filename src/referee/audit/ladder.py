@@ -108,7 +108,8 @@ def _cut(value: str, size: int) -> str:
 def _label(x: float, y: float, value: str, size: int, colour: str, anchor: str = "middle") -> str:
     """A text, cut to ``size`` characters; the whole of it in a tooltip when cut."""
     tip = f"<title>{text(value)}</title>" if len(value) > size else ""
-    return f'<text x="{x:g}" y="{y:g}" text-anchor="{anchor}" fill="{colour}">{tip}{text(_cut(value, size))}</text>'
+    where = f'x="{x:g}" y="{y:g}" text-anchor="{anchor}" fill="{colour}"'
+    return f"<text {where}>{tip}{text(_cut(value, size))}</text>"
 
 
 def svg(record: TransferRecord) -> str:
@@ -138,7 +139,8 @@ def svg(record: TransferRecord) -> str:
         if subtitles.get(name):
             out.append(_label(xi, TOP - 20, subtitles[name], LABEL_CHARS - 4, "#666"))
         out.append(
-            f'<line x1="{xi}" y1="{TOP - 12}" x2="{xi}" y2="{height - 8}" stroke="#888" stroke-dasharray="4,3"/>'
+            f'<line x1="{xi}" y1="{TOP - 12}" x2="{xi}" y2="{height - 8}" stroke="#888" '
+            'stroke-dasharray="4,3"/>'
         )
     for i, row in enumerate(lines):
         y = TOP + ROW * (i + 1)
@@ -154,7 +156,8 @@ def _marker_id(colour: str) -> str:
 
 def _marker(colour: str) -> str:
     return (
-        f'<marker id="{_marker_id(colour)}" markerWidth="10" markerHeight="8" refX="9" refY="4" orient="auto">'
+        f'<marker id="{_marker_id(colour)}" markerWidth="10" markerHeight="8" refX="9" refY="4" '
+        'orient="auto">'
         f'<path d="M0,0 L10,4 L0,8 z" fill="{colour}"/></marker>'
     )
 
@@ -162,7 +165,8 @@ def _marker(colour: str) -> str:
 def _draw(row: Row, x: dict[str, int], y: int, width: int) -> list[str]:
     if not row.src:  # a state change: a band across the lanes
         return [
-            f'<line x1="{LEFT - 20}" y1="{y}" x2="{width - 10}" y2="{y}" stroke="#c9a227" stroke-width="0.8"/>',
+            f'<line x1="{LEFT - 20}" y1="{y}" x2="{width - 10}" y2="{y}" stroke="#c9a227" '
+            'stroke-width="0.8"/>',
             _label(LEFT - 16, y - 4, row.label, NOTE_CHARS * 2, "#8a6d00", "start"),
         ]
     if not row.dst:  # the proxy's verdict, something the PBX said: a note on a lifeline
