@@ -7,6 +7,7 @@ const POLL_MS = 2000; // polling is enough for a person watching, and the API se
 const $ = (id) => document.getElementById(id);
 let poller = null;
 let selected = null; // {id, updated} of the transfer whose ladder is shown
+let listed = ""; // the list as last drawn: drawn again only when it changed (a click is never lost)
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -63,6 +64,7 @@ function logout(message) {
   clearInterval(poller);
   poller = null;
   selected = null;
+  listed = "";
   showMain(false);
   setStatus("");
   $("login-error").textContent = message || "";
@@ -116,7 +118,11 @@ async function refresh() {
     if (!(error instanceof Unauthorized)) setStatus("API unreachable: " + error.message, true);
     return;
   }
-  $("transfers").tBodies[0].replaceChildren(...records.map(row));
+  const text = JSON.stringify(records);
+  if (text !== listed) {
+    listed = text;
+    $("transfers").tBodies[0].replaceChildren(...records.map(row));
+  }
   $("empty").hidden = records.length > 0;
   setStatus(records.length + " transfer(s), updated " + new Date().toLocaleTimeString());
   const shown = selected && records.find((record) => record.id === selected.id);
