@@ -53,9 +53,7 @@ class State(StrEnum):
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset(
-    {State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED, State.UNCONFIRMED}
-)
+FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED, State.UNCONFIRMED})
 
 
 class Flow(StrEnum):
