@@ -18,8 +18,8 @@ from orchestrator_fixture import getvar
 from referee.api.access import AccessError, parse_api_address, read_or_create_token
 from referee.api.client import call, readiness
 from referee.audit import open_store
-from referee.orchestrator.fake_ami import FakeAmi, success
 from referee.orchestrator.settings import Settings, SettingsError, check, load_file, parse_pbx_url
+from referee.testing.fake_ami import FakeAmi, success
 
 HOST = "127.0.3.6"
 REFEREE = [sys.executable, "-m", "referee.cli"]
