@@ -144,22 +144,14 @@ class Correlator:
         if record.final:
             return
         if event.status >= 300:
-            self.store.update(
-                record.id,
-                state=State.FAILED,
-                result=f"REFER answered {event.status}",
-                when=event.time,
-                cause=event.kind,
-            )
+            state, result = State.FAILED, f"REFER answered {event.status}"
         elif not event.subscription:
             # Refer-Sub: false (RFC 4488): no NOTIFY will come, so nobody will tell how it ended.
-            self.store.update(
-                record.id,
-                state=State.UNCONFIRMED,
-                result=f"REFER answered {event.status} with Refer-Sub: false: outcome unknown by design",
-                when=event.time,
-                cause=event.kind,
-            )
+            state = State.UNCONFIRMED
+            result = f"REFER answered {event.status} with Refer-Sub: false: outcome unknown by design"
+        else:
+            return
+        self.store.update(record.id, state=state, result=result, when=event.time, cause=event.kind)
 
     def _decided(self, record: TransferRecord, event: ReferDecision) -> None:
         parties = {"referrer": event.referrer} if event.referrer else {}
