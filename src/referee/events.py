@@ -124,6 +124,14 @@ def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _string_map(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    """An object of strings: AMI fields."""
+    value = _mapping(raw, key)
+    if not all(isinstance(v, str) for v in value.values()):
+        raise BadEvent(f"{key}: not every value is a string")
+    return value
+
+
 def _status(code: int | None, key: str = "status") -> int | None:
     if code is not None and not 100 <= code <= 699:
         raise BadEvent(f"{key} {code} is not a SIP status")
@@ -346,9 +354,7 @@ class PbxEvent:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PbxEvent:
-        fields = _mapping(raw, "fields")
-        if not all(isinstance(v, str) for v in fields.values()):
-            raise BadEvent("fields are not all strings")
+        fields = _string_map(raw, "fields")
         return cls(time=_time(raw), pbx=_str(raw, "pbx"), name=_str(raw, "name"), fields=fields)
 
 
@@ -375,13 +381,10 @@ class OperatorAction:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> OperatorAction:
-        action = _mapping(raw, "action")
-        if not all(isinstance(v, str) for v in action.values()):
-            raise BadEvent("action fields are not all strings")
         return cls(
             time=_time(raw),
             pbx=_str(raw, "pbx"),
-            action=action,
+            action=_string_map(raw, "action"),
             response=_str(raw, "response", ""),
             message=_str(raw, "message", ""),
             error=_str(raw, "error", ""),
