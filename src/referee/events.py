@@ -44,13 +44,16 @@ class State(StrEnum):
     CANCELLED = "cancelled"  # given up; the initiator is back with the transferred party
     ABANDONED = "abandoned"  # the transferred party left
     FAILED = "failed"  # refused, or the call to the recipient failed
+    # accepted without a subscription (Refer-Sub: false, RFC 4488): no NOTIFY will say how it ended,
+    # so the outcome is unknown by design; final, since nothing the proxy sees can change it
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED})
+FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED, State.UNCONFIRMED})
 
 
 class Flow(StrEnum):
@@ -228,7 +231,11 @@ class ReferDecision:
 @dataclass(frozen=True, slots=True)
 class ReferResponse:
     """The final response to a REFER the proxy relayed: the recipient's (202, 403, 501...) or the
-    proxy's own when the recipient never answered (``local``: 408, 503)."""
+    proxy's own when the recipient never answered (``local``: 408, 503).
+
+    ``subscription`` is False when a 2xx carries ``Refer-Sub: false`` (RFC 4488): the recipient
+    accepted the REFER without the implicit subscription, so no NOTIFY will report the outcome.
+    """
 
     kind: ClassVar[str] = "refer.response"
     source: ClassVar[str] = "proxy"
@@ -239,6 +246,7 @@ class ReferResponse:
     status: int
     reason: str = ""
     local: bool = False
+    subscription: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -252,6 +260,8 @@ class ReferResponse:
             out["reason"] = self.reason
         if self.local:
             out["local"] = True
+        if not self.subscription:
+            out["subscription"] = False
         return out
 
     @classmethod
@@ -263,6 +273,7 @@ class ReferResponse:
             status=_status(_int(raw, "status")) or 0,
             reason=_str(raw, "reason", ""),
             local=_bool(raw, "local", False),
+            subscription=_bool(raw, "subscription", True),
         )
 
 

@@ -18,10 +18,11 @@ say; never by matching text.
   opens a record of origin ``pbx``.
 
 What the proxy's events do to the record's state: a refused REFER (the decision, or a response of
-300 or more) is ``failed``; a provisional NOTIFY moves ``starting`` to ``ringback``; a final NOTIFY
-makes it ``completed`` (2xx) or ``failed``. A final state is never overwritten: the first final
-word stands, so a 100 NOTIFY read after the 200 does not undo the completion. The PBX side's
-moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
+300 or more) is ``failed``; a 2xx with ``Refer-Sub: false`` (RFC 4488: no subscription, so no NOTIFY)
+is ``unconfirmed``, the outcome unknown by design; a provisional NOTIFY moves ``starting`` to
+``ringback``; a final NOTIFY makes it ``completed`` (2xx) or ``failed``. A final state is never
+overwritten: the first final word stands, so a 100 NOTIFY read after the 200 does not undo the
+completion. The PBX side's moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
 """
 
 from __future__ import annotations
@@ -88,14 +89,8 @@ class Correlator:
                 self._notified(record, event)
             elif isinstance(event, ReferDecision):
                 self._decided(record, event)
-            elif event.status >= 300 and not record.final:
-                self.store.update(
-                    transfer_id,
-                    state=State.FAILED,
-                    result=f"REFER answered {event.status}",
-                    when=event.time,
-                    cause=event.kind,
-                )
+            else:
+                self._answered(record, event)
             return transfer_id
 
     def _record_for(self, event: ProxyEvent) -> int:
@@ -144,6 +139,19 @@ class Correlator:
             self.store.update(
                 record.id, state=State.RINGBACK, when=event.time, cause=f"NOTIFY {event.status}"
             )
+
+    def _answered(self, record: TransferRecord, event: ReferResponse) -> None:
+        if record.final:
+            return
+        if event.status >= 300:
+            state, result = State.FAILED, f"REFER answered {event.status}"
+        elif not event.subscription:
+            # Refer-Sub: false (RFC 4488): no NOTIFY will come, so nobody will tell how it ended.
+            state = State.UNCONFIRMED
+            result = f"REFER answered {event.status} with Refer-Sub: false: outcome unknown by design"
+        else:
+            return
+        self.store.update(record.id, state=state, result=result, when=event.time, cause=event.kind)
 
     def _decided(self, record: TransferRecord, event: ReferDecision) -> None:
         parties = {"referrer": event.referrer} if event.referrer else {}
