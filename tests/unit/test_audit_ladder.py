@@ -10,7 +10,7 @@ from recorded_store import HOSTILE_FROM, HOSTILE_REFER_TO, filled_store
 from referee.audit.correlate import Correlator
 from referee.audit.ladder import PHONE, PROXY, lanes, rows, svg
 from referee.audit.store import AuditStore
-from referee.events import ReferDecision
+from referee.events import ReferDecision, ReferResponse
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -108,3 +108,30 @@ def test_characters_xml_forbids_are_replaced_not_fatal(tmp_path: Path) -> None:
     assert record is not None
     shown = texts(svg(record))  # parses
     assert "REFER <sip:\ufffd[31m@lab.test>" in shown and "400 Bad\ufffd" in shown
+
+
+def test_a_refer_accepted_without_a_subscription_says_no_notify_will_come(tmp_path: Path) -> None:
+    store = filled_store(str(tmp_path / "a.db"))
+    correlator = Correlator(store)
+    allowed = ReferDecision(
+        store.now(),
+        "nosub@x",
+        1,
+        "sip:1002@lab.test",
+        "127.0.0.32",
+        True,
+        202,
+        "Accepted",
+        "pbx1-extensions",
+        refer_to="<sip:1003@lab.test>",
+        forwarded_refer_to="<sip:1003@127.0.0.20:5060>",
+        subscription=False,
+    )
+    transfer_id = correlator.proxy(allowed)
+    correlator.proxy(ReferResponse(store.now(), "nosub@x", 1, 202, "Accepted", subscription=False))
+    record = store.get(transfer_id)
+    assert record is not None
+    assert [(r.src, r.dst, r.label) for r in rows(record) if r.dst][-2:] == [
+        ("PBX", PROXY, "202 Accepted (REFER, no NOTIFY)"),
+        (PROXY, PHONE, "202 Accepted (REFER, no NOTIFY)"),
+    ]

@@ -73,7 +73,9 @@ def _rows(entry: Entry, pbx: str) -> list[Row]:
         verdict = Row(t, f"REJECT rule {event.rule or '?'}", PROXY, colour=REFUSAL)
         return [asked, verdict, Row(t, f"{event.status} {event.reason}", PROXY, PHONE, REFUSAL)]
     if isinstance(event, ReferResponse):
-        answer = f"{event.status} {event.reason}".strip() + " (REFER)"
+        answer = f"{event.status} {event.reason}".strip() + (
+            " (REFER)" if event.subscription else " (REFER, no NOTIFY)"
+        )
         colour = RESPONSE if event.status < 300 else REFUSAL
         if event.local:
             return [Row(t, answer, PROXY, PHONE, colour)]
