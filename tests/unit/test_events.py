@@ -17,6 +17,7 @@ from referee.events import (
     NotifyOutcome,
     OperatorAction,
     PbxEvent,
+    PbxHealth,
     ReferDecision,
     ReferResponse,
     State,
@@ -86,6 +87,7 @@ EXAMPLES: list[Event] = [
         cause="refer.decision",
         result="rejected 403",
     ),
+    PbxHealth(time=8.0, pbx="pbx1", uri="sip:127.0.0.20:5060", up=False),
 ]
 
 
