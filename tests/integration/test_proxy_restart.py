@@ -24,6 +24,16 @@ def sipp(tmp: Path, name: str, ip: str, body: str, remote: str | None = f"{PROXY
     return Sipp(tmp, name, scenario(tmp, name, body), ip, remote=remote)
 
 
+def answering(tmp: Path, name: str, ip: str, to_tag: str) -> Sipp:
+    """A UAS answering one INVITE 200 (a PBX stand-in or a phone)."""
+    body = (
+        '<recv request="INVITE"/>\n'
+        + g.reply(200, "OK", to_tag=to_tag, contact=True)
+        + '\n<recv request="ACK"/>'
+    )
+    return sipp(tmp, name, ip, body, remote=None)
+
+
 def test_registrations_and_dialogs_survive_a_sigkill(
     start_kamailio: Callable[..., Kamailio], tmp_path: Path
 ) -> None:
@@ -31,15 +41,7 @@ def test_registrations_and_dialogs_survive_a_sigkill(
     reg = sipp(tmp_path, "alice-reg", PHONES["1001"], g.register("1001", PASSWORDS["1001"], 200))
     assert reg.run() == 0, reg.output()
     # bob calls through the proxy to his home PBX: the dialog map learns CALL -> pbx1.
-    pbx1_call = sipp(
-        tmp_path,
-        "pbx1-call",
-        PBX1,
-        '<recv request="INVITE"/>\n'
-        + g.reply(200, "OK", to_tag="pbx-1", contact=True)
-        + '\n<recv request="ACK"/>',
-        remote=None,
-    )
+    pbx1_call = answering(tmp_path, "pbx1-call", PBX1, "pbx-1")
     bob = sipp(
         tmp_path,
         "bob",
@@ -63,15 +65,7 @@ def test_registrations_and_dialogs_survive_a_sigkill(
     kamailio.start()
 
     # The registration is back: pbx1 reaches alice.
-    alice = sipp(
-        tmp_path,
-        "alice",
-        PHONES["1001"],
-        '<recv request="INVITE"/>\n'
-        + g.reply(200, "OK", to_tag="alice-1", contact=True)
-        + '\n<recv request="ACK"/>',
-        remote=None,
-    )
+    alice = answering(tmp_path, "alice", PHONES["1001"], "alice-1")
     pbx1_to_alice = sipp(
         tmp_path,
         "pbx1-to-alice",
