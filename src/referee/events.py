@@ -10,6 +10,7 @@ kind               source    what happened
 ``refer.decision`` proxy     the proxy decided a REFER (allowed and relayed, or answered itself)
 ``refer.response`` proxy     the final response a relayed REFER got (202, 4xx, the proxy's 408)
 ``refer.outcome``  notify    a NOTIFY of the REFER's implicit subscription (its sipfrag status)
+``pbx.health``     proxy     the proxy's probes found a PBX down (no answer) or up again
 ``pbx.event``      pbx       an AMI event about a transfer's channels (BlindTransfer, DialEnd...)
 ``operator.action``operator  an AMI action the orchestrator sent for an operator, and its answer
 ``transfer.move``  state     a transfer changed state (``ringback -> answered on BridgeEnter``)
@@ -359,6 +360,27 @@ class PbxEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PbxHealth:
+    """The proxy's view of a PBX: down when it stopped answering (OPTIONS probes, a request timed
+    out), up when it answers again. Transfers open at a PBX that went down fail (``pbx lost``)."""
+
+    kind: ClassVar[str] = "pbx.health"
+    source: ClassVar[str] = "proxy"
+
+    time: float
+    pbx: str  # the PBX's name (REFEREE_PBXS), "" when the proxy does not know the URI
+    uri: str  # the destination the dispatcher probes
+    up: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.kind, "pbx": self.pbx, "uri": self.uri, "up": self.up}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> PbxHealth:
+        return cls(time=_time(raw), pbx=_str(raw, "pbx", ""), uri=_str(raw, "uri", ""), up=_bool(raw, "up"))
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorAction:
     """An AMI action the orchestrator sent for an operator (API or CLI), and what the PBX said."""
 
@@ -441,12 +463,20 @@ class TransferMove:
         )
 
 
-Event = ReferDecision | ReferResponse | NotifyOutcome | PbxEvent | OperatorAction | TransferMove
+Event = ReferDecision | ReferResponse | NotifyOutcome | PbxHealth | PbxEvent | OperatorAction | TransferMove
 KINDS: dict[str, Any] = {
     cls.kind: cls
-    for cls in (ReferDecision, ReferResponse, NotifyOutcome, PbxEvent, OperatorAction, TransferMove)
+    for cls in (
+        ReferDecision,
+        ReferResponse,
+        NotifyOutcome,
+        PbxHealth,
+        PbxEvent,
+        OperatorAction,
+        TransferMove,
+    )
 }
-PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind})
+PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind, PbxHealth.kind})
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

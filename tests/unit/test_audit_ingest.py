@@ -71,7 +71,12 @@ def proxy(tmp_path: Path) -> tuple[FakeKSR, Path]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    return open_store(str(tmp_path / "audit.db"))
+    return open_store(str(tmp_path / "audit.db"), clock=soon)
+
+
+def soon() -> float:
+    """The audit's clock a few seconds after the events below: no transfer has waited too long."""
+    return 10.0
 
 
 def test_real_kemi_events_make_one_record_with_notifies_in_cseq_order(
@@ -308,7 +313,7 @@ def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_
     db = str(tmp_path / "audit.db")
     good = line(decided("c1", 1))
     path.write_text(good + "\ngarbage\n" + good[:10])
-    ingest = EventFileIngest(open_store(db), str(path))
+    ingest = EventFileIngest(open_store(db, clock=soon), str(path))
     assert ingest.poll() == 1
     assert ingest.bad == 1 and "not JSON" in ingest.last_error
     with path.open("a") as handle:
@@ -316,7 +321,7 @@ def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_
     assert ingest.poll() == 1
     assert ingest.poll() == 0
     # a restarted daemon neither repeats nor loses lines
-    again = EventFileIngest(open_store(db), str(path))
+    again = EventFileIngest(open_store(db, clock=soon), str(path))
     assert again.poll() == 0
     with path.open("a") as handle:
         handle.write(line(notified("c1", 3, 1, 200)) + "\n")

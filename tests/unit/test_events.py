@@ -17,6 +17,7 @@ from referee.events import (
     NotifyOutcome,
     OperatorAction,
     PbxEvent,
+    PbxHealth,
     ReferDecision,
     ReferResponse,
     State,
@@ -87,6 +88,7 @@ EXAMPLES: list[Event] = [
         result="rejected 403",
     ),
     ReferResponse(time=8.0, call_id="c1@h", cseq=8, status=200, reason="OK", subscription=False),
+    PbxHealth(time=8.0, pbx="pbx1", uri="sip:127.0.0.20:5060", up=False),
 ]
 
 

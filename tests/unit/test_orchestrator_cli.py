@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_daemon_and_transfer_cli_end_to_end_then_sigkill(tmp_path: Path) -> None
     events.write_text(
         json.dumps(
             {
-                "time": 1.0,
+                "time": time.time(),  # a REFER of now: one NOTIFY_TIMEOUT old would be failed
                 "event": "refer.decision",
                 "call_id": "other@h",
                 "cseq": "2",
