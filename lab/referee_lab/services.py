@@ -144,19 +144,27 @@ def _wait_booted(root: Path, a: Instance) -> None:
 NODES = {"proxy": "kamailio", **{a.name: a.name for a in ASTERISKS}}
 
 
-def _running_state(node: str) -> chroot.LabState:
+def _running_state(node: str, state: chroot.LabState | None = None) -> chroot.LabState:
+    """The lab's state: ``state`` when given (a scenario run's own, so that the run saves the new PIDs
+    too), else the state file's."""
     if node not in NODES:
         raise ValueError(f"no node {node!r}: one of {', '.join(NODES)}")
-    state = chroot.LabState.load()
+    state = state or chroot.LabState.load()
     if state is None:
         raise RuntimeError("the lab is not up (referee lab up)")
     return state
 
 
-def kill(node: str) -> int | None:
+def running(node: str, state: chroot.LabState | None = None) -> bool:
+    """Whether the node's daemon is alive."""
+    pid = _running_state(node, state).pids.get(NODES[node])
+    return pid is not None and chroot.alive(pid)
+
+
+def kill(node: str, state: chroot.LabState | None = None) -> int | None:
     """SIGKILL a node's daemon and everything of its process group (Kamailio's workers): a crash,
     no shutdown. The PID killed, None when it was not running."""
-    state = _running_state(node)
+    state = _running_state(node, state)
     pid = state.pids.get(NODES[node])
     if pid is None or not chroot.alive(pid):
         return None
@@ -168,9 +176,9 @@ def kill(node: str) -> int | None:
     return pid
 
 
-def start(node: str, topo: Topology) -> int:
+def start(node: str, topo: Topology, state: chroot.LabState | None = None) -> int:
     """Start a node's daemon again (after kill or stop) and wait until it listens; its new PID."""
-    state = _running_state(node)
+    state = _running_state(node, state)
     pid = state.pids.get(NODES[node])
     if pid is not None and chroot.alive(pid):
         raise RuntimeError(f"{node} is running (pid {pid})")
@@ -184,16 +192,16 @@ def start(node: str, topo: Topology) -> int:
     return state.pids[NODES[node]]
 
 
-def restart(node: str, topo: Topology, *, hard: bool = False) -> int:
+def restart(node: str, topo: Topology, *, hard: bool = False, state: chroot.LabState | None = None) -> int:
     """Stop a node (SIGTERM, a graceful shutdown; SIGKILL with ``hard``) and start it again."""
-    state = _running_state(node)
+    state = _running_state(node, state)
     if hard:
-        kill(node)
+        kill(node, state)
     else:
         pid = state.pids.get(NODES[node])
         if pid is not None:
             chroot.stop_pids([pid])
-    return start(node, topo)
+    return start(node, topo, state)
 
 
 def _wait_listening(topo: Topology, timeout: float = 15.0) -> None:

@@ -44,7 +44,7 @@ def _notify(cseq: int, status: int) -> NotifyOutcome:
 
 def test_every_module_of_the_package_is_a_check_plug_in() -> None:
     found = {m.__name__.rsplit(".", 1)[1]: m for m in checks.plugins()}
-    assert set(found) == {"ami", "audit", "operator", "sip"}
+    assert set(found) == {"ami", "audit", "faults", "operator", "sip"}
     assert all(callable(m.load) and m.OWNS for m in found.values())
     assert "expect.audit" in checks.claimed() and "actions.ami" in checks.claimed()
 

@@ -37,6 +37,11 @@ class Run:
         return Path(self.state.rootfs)
 
     @property
+    def pcap(self) -> Path:
+        """The run's capture (tcpdump writes it packet by packet: checks may read it during the run)."""
+        return self.out_dir / f"{self.scenario.name}.pcap"
+
+    @property
     def events_file(self) -> Path:
         return proxy_log.path_in(self.root)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from referee_lab import chroot, ladder
 from referee_lab.provision import REPO
 from referee_lab.scenario import capture, proxy_log, sipp
-from referee_lab.scenario.checks import Check
+from referee_lab.scenario.checks import Check, Gate
 from referee_lab.scenario.context import Run
 from referee_lab.scenario.model import Scenario
 from referee_lab.topology import Topology
@@ -31,6 +31,7 @@ class PhoneResult:
     returncode: int | None
     log: Path
     timed_out: bool = False
+    held: str = ""  # why a check never let it start
 
 
 @dataclass
@@ -61,26 +62,34 @@ def _register(run: Run, run_dir: str, procs: dict[str, subprocess.Popen[bytes]])
 def _play(run: Run, run_dir: str, procs: dict[str, subprocess.Popen[bytes]]) -> list[PhoneResult]:
     """Start the phones in order, wait for all of them."""
     results = []
+    gates = [c for c in run.scenario.checks if isinstance(c, Gate)]
     for spec in run.scenario.phones:
         log = run.out_dir / f"{spec.name}.log"
+        # A check may hold a phone back until something happened (a node killed, back up...).
+        held = next((why for g in gates if (why := g.hold(run, spec.name, run.scenario.timeout))), "")
+        results.append(PhoneResult(spec.name, None, log, held=held))
+        if held:
+            continue
         procs[spec.name] = sipp.start(
             run.state, run.topo, spec.role, f"{run_dir}/{spec.name}.xml", run_dir, log, spec
         )
-        results.append(PhoneResult(spec.name, None, log))
         time.sleep(spec.delay)
-    late = sipp.wait_all({r.role: procs[r.role] for r in results}, run.scenario.timeout)
-    for r in results:
+    played = [r for r in results if not r.held]
+    late = sipp.wait_all({r.role: procs[r.role] for r in played}, run.scenario.timeout)
+    for r in played:
         r.returncode = procs[r.role].returncode
         r.timed_out = r.role in late
     return results
 
 
+def _why(r: PhoneResult) -> str:
+    if r.held:
+        return f"not started: {r.held}"
+    return "timed out" if r.timed_out else f"exit {r.returncode}"
+
+
 def _phones_error(results: list[PhoneResult]) -> str:
-    failed = [
-        f"{r.role} ({'timed out' if r.timed_out else f'exit {r.returncode}'})"
-        for r in results
-        if r.returncode != 0 or r.timed_out
-    ]
+    failed = [f"{r.role} ({_why(r)})" for r in results if r.returncode != 0 or r.timed_out or r.held]
     return "failed: " + ", ".join(failed) if failed or not results else ""
 
 
@@ -98,11 +107,11 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     for xml in scenario.path.glob("*.xml"):
         shutil.copy2(xml, host_run_dir / xml.name)
 
-    pcap = out_dir / f"{scenario.name}.pcap"
     svg = out_dir / f"{scenario.name}.svg"
     start = time.monotonic()
     # Where this run's proxy events start: the lines earlier runs left in the file are not this run's.
     current = Run(scenario, topo, state, out_dir, proxy_log.position(proxy_log.path_in(root)))
+    pcap = current.pcap
     results: list[PhoneResult] = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
     started: list[Check] = []

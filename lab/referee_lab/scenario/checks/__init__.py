@@ -10,6 +10,9 @@ chosen by the tables of ``scenario.toml`` it owns, with the same four steps:
 - ``problems(run)`` and ``notes(run)``: once the capture, the proxy's events and the AMI events are in
   ``run`` (:class:`referee_lab.scenario.context.Run`): what went wrong, and what happened, as lines.
 
+A check may also hold phones back (:class:`Gate`, ``hold(run, phone, timeout)``): the runner asks every
+such check before it starts each phone (the faults check starts a phone once a PBX is down).
+
 Adding a check is adding a module here: the runner knows none of them by name.
 """
 
@@ -19,7 +22,7 @@ import importlib
 import pkgutil
 from collections.abc import Mapping
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from referee_lab.scenario.context import Run
@@ -30,6 +33,13 @@ class Check(Protocol):
     def stop(self, run: Run) -> None: ...
     def problems(self, run: Run) -> list[str]: ...
     def notes(self, run: Run) -> list[str]: ...
+
+
+@runtime_checkable
+class Gate(Protocol):
+    def hold(self, run: Run, phone: str, timeout: float) -> str:
+        """Block until ``phone`` (a phone's name: its file) may start; why not, when it may not."""
+        ...
 
 
 def plugins() -> list[ModuleType]:

@@ -9,7 +9,8 @@ its fields compared with the table, each optional:
 - ``state``: the record's state (``completed``, ``failed``...);
 - ``flow``: ``blind`` or ``attended``;
 - ``proxy_status``: the status of the proxy's decision on the REFER (202, 403...);
-- ``notify_final``: the status of the last NOTIFY outcome, in CSeq order (200...).
+- ``notify_final``: the status of the last NOTIFY outcome, in CSeq order (200...);
+- ``result``: the record's result text (``pbx lost``, ``no final NOTIFY``...).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from referee_lab.scenario import proxy_log
 from referee_lab.scenario.context import Run
 
 OWNS = ("expect.audit",)
-KEYS = ("state", "flow", "proxy_status", "notify_final")
+KEYS = ("state", "flow", "proxy_status", "notify_final", "result")
 DB = "audit.sqlite3"
 
 
@@ -38,6 +39,7 @@ class AuditCheck:
     flow: str = ""
     proxy_status: int | None = None
     notify_final: int | None = None
+    result: str = ""
 
     def start(self, run: Run) -> None:
         pass
@@ -78,6 +80,7 @@ class AuditCheck:
             "flow": record.flow,
             "proxy_status": proxy_status(record),
             "notify_final": notify_final(record),
+            "result": record.result or "",
         }
         out = []
         for key in KEYS:
@@ -105,6 +108,7 @@ def load(scenario: str, data: Mapping[str, Any]) -> AuditCheck | None:
         flow=flow,
         proxy_status=int(raw["proxy_status"]) if "proxy_status" in raw else None,
         notify_final=int(raw["notify_final"]) if "notify_final" in raw else None,
+        result=str(raw.get("result", "")),
     )
 
 
