@@ -3,6 +3,7 @@ phones it holds back, and the lab it leaves whole. No root, no lab: a fake stand
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,6 +97,13 @@ def _capture(run: Run, *lines: tuple[str, str, str]) -> None:
 def _health(run: Run, pbx: str, up: bool) -> None:
     with run.events_file.open("a") as f:
         f.write(to_json(PbxHealth(time=1.0, pbx=pbx, uri=f"sip:{PBX1}:5060", up=up)) + "\n")
+
+
+def _until(did: list[str], count: int) -> None:
+    """Wait until the fake saw ``count`` actions: the faults thread did them before the phones ended."""
+    deadline = time.monotonic() + 5
+    while len(did) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -196,6 +204,7 @@ def test_a_fault_whose_trigger_never_came_is_a_problem_and_its_phones_never_star
 def test_a_node_the_run_left_down_is_started_again_once_the_phones_are_done(tmp_path: Path) -> None:
     run, check, nodes = _run(tmp_path, '[[faults]]\nnode = "proxy"\naction = "kill"\n')
     check.start(run)
+    _until(nodes.did, 1)
     check.stop(run)
     assert nodes.did == ["kill proxy", "start proxy"]
     assert check.problems(run) == []
@@ -212,4 +221,39 @@ def test_a_node_that_does_not_start_is_a_problem_and_stops_the_faults(tmp_path: 
     assert check.problems(run) == [
         "fault 1 (restart pbx1): pbx1 exited with 1",
         "faults: pbx1 left down, and it did not start again: pbx1 exited with 1",
+    ]
+
+
+def test_a_fault_after_what_it_was_to_disturb_is_a_problem(tmp_path: Path) -> None:
+    tables = '[[faults]]\nnode = "proxy"\naction = "restart"\nbefore_sip = ["bob>proxy REFER"]\n'
+    run, check, nodes = _run(tmp_path, tables)
+    _capture(run, ("127.0.0.32", PROXY, "REFER sip:1001@lab.test SIP/2.0\r\nCSeq: 2 REFER"))
+    check.start(run)
+    _until(nodes.did, 1)
+    check.stop(run)
+    assert check.problems(run) == ["fault 1 (restart proxy): too late: bob>proxy REFER already captured"]
+    assert nodes.did == ["kill proxy", "start proxy"]  # killed, then brought back by stop()
+
+
+def test_a_fault_before_what_it_was_to_disturb_is_no_problem(tmp_path: Path) -> None:
+    tables = '[[faults]]\nnode = "proxy"\naction = "restart"\nbefore_sip = ["bob>proxy REFER"]\n'
+    run, check, nodes = _run(tmp_path, tables)
+    _capture(run, ("127.0.0.32", PROXY, "SIP/2.0 200 OK\r\nCSeq: 1 INVITE"))
+    check.start(run)
+    _until(nodes.did, 2)
+    check.stop(run)
+    assert check.problems(run) == []
+    assert nodes.did == ["kill proxy", "start proxy"]
+
+
+def test_the_fault_scenarios_choose_the_faults_check() -> None:
+    found = {s.name: s for s in scenario.discover()}
+    for name in ("attended_after_proxy_restart", "blind_after_proxy_restart", "pbx_dies_mid_transfer"):
+        check = found[name].check(FaultsCheck)
+        assert check is not None, name
+    dies = found["pbx_dies_mid_transfer"].check(FaultsCheck)
+    assert dies is not None
+    assert [(f.action, f.node, f.until, f.release) for f in dies.faults] == [
+        ("kill", "pbx1", "down", ("alice_again",)),
+        ("start", "pbx1", "up", ("carol_again",)),
     ]

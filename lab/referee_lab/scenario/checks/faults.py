@@ -8,7 +8,8 @@ Each table is one fault; a thread beside the phones does them in file order:
    the phones start, or once the previous fault is done); then ``delay`` seconds;
 2. does ``action`` to ``node`` (``proxy``, ``pbx1``, ``pbx2``): ``kill`` (SIGKILL to the daemon's
    process group, a crash), ``start`` (start it again and wait until it listens) or ``restart``
-   (SIGKILL, then start);
+   (SIGKILL, then start). With ``before_sip`` (hops like ``after_sip``), none of them may be in the
+   capture yet when the node is killed (or started): the fault came in time for what it is to disturb;
 3. with ``until`` (a PBX only): waits until the proxy's event file says the PBX is ``down`` or ``up``
    again (``pbx.health``: the dispatcher's OPTIONS probes), for up to ``until_timeout`` s (default 15);
 4. lets the phones named in ``release`` start: the runner holds them back until then (:class:`Gate`).
@@ -34,7 +35,17 @@ from referee_lab.scenario.checks.ami import Pattern, patterns
 from referee_lab.scenario.context import Run
 
 OWNS = ("faults",)
-KEYS = ("node", "action", "after_sip", "after_ami", "delay", "until", "until_timeout", "release")
+KEYS = (
+    "node",
+    "action",
+    "after_sip",
+    "after_ami",
+    "delay",
+    "before_sip",
+    "until",
+    "until_timeout",
+    "release",
+)
 ACTIONS = ("kill", "start", "restart")
 PBXS = ("pbx1", "pbx2")
 POLL = 0.2  # seconds between looks at the capture and the proxy's event file
@@ -69,6 +80,7 @@ class Fault:
     ami_pbx: str = ""
     after_ami: tuple[Pattern, ...] = ()
     delay: float = 0.0
+    before_sip: tuple[Hop, ...] = ()
     until: str = ""  # "", "down" or "up"
     until_timeout: float = 15.0
     release: tuple[str, ...] = ()
@@ -181,9 +193,12 @@ class FaultsCheck:
             pid = nodes.kill(fault.node)
             self._killed.append(fault.node)
             self._notes.append(f"fault: {fault.node} killed (pid {pid}) at {at - began:.1f} s{after}")
+            self._in_time(run, fault)
         if fault.action in ("start", "restart"):
             pid = nodes.start(fault.node)
             self._notes.append(f"fault: {fault.node} started (pid {pid}) in {time.monotonic() - at:.1f} s")
+            if fault.action == "start":
+                self._in_time(run, fault)
         if fault.until:
             up = fault.until == "up"
             until = time.monotonic() + fault.until_timeout
@@ -198,6 +213,10 @@ class FaultsCheck:
             )
         if fault.release:
             self._notes.append(f"fault: released {', '.join(fault.release)}")
+
+    def _in_time(self, run: Run, fault: Fault) -> None:
+        if late := [str(h) for h in fault.before_sip if _sip_seen(run, [h])]:
+            raise RuntimeError(f"too late: {', '.join(late)} already captured")
 
     def _wait(self, condition: Callable[[], bool], deadline: float) -> bool:
         """Poll ``condition`` until it holds (True) or ``deadline`` (False); Stopped once the phones ended."""
@@ -295,6 +314,7 @@ def _fault(scenario: str, raw: Mapping[str, Any], phones: Sequence[str]) -> Faul
         ami_pbx=ami_pbx,
         after_ami=after_ami,
         delay=float(raw.get("delay", 0)),
+        before_sip=tuple(_hop(scenario, h) for h in raw.get("before_sip", ())),
         until=until,
         until_timeout=float(raw.get("until_timeout", 15)),
         release=release,
