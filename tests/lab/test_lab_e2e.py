@@ -116,11 +116,16 @@ def test_spoofed_identity_is_challenged_refused_and_reaches_no_pbx(lab: object) 
     spoofed = {m.call_id for m in messages if m.src == "carol" and m.label in ("INVITE", "REFER")}
     assert len(spoofed) == 1
     ours = [(m.src, m.dst, m.label) for m in messages if m.call_id in spoofed]
-    assert ours.count(("proxy", "carol", "407 Proxy Authentication Required (INVITE)")) == 1
-    assert ours.count(("proxy", "carol", "403 From Does Not Match Credentials (INVITE)")) == 1
-    assert ours.count(("proxy", "carol", "407 Proxy Authentication Required (REFER)")) == 2
-    assert ours.count(("proxy", "carol", "403 From Does Not Match Credentials (REFER)")) == 1
-    assert ours.count(("proxy", "carol", "403 Out-Of-Dialog REFER Not Accepted (REFER)")) == 1
+
+    def answered(status: int, reason: str, method: str) -> int:
+        label = f"{status} {reason[:20]}".strip() + f" ({method})"  # the ladder cuts reasons at 20 characters
+        return ours.count(("proxy", "carol", label))
+
+    assert answered(407, "Proxy Authentication Required", "INVITE") == 1
+    assert answered(403, "From Does Not Match Credentials", "INVITE") == 1
+    assert answered(407, "Proxy Authentication Required", "REFER") == 2
+    assert answered(403, "From Does Not Match Credentials", "REFER") == 1
+    assert answered(403, "Out-Of-Dialog REFER Not Accepted", "REFER") == 1
     assert [hop for hop in ours if {"pbx1", "pbx2"} & set(hop[:2])] == []
 
 
