@@ -8,6 +8,7 @@ Every process is started here, and stopped here by its PID.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -28,6 +29,7 @@ import jinja2
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
+CREDENTIALS_TEMPLATE = REPO / "kamailio" / "credentials.j2"
 KEMI_SCRIPT = REPO / "kamailio" / "referee_kemi.py"
 POLICY = Path(__file__).with_name("policy.toml")
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
@@ -106,17 +108,30 @@ def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "kamailio__dispatcher_list": str(tmp / "dispatcher.list"),
         # The PBX stand-ins are SIPp processes that come and go: no probing unless a test asks.
         "kamailio__pbx_probe_interval": 0,
+        "kamailio__credentials_file": str(tmp / "credentials"),
+        # Most REFER tests send out-of-dialog REFERs to drive the policy through Kamailio; the
+        # default (refuse) has a test of its own.
+        "kamailio__out_of_dialog_refer": "relay",
     }
     values.update(overrides)
     return values
 
 
+def _hash(value: str, algorithm: str) -> str:
+    """Ansible's ``hash`` filter, which kamailio/credentials.j2 uses."""
+    return hashlib.new(algorithm, value.encode()).hexdigest()
+
+
 def render_cfg(tmp: Path, **overrides: Any) -> Path:
+    """kamailio.cfg and the credentials file it names, as the ansible role renders them."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["hash"] = _hash
     values = cfg_vars(tmp, **overrides)
-    text = env.from_string(TEMPLATE.read_text()).render(**values)
+    credentials = Path(values["kamailio__credentials_file"])
+    credentials.write_text(env.from_string(CREDENTIALS_TEMPLATE.read_text()).render(**values))
+    credentials.chmod(0o600)
     cfg = tmp / "kamailio.cfg"
-    cfg.write_text(text)
+    cfg.write_text(env.from_string(TEMPLATE.read_text()).render(**values))
     dispatcher = env.from_string((TEMPLATE.parent / "dispatcher.list.j2").read_text())
     Path(values["kamailio__dispatcher_list"]).write_text(dispatcher.render(**values))
     if values["kamailio__state_dir"]:
@@ -127,10 +142,67 @@ def render_cfg(tmp: Path, **overrides: Any) -> Path:
     return cfg
 
 
+def answer_challenge(
+    payload: bytes, challenge: bytes, *, user: str | None = None, password: str | None = None
+) -> bytes:
+    """``payload`` again (next CSeq, new branch) with digest credentials for the 407 ``challenge``.
+
+    The user is the From user unless ``user`` says otherwise; the password is theirs unless
+    ``password`` says otherwise.
+    """
+    text = payload.decode("utf-8", "surrogateescape")
+    head, _, body = text.partition("\r\n\r\n")
+    (proxy_auth,) = [
+        line.split(":", 1)[1]
+        for line in challenge.decode("utf-8", "replace").split("\r\n")
+        if line.lower().startswith("proxy-authenticate:")
+    ]
+    params = dict(re.findall(r'(\w+)="?([^",]*)"?', proxy_auth))
+    method, uri = head.split(" ", 2)[:2]
+    user = user or re.search(r"^From:[^\r]*sip:([^@>;]+)@", head, re.M | re.I).group(1)  # type: ignore[union-attr]
+    ha1 = hashlib.md5(f"{user}:{params['realm']}:{password or PASSWORDS[user]}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+    cnonce, nc = uuid.uuid4().hex[:16], "00000001"
+    if "qop" in params:
+        digest = f"{ha1}:{params['nonce']}:{nc}:{cnonce}:auth:{ha2}"
+    else:
+        digest = f"{ha1}:{params['nonce']}:{ha2}"
+    response = hashlib.md5(digest.encode()).hexdigest()
+    credentials = (
+        f'Proxy-Authorization: Digest username="{user}", realm="{params["realm"]}", nonce="{params["nonce"]}", '
+        f'uri="{uri}", response="{response}", algorithm=MD5'
+    )
+    if "qop" in params:
+        credentials += f', qop=auth, nc={nc}, cnonce="{cnonce}"'
+    if "opaque" in params:
+        credentials += f', opaque="{params["opaque"]}"'
+    head = re.sub(
+        r"^(CSeq:\s*)(\d+)", lambda m: f"{m.group(1)}{int(m.group(2)) + 1}", head, flags=re.M | re.I
+    )
+    head = re.sub(r"branch=z9hG4bK\w+", "branch=z9hG4bK" + uuid.uuid4().hex, head)
+    return f"{head}\r\n{credentials}\r\n\r\n{body}".encode("utf-8", "surrogateescape")
+
+
 def sip_request(
-    payload: bytes, *, src: str = PHONES["1002"], dst: tuple[str, int] = (PROXY, PORT), wait: float = 3.0
+    payload: bytes,
+    *,
+    src: str = PHONES["1002"],
+    dst: tuple[str, int] = (PROXY, PORT),
+    wait: float = 3.0,
+    authenticate: bool = True,
+    user: str | None = None,
 ) -> list[bytes]:
-    """Send one datagram from ``src`` and collect the non-100 answers (or none) within ``wait``."""
+    """Send one datagram from ``src`` and collect the non-100 answers (or none) within ``wait``.
+
+    A 407 is answered once with the From user's credentials (``authenticate``), as a phone does.
+    """
+    answers = _exchange(payload, src, dst, wait)
+    if authenticate and answers and answers[0].startswith(b"SIP/2.0 407 "):
+        answers = _exchange(answer_challenge(payload, answers[0], user=user), src, dst, wait)
+    return answers
+
+
+def _exchange(payload: bytes, src: str, dst: tuple[str, int], wait: float) -> list[bytes]:
     answers: list[bytes] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((src, 0))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from harness import PASSWORDS
+
 
 def send(message: str, *, retrans: bool = True) -> str:
-    lines = [line.strip() for line in message.strip().splitlines()]
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]  # empty: unused slot
     text = "\n".join(lines)
     attr = ' retrans="500"' if retrans else ""
     return f"<send{attr}>\n<![CDATA[\n\n{text}\nContent-Length: [len]\n\n]]>\n</send>"
@@ -48,24 +50,55 @@ def reply(code: int, reason: str, *, to_tag: str = "", contact: bool = False) ->
     )
 
 
+def credentials(user: str) -> str:
+    """SIPp's keyword answering the last 407 (or 401) with ``user``'s digest credentials."""
+    return f"[authentication username={user} password={PASSWORDS[user]}]"
+
+
+def challenged(first: str, again: str, *, invite: bool = False) -> str:
+    """``first`` sent, its 407 taken (and ACKed for an INVITE), then ``again`` with credentials."""
+    steps = [first, '<recv response="100" optional="true"/>', '<recv response="407" auth="true"/>']
+    if invite:
+        steps.append(
+            send(
+                """
+                ACK [next_url] SIP/2.0
+                [last_Via:]
+                [last_From:]
+                [last_To:]
+                [last_Call-ID:]
+                CSeq: 1 ACK
+                Max-Forwards: 70
+                """,
+                retrans=False,
+            )
+        )
+    return "\n".join([*steps, again])
+
+
 def ood_refer(refer_to: str, expect: int, *, user: str = "1002", extra_headers: str = "") -> str:
-    """An out-of-dialog REFER from phone ``user`` to 1001, expecting final answer ``expect``."""
+    """An out-of-dialog REFER from phone ``user`` to 1001 (challenged, then authenticated), expecting ``expect``."""
+
+    def refer(cseq: int, auth: str) -> str:
+        return send(
+            f"""
+            REFER sip:1001@lab.test SIP/2.0
+            Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+            From: <sip:{user}@lab.test>;tag=[pid]SIPpTag00[call_number]
+            To: <sip:1001@lab.test>
+            Call-ID: [call_id]
+            CSeq: {cseq} REFER
+            Contact: <sip:{user}@[local_ip]:[local_port]>
+            Max-Forwards: 70
+            Refer-To: {refer_to}
+            {extra_headers}
+            {auth}
+            """
+        )
+
     return "\n".join(
         [
-            send(
-                f"""
-                REFER sip:1001@lab.test SIP/2.0
-                Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-                From: <sip:{user}@lab.test>;tag=[pid]SIPpTag00[call_number]
-                To: <sip:1001@lab.test>
-                Call-ID: [call_id]
-                CSeq: 1 REFER
-                Contact: <sip:{user}@[local_ip]:[local_port]>
-                Max-Forwards: 70
-                Refer-To: {refer_to}
-                {extra_headers}
-                """
-            ),
+            challenged(refer(1, ""), refer(2, credentials(user))),
             '<recv response="100" optional="true"/>',
             recv_response(expect),
         ]
@@ -78,25 +111,44 @@ def uas_refer(to_tag: str = "pbx-[call_number]") -> str:
 
 
 def invite(
-    user: str, target: str, *, call_id: str = "[call_id]", from_tag: str = "[pid]SIPpTag00[call_number]"
+    user: str,
+    target: str,
+    *,
+    call_id: str = "[call_id]",
+    from_tag: str = "[pid]SIPpTag00[call_number]",
+    auth: bool = True,
 ) -> str:
-    return send(
-        f"""
-        INVITE sip:{target}@lab.test SIP/2.0
-        Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-        From: <sip:{user}@lab.test>;tag={from_tag}
-        To: <sip:{target}@lab.test>
-        Call-ID: {call_id}
-        CSeq: 1 INVITE
-        Contact: <sip:{user}@[local_ip]:[local_port]>
-        Max-Forwards: 70
-        """
-    )
+    """An INVITE from ``user``; a phone's (``auth``) is challenged first and sent again with CSeq 2."""
+
+    def message(cseq: int, credential_line: str) -> str:
+        return send(
+            f"""
+            INVITE sip:{target}@lab.test SIP/2.0
+            Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+            From: <sip:{user}@lab.test>;tag={from_tag}
+            To: <sip:{target}@lab.test>
+            Call-ID: {call_id}
+            CSeq: {cseq} INVITE
+            Contact: <sip:{user}@[local_ip]:[local_port]>
+            Max-Forwards: 70
+            {credential_line}
+            """
+        )
+
+    if not auth:
+        return message(1, "")
+    return challenged(message(1, ""), message(2, credentials(user)), invite=True)
 
 
 def ack(
-    user: str, target: str, *, call_id: str = "[call_id]", from_tag: str = "[pid]SIPpTag00[call_number]"
+    user: str,
+    target: str,
+    *,
+    call_id: str = "[call_id]",
+    from_tag: str = "[pid]SIPpTag00[call_number]",
+    auth: bool = True,
 ) -> str:
+    """The ACK of the 200 to :func:`invite` (whose CSeq is 2 after a challenge)."""
     return send(
         f"""
         ACK [next_url] SIP/2.0
@@ -105,7 +157,7 @@ def ack(
         From: <sip:{user}@lab.test>;tag={from_tag}
         To: <sip:{target}@lab.test>[peer_tag_param]
         Call-ID: {call_id}
-        CSeq: 1 ACK
+        CSeq: {2 if auth else 1} ACK
         Max-Forwards: 70
         """,
         retrans=False,

@@ -68,12 +68,12 @@ def test_in_dialog_refer_with_replaces_points_at_the_pbx_holding_the_dialog(
             "pbx1",
             "\n".join(
                 [
-                    g.invite("1001", "2001").replace(
+                    g.invite("1001", "2001", auth=False).replace(  # a PBX: trusted by address
                         "INVITE sip:2001@lab.test", "INVITE sip:2001@127.0.1.10"
                     ),
                     g.provisional(),
                     g.recv_response(200, rrs=True),
-                    g.ack("1001", "2001"),
+                    g.ack("1001", "2001", auth=False),
                     '<recv request="REFER"/>',
                     g.reply(202, "Accepted"),
                 ]

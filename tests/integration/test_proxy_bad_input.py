@@ -6,7 +6,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from harness import PORT, PROXY, Kamailio, refer_bytes, sip_request, status_of
+from harness import PORT, PROXY, Kamailio, answer_challenge, refer_bytes, sip_request, status_of
 
 CASES = {
     "missing": [],
@@ -49,7 +49,7 @@ def test_bad_byte_in_from_is_answered_400(kamailio: Kamailio) -> None:
     payload = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(
         b"From: <sip:1002", b"From: <sip:10\xff2"
     )
-    (answer,) = sip_request(payload)
+    (answer,) = sip_request(payload, user="1002")
     assert status_of(answer)[0] == 400
     assert "Unhandled exception" not in kamailio.log()
 
@@ -87,12 +87,20 @@ def test_refer_over_tcp_is_decided_too(kamailio: Kamailio) -> None:
     # TCP requests are handled by other Kamailio processes, each with its own interpreter.
     payload = refer_bytes([b"Refer-To: <sip:09001234567@lab.test>"]).replace(b"SIP/2.0/UDP", b"SIP/2.0/TCP")
     with socket.create_connection((PROXY, PORT), timeout=5, source_address=("127.0.1.32", 0)) as conn:
-        conn.sendall(payload.replace(b"{port}", str(conn.getsockname()[1]).encode()))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        port = str(conn.getsockname()[1]).encode()
+
+        def exchange(message: bytes) -> bytes:
+            conn.sendall(message.replace(b"{port}", port))
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+        challenge = exchange(payload)
+        assert status_of(challenge)[0] == 407
+        data = exchange(answer_challenge(payload, challenge))
     assert status_of(data) == (403, "Transfer to +449001234567 denied: premium-rate (09)")
     assert kamailio.events()[0]["decision"]["rule"] == "prefixes:deny:+449"

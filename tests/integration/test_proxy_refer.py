@@ -32,7 +32,7 @@ def test_allowed_refer_reaches_pbx_with_rewritten_refer_to(kamailio: Kamailio, t
     (event,) = [e for e in events if e["event"] == "refer.decision"]
     assert event["decision"]["allowed"] is True
     assert event["forwarded_refer_to"] == "<sip:1003@127.0.1.20:5060>"
-    assert event["cseq"] == 1
+    assert event["cseq"] == 2  # the REFER sent again with credentials after the 407
     (answer,) = [e for e in events if e["event"] == "refer.response"]
     assert answer["status"] == 202
     assert answer["call_id"] == event["call_id"]

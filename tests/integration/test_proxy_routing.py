@@ -108,11 +108,18 @@ def test_phone_call_goes_to_its_home_pbx(kamailio: Kamailio, tmp_path: Path) -> 
     assert pbx1.received() == []
 
 
-def test_unknown_caller_is_refused(kamailio: Kamailio, tmp_path: Path) -> None:
+def test_unknown_caller_is_challenged(kamailio: Kamailio, tmp_path: Path) -> None:
     stranger = sipp(
         tmp_path,
         "stranger",
         "127.0.1.38",
-        "\n".join([g.invite("9999", "1001"), g.provisional(), g.recv_response(403), g.ack("9999", "1001")]),
+        "\n".join(
+            [
+                g.invite("9999", "1001", auth=False),
+                g.provisional(),
+                g.recv_response(407),
+                g.ack("9999", "1001"),
+            ]
+        ),
     )
     assert stranger.run() == 0, stranger.output()

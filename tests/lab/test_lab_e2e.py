@@ -103,7 +103,35 @@ def test_basic_call_through_kamailio_and_asterisk(lab: object) -> None:
     assert ("proxy", "alice", "401 Unauthorized (REGISTER)") in arrows
 
 
-@pytest.mark.parametrize("name", [s.name for s in scenario.discover() if s.name != "basic_call"])
+def test_spoofed_identity_is_challenged_refused_and_reaches_no_pbx(lab: object) -> None:
+    """Issue 9: an INVITE or REFER claiming another phone gets 407, then 403, and no PBX sees it."""
+    state = chroot.LabState.load()
+    assert state is not None
+    topo = topology.load()
+    result = scenario.run(scenario.load(REPO / "tests" / "scenarios" / "spoofed_identity"), state, topo)
+    print(result.ladder_text)
+    assert result.passed, result.error
+
+    messages = ladder.read_pcap(result.pcap, topo.node_names())
+    spoofed = {m.call_id for m in messages if m.src == "carol" and m.label in ("INVITE", "REFER")}
+    assert len(spoofed) == 1
+    ours = [(m.src, m.dst, m.label) for m in messages if m.call_id in spoofed]
+
+    def answered(status: int, reason: str, method: str) -> int:
+        label = f"{status} {reason[:20]}".strip() + f" ({method})"  # the ladder cuts reasons at 20 characters
+        return ours.count(("proxy", "carol", label))
+
+    assert answered(407, "Proxy Authentication Required", "INVITE") == 1
+    assert answered(403, "From Does Not Match Credentials", "INVITE") == 1
+    assert answered(407, "Proxy Authentication Required", "REFER") == 2
+    assert answered(403, "From Does Not Match Credentials", "REFER") == 1
+    assert answered(403, "Out-Of-Dialog REFER Not Accepted", "REFER") == 1
+    assert [hop for hop in ours if {"pbx1", "pbx2"} & set(hop[:2])] == []
+
+
+@pytest.mark.parametrize(
+    "name", [s.name for s in scenario.discover() if s.name not in ("basic_call", "spoofed_identity")]
+)
 def test_every_other_scenario_passes(lab: object, name: str) -> None:
     """Whatever else tests/scenarios/ holds (blind_transfer, ...), as `make demo` runs it."""
     state = chroot.LabState.load()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,18 @@ REPO = Path(__file__).resolve().parents[2]
 POLICY = REPO / "tests" / "integration" / "policy.toml"
 PBX1 = "127.0.1.20"
 PBX2 = "127.0.1.21"
+HOMES = {"1001": "pbx1", "1002": "pbx1", "1003": "pbx1", "2001": "pbx2"}
+
+
+def ha1(user: str, password: str | None = None) -> str:
+    return hashlib.md5(f"{user}:lab.test:{password or 'pw' + user}".encode()).hexdigest()
+
+
+def credentials(user: str, password: str | None = None) -> str:
+    """The fake's digest credentials: its ``response`` is the HA1 (see referee.testing.fake_ksr)."""
+    return (
+        f'Proxy-Authorization: Digest username="{user}", realm="lab.test", response="{ha1(user, password)}"'
+    )
 
 
 class Clock:
@@ -29,12 +43,18 @@ def defines(tmp: Path) -> dict[str, str]:
     policy = tmp / "policy.toml"
     if not policy.exists():
         policy.write_text(POLICY.read_text())
+    users = tmp / "credentials"
+    if not users.exists():
+        users.write_text("".join(f"{user}:{ha1(user)}:{pbx}\n" for user, pbx in HOMES.items()))
+        os.chmod(users, 0o600)
     return {
         "REFEREE_POLICY": f'"{policy}"',
         "REFEREE_EVENTS": f'"{tmp / "events.jsonl"}"',
         "REFEREE_DOMAIN": '"lab.test"',
         "REFEREE_PBXS": f'"pbx1=sip:{PBX1}:5060 pbx2=sip:{PBX2}:5060"',
-        "REFEREE_USERS": '"1001:pw1001:pbx1 1002:pw1002:pbx1 1003:pw1003:pbx1 2001:pw2001:pbx2"',
+        "REFEREE_CREDENTIALS": f'"{users}"',
+        # Most tests drive the REFER check with out-of-dialog REFERs; the default (refuse) has its own.
+        "REFEREE_OUT_OF_DIALOG_REFER": '"relay"',
         "REFEREE_POLICY_CHECK": '"0"',
     }
 
@@ -62,7 +82,9 @@ def request(
     headers: list[str] | None = None,
     body: str = "",
     route: bool = False,
+    auth: bool = True,
 ) -> str:
+    """A request; with ``auth`` it carries the From user's credentials (ignored when in-dialog)."""
     lines = [
         f"{method} {ruri} SIP/2.0",
         "Via: SIP/2.0/UDP 127.0.1.32:5060;branch=z9hG4bKabc",
@@ -75,6 +97,9 @@ def request(
     ]
     if route:
         lines.append("Route: <sip:127.0.1.10;lr>")
+    user = frm.split("sip:", 1)[-1].split("@", 1)[0]
+    if auth and method != "REGISTER" and user in HOMES:
+        lines.append(credentials(user))
     lines += headers or []
     lines.append(f"Content-Length: {len(body)}")
     return "\r\n".join(lines) + "\r\n\r\n" + body

@@ -14,6 +14,7 @@ from referee.audit.ingest import EventFileIngest
 from referee.audit.store import AuditStore
 from referee.events import NotifyOutcome, PbxEvent, ReferDecision, ReferResponse, State, to_json
 from referee.kemi import make_handler
+from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.testing.fake_ksr import FakeKSR
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
@@ -63,9 +64,11 @@ def proxy(tmp_path: Path) -> tuple[FakeKSR, Path]:
             "REFEREE_EVENTS": str(events),
             "REFEREE_DOMAIN": "lab.test",
             "REFEREE_PBXS": "pbx1=sip:127.0.0.20:5060",
-            "REFEREE_USERS": "1002:pw:pbx1",
         }
     )
+    # The call pbx1 set up with bob through the proxy: bob's in-dialog REFER belongs to it.
+    call = DialogRecord(CALL_ID, "pbx1", "pbx1", "bob1", from_user="1001", to_user="1002", party="1002")
+    DialogStore(ksr, "referee_dlg").put(call)  # type: ignore[arg-type]
     return ksr, events
 
 

@@ -120,6 +120,9 @@ def test_refer_sub_false_is_recorded_and_passed_on(tmp_path: Path) -> None:
 
 def test_in_dialog_refer_follows_route_set(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
+    fake.request(request("INVITE", frm="<sip:1002@lab.test>;tag=ft1"), src_ip="127.0.1.32")
+    handler.ksr_request_route(None)
+    handler.dialogs.set_to_tag("call-1@test", "tt")
     fake.request(refer("<sip:1003@lab.test>", to="<sip:1001@lab.test>;tag=tt", route=True, cseq=2))
     handler.ksr_request_route(None)
     (relay,) = fake.relays
@@ -281,7 +284,14 @@ def test_refer_replaces_unknown_dialog_gets_481(tmp_path: Path) -> None:
 def test_bye_forgets_the_dialog(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     call_on_pbx2(fake, handler)
-    fake.request(request("BYE", call_id="d1", to="<sip:1003@lab.test>;tag=pbx2tag", route=True))
+    bye = request(
+        "BYE",
+        call_id="d1",
+        frm="<sip:2001@lab.test>;tag=dft",
+        to="<sip:1003@lab.test>;tag=pbx2tag",
+        route=True,
+    )
+    fake.request(bye, src_ip="127.0.1.34")
     handler.ksr_request_route(None)
     assert handler.dialogs.get("d1") is None
 
@@ -322,11 +332,13 @@ def test_dialog_made_by_a_transfer_carries_its_depth_to_the_policy(tmp_path: Pat
     a2 = handler.dialogs.get("a2")
     assert a2 is not None and a2.depth == 2  # a transfer of a transfer
     # A REFER inside a1 (depth 1) passes max_depth 1; inside a2 (depth 2) it does not.
-    in_dialog = dict(to="<sip:1003@lab.test>;tag=t", route=True, cseq=3)
-    fake.request(refer("<sip:1002@lab.test>", call_id="a1", **in_dialog), src_ip="127.0.1.31")
+    in_dialog = dict(to="<sip:1003@lab.test>;tag=att", route=True, cseq=3)
+    a1_refer = refer("<sip:1002@lab.test>", call_id="a1", frm="<sip:1001@lab.test>;tag=aft", **in_dialog)
+    fake.request(a1_refer, src_ip="127.0.1.31")
     handler.ksr_request_route(None)
     assert fake.replies == [] and len(fake.relays) == 1
-    fake.request(refer("<sip:1002@lab.test>", call_id="a2", **in_dialog), src_ip="127.0.1.34")
+    a2_refer = refer("<sip:1002@lab.test>", call_id="a2", frm="<sip:2001@lab.test>;tag=x", **in_dialog)
+    fake.request(a2_refer, src_ip="127.0.1.34")
     handler.ksr_request_route(None)
     assert fake.replies == [(482, "Transfer depth 2 exceeds 1")]
     assert events(tmp_path)[-1]["decision"]["rule"] == "depth"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kemi_fixtures import PBX1, PBX2, Clock, defines, events, make, refer, request
+from kemi_fixtures import PBX1, PBX2, Clock, credentials, defines, events, ha1, make, refer, request
 
-from referee.kemi import PolicyHolder, Settings
+from referee.kemi import PolicyHolder, Settings, make_handler
 from referee.policy import Policy, parse_policy
+from referee.testing.fake_ksr import FakeKSR
 
 
 def test_mod_init_object_has_every_callback_app_python3_calls(tmp_path: Path) -> None:
@@ -35,7 +36,7 @@ def test_register_is_challenged_then_saved(tmp_path: Path) -> None:
     assert fake.replies == [(401, "Unauthorized")]
     assert fake.locations == {}
 
-    good = 'Authorization: Digest username="1001", realm="lab.test", response="pw1001"'
+    good = f'Authorization: Digest username="1001", realm="lab.test", response="{ha1("1001")}"'
     fake.request(request("REGISTER", headers=[good], **reg), src_ip="127.0.1.31")
     handler.ksr_request_route(None)
     assert fake.replies == [(200, "OK")]
@@ -73,11 +74,16 @@ def test_pbx_invite_to_unregistered_phone_gets_404(tmp_path: Path) -> None:
     assert fake.replies == [(404, "Not Found")]
 
 
-def test_unknown_caller_gets_403(tmp_path: Path) -> None:
+def test_unknown_caller_is_challenged(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.request(request("INVITE", frm="<sip:9999@lab.test>;tag=a"), src_ip="127.0.1.38")
     handler.ksr_request_route(None)
-    assert fake.replies == [(403, "Unknown Caller")]
+    assert fake.replies == [(407, "Proxy Authentication Required")]
+    stranger = credentials("9999")  # no such user: no HA1 to check against
+    fake.request(request("INVITE", frm="<sip:9999@lab.test>;tag=a", headers=[stranger]), src_ip="127.0.1.38")
+    handler.ksr_request_route(None)
+    assert fake.replies == [(407, "Proxy Authentication Required")]
+    assert fake.relays == []
 
 
 def test_scanner_is_dropped_silently(tmp_path: Path) -> None:
@@ -138,12 +144,19 @@ def test_retransmission_is_absorbed(tmp_path: Path) -> None:
     assert events(tmp_path) == []
 
 
-def test_kdmq_is_handed_to_dmq(tmp_path: Path) -> None:
-    fake, handler = make(tmp_path)
-    fake.request(request("KDMQ", ruri="sip:htable@127.0.1.10"))
+def test_kdmq_is_handed_to_dmq_from_a_peer_only(tmp_path: Path) -> None:
+    values = defines(tmp_path)
+    values["REFEREE_DMQ_PEERS"] = '"sip:127.0.1.11:5060"'
+    fake = FakeKSR(defines=values)
+    handler = make_handler(fake)
+    fake.request(request("KDMQ", ruri="sip:htable@127.0.1.10"), src_ip="127.0.1.11")
     handler.ksr_request_route(None)
     assert fake.dmq_handled == 1
     assert fake.relays == [] and fake.replies == []
+    fake.request(request("KDMQ", ruri="sip:htable@127.0.1.10"), src_ip="127.0.1.38")
+    handler.ksr_request_route(None)
+    assert fake.dmq_handled == 0
+    assert fake.replies == [(403, "Not A DMQ Peer")]
 
 
 def test_options_to_proxy_answered(tmp_path: Path) -> None:
@@ -169,6 +182,8 @@ def test_settings_from_defines_strip_quotes(tmp_path: Path) -> None:
     assert settings.domain == "lab.test"
     assert settings.pbxs == {"pbx1": f"sip:{PBX1}:5060", "pbx2": f"sip:{PBX2}:5060"}
     assert settings.users["2001"].pbx == "pbx2"
+    assert settings.users["2001"].ha1 == ha1("2001")
+    assert settings.out_of_dialog_refer == "relay"
     assert settings.pbx_hosts == {PBX1: "pbx1", PBX2: "pbx2"}
     assert settings.policy_check == 0
 
@@ -177,15 +192,36 @@ def test_settings_from_defines_strip_quotes(tmp_path: Path) -> None:
     ("name", "value", "message"),
     [
         ("REFEREE_POLICY", "", "REFEREE_POLICY"),
-        ("REFEREE_USERS", '"1001:pw"', "user:password:pbx"),
-        ("REFEREE_USERS", '"1001:pw:pbx9"', "unknown PBX"),
         ("REFEREE_PBXS", '"pbx1"', "name=uri"),
+        ("REFEREE_OUT_OF_DIALOG_REFER", '"maybe"', "REFEREE_OUT_OF_DIALOG_REFER"),
     ],
 )
 def test_settings_errors_name_the_define(tmp_path: Path, name: str, value: str, message: str) -> None:
     values = defines(tmp_path)
     values[name] = value
     with pytest.raises(ValueError, match=message):
+        Settings.from_defines(values.get)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1001:secret-in-plaintext\n", "line 1 is not user:ha1:pbx"),
+        ("1001:secret-in-plaintext:pbx1\n", "HA1 of '1001' is not 32"),
+        (f"# comment\n1001:{ha1('1001')}:pbx9\n", "line 2: user '1001' names unknown PBX 'pbx9'"),
+    ],
+)
+def test_credentials_file_errors_name_the_line(tmp_path: Path, line: str, message: str) -> None:
+    values = defines(tmp_path)
+    (tmp_path / "credentials").write_text(line)
+    with pytest.raises(ValueError, match=message):
+        Settings.from_defines(values.get)
+
+
+def test_credentials_file_others_may_read_is_refused(tmp_path: Path) -> None:
+    values = defines(tmp_path)
+    (tmp_path / "credentials").chmod(0o644)
+    with pytest.raises(ValueError, match="readable by others"):
         Settings.from_defines(values.get)
 
 

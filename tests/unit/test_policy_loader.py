@@ -113,3 +113,22 @@ def test_extension_patterns_are_compiled_once_at_load() -> None:
     policy = load_policy(EXAMPLE)
     pattern = policy.default_tenant.extensions[0].pattern
     assert pattern.fullmatch("1003") and not pattern.fullmatch("10031")
+
+
+def test_send_as_lets_an_authenticated_referrer_present_another_from_user() -> None:
+    policy = parse_policy(
+        MINIMAL
+        + '[[overrides]]\nid = "desk"\nreferrer = "sip:1001@lab.test"\nsend_as = ["1000"]\n'
+        + '[[overrides]]\nid = "console"\nreferrer = "sip:1005@LAB.test"\nsend_as = ["*"]\n'
+    )
+    assert policy.may_send_as("sip:1001@lab.test", "1000")
+    assert not policy.may_send_as("sip:1001@lab.test", "1002")
+    assert not policy.may_send_as("sip:1002@lab.test", "1000")  # no override: nobody else
+    assert policy.may_send_as("sip:1005@lab.test", "anything")
+    assert not policy.may_send_as("not a uri", "1000")
+
+
+def test_send_as_must_list_strings() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(MINIMAL + '[[overrides]]\nid = "d"\nreferrer = "sip:1@lab.test"\nsend_as = [""]\n')
+    assert caught.value.key == "overrides[0].send_as[0]"

@@ -42,6 +42,9 @@ class DialogRecord:
     # Transfers the proxy saw lead to this dialog: an INVITE with Replaces makes the replaced
     # dialog's depth + 1; one with Referred-By (RFC 3892: sent because of a REFER) at least 1.
     depth: int = 0
+    # The phone the proxy vouches for in this dialog: the user it authenticated (the caller) or
+    # the registered user it delivered the call to (the callee). In-dialog REFERs are decided for it.
+    party: str = ""
 
     def has_tags(self, tag_a: str, tag_b: str) -> bool:
         """Whether the two tags are this dialog's, in either order."""
@@ -61,6 +64,8 @@ def _encode(record: DialogRecord) -> str:
     }
     if record.depth:
         data["depth"] = record.depth
+    if record.party:
+        data["party"] = record.party
     return json.dumps(data, separators=(",", ":"))
 
 

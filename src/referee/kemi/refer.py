@@ -86,19 +86,21 @@ class ReferCheck:
 
     # -- the check ---------------------------------------------------------------------------
 
-    def check(self, src: str) -> bool:
-        """Decide the current REFER. True: allowed, headers rewritten, caller relays. False: answered."""
+    def check(self, src: str, referrer: str | None = None) -> bool:
+        """Decide the current REFER. True: allowed, headers rewritten, caller relays. False: answered.
+
+        ``referrer`` is the identity the proxy authenticated (a URI); without one (a REFER from a
+        trusted PBX, or a native cfg that does its own authentication) the From URI is the referrer.
+        """
         k = self.k
         self.owner = None
-        call_id = text(k.kx.get_callid())
-        cseq = number(k.pv.get("$cs"))
-        referrer = text(k.kx.get_furi())
-        asked: dict[str, Any] = dict(call_id=call_id, cseq=cseq, referrer=referrer, src=src)
+        asked = self._asked(src, referrer)
         try:
             refer_to = single_header(k, "Refer-To")
         except BadRequest as exc:
             return self._rejected(asked, exc.status, exc.reason, "bad-input")
         asked["refer_to"] = refer_to
+        call_id, cseq, referrer = asked["call_id"], asked["cseq"], asked["referrer"]
         asked["subscription"] = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
 
         dialogs: tuple[Dialog, ...] = ()
@@ -146,6 +148,19 @@ class ReferCheck:
             self.owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
         return True
+
+    def refuse(self, src: str, referrer: str, status: int, reason: str, rule: str) -> None:
+        """Answer the current REFER without asking the policy (recorded like any decision)."""
+        self._rejected(self._asked(src, referrer), status, reason, rule)
+
+    def _asked(self, src: str, referrer: str | None) -> dict[str, Any]:
+        k = self.k
+        return dict(
+            call_id=text(k.kx.get_callid()),
+            cseq=number(k.pv.get("$cs")),
+            referrer=referrer or text(k.kx.get_furi()),
+            src=src,
+        )
 
     def _rewrite(self, refer_to: str, new_refer_to: str, referrer: str) -> None:
         k = self.k

@@ -21,7 +21,9 @@ REFEREE_POLICY_CHECK   seconds between two looks at the policy file (0: never, R
 REFEREE_EVENTS         JSON-lines event file (decision and outcome per transfer)
 REFEREE_DOMAIN         SIP domain and digest realm
 REFEREE_PBXS           ``name=sip:host:port`` items, space separated
-REFEREE_USERS          ``user:password:pbxname`` items, space separated
+REFEREE_CREDENTIALS    file of ``user:ha1:pbxname`` lines (HA1 = MD5(user:realm:password)), mode 0600
+REFEREE_DMQ_PEERS      sip URIs of the other proxies, space separated: the only KDMQ senders
+REFEREE_OUT_OF_DIALOG_REFER  a phone's REFER outside a dialog: ``refuse`` (403, default) or ``relay``
 REFEREE_DIALOG_TABLE   htable name of the dialog -> PBX map (default ``referee_dlg``)
 REFEREE_DIALOG_DB      SQLite file the dialog map is written through to (``-``: none)
 REFEREE_PBX_PROBING    the dispatcher's OPTIONS interval to the PBXs (0: no probing)
@@ -32,6 +34,12 @@ a PBX that stopped answering its probes gets no request, the caller gets ``503``
 ``Retry-After`` at once. A relayed request that times out marks its PBX down until a probe is
 answered again (``ksr_failure_relay``); the dispatcher's up/down events are written as
 ``pbx.health`` events (``ksr_dispatcher_event``).
+
+Who may send what: the PBXs (by source address, ``REFEREE_PBXS``) are trusted; every other new
+request is challenged (407) and relayed only with valid digest credentials, as the authenticated
+user, whose From must be its own (403 unless the policy's ``send_as`` lets it). In-dialog requests
+from anyone but a PBX must belong to a dialog in the dialog map; a REFER there is decided for the
+phone the proxy authenticated (or delivered the call to) when the dialog was set up.
 """
 
 from __future__ import annotations
@@ -57,6 +65,13 @@ MAX_FORWARDS = 10
 REFER_RATE_REPLY = (503, "Too Many Transfers")
 PBX_DOWN_REPLY = (503, "Service Unavailable")
 RETRY_AFTER = 10  # seconds: a few probe intervals, time for a restarted PBX to be seen up
+FROM_MISMATCH = (403, "From Does Not Match Credentials")
+NOT_OUR_DIALOG = (403, "Not A Dialog Of This Proxy")
+NOT_A_PEER = (403, "Not A DMQ Peer")
+OUT_OF_DIALOG_REFER = (403, "Out-Of-Dialog REFER Not Accepted")
+AUTH_HA1 = 1  # pv_auth_check flags: the password given is the HA1
+AUTH_QOP, AUTH_STALE = 1, 16  # auth_challenge flags: qop=auth; stale=true after an expired nonce
+NONCE_EXPIRED = -4
 EXIT, NEXT = -255, 1  # a route block dealt with the request / routing goes on
 
 
@@ -81,6 +96,7 @@ class ReferenceProxy:
         self._replied = False
         self.method = ""  # of the request being routed
         self.srcip = ""
+        self.identity = ""  # the user the request authenticated as ("" from a PBX)
 
     # -- entry points (never let an exception escape: app_python3 would log it and the error
     #    state would leak into the next KSR call) -----------------------------------------
@@ -94,6 +110,7 @@ class ReferenceProxy:
         self._replied = False
         self.method = ""
         self.srcip = ""
+        self.identity = ""
         try:
             self._route(msg)
         except BadRequest as exc:
@@ -188,7 +205,11 @@ class ReferenceProxy:
         self.method = method = text(k.kx.get_method()).upper()
         self.srcip = text(k.kx.get_srcip())
         if method == "KDMQ":
-            k.dmq.handle_message()
+            if self.srcip in self.settings.dmq_hosts:
+                k.dmq.handle_message()
+            else:
+                log(k, f"referee: KDMQ from {self.srcip}, no DMQ peer, refused", "notice")
+                self.reply(*NOT_A_PEER)
             return
         if self.route_reqinit(msg) == EXIT:
             return
@@ -213,6 +234,8 @@ class ReferenceProxy:
             return
         if method == "OPTIONS" and not text(k.kx.get_ruri()).partition("@")[1]:
             self.reply(200, "OK")  # keepalive to the proxy itself
+            return
+        if self.route_auth(msg) == EXIT:
             return
         if method == "REFER":
             self.route_refer(msg)
@@ -249,8 +272,22 @@ class ReferenceProxy:
             return NEXT
         method = self.method
         if k.rr.loose_route() > 0:
+            referrer: str | None = None
+            if self.source_pbx() is None:
+                record = self.dialogs.get(text(k.kx.get_callid()))
+                if not self._in_dialog(record):
+                    log(k, f"referee: in-dialog {method} from {self.srcip} outside a known dialog refused")
+                    if method != "ACK":
+                        self.reply(*NOT_OUR_DIALOG)
+                    return EXIT
+                assert record is not None
+                if method == "REFER":
+                    referrer = self._dialog_referrer(record)
+                    if referrer is None:
+                        self.reply(*NOT_OUR_DIALOG)
+                        return EXIT
             if method == "REFER":
-                if not self.refers.check(self.srcip):
+                if not self.refers.check(self.srcip, referrer):
                     return EXIT
             elif method == "NOTIFY":
                 self.notifies.capture()
@@ -270,22 +307,37 @@ class ReferenceProxy:
         k = self.k
         if self.method != "REGISTER":
             return NEXT
-        realm = self.settings.domain
-        user = self.settings.users.get(text(k.kx.get_au()))
-        if user is None or k.auth.pv_auth_check(realm, user.password, 0, 1) < 0:
-            k.auth.auth_challenge(realm, 1)
-            self._replied = True
+        if self._authenticate(checks=1) is None:  # 1: the credentials' user must be the To user
             return EXIT
-        k.auth.consume_credentials()
         if k.registrar.save("location", 0) < 0:
             self.reply(500, "Registration Failed")
         self._replied = True
         return EXIT
 
+    def route_auth(self, msg: object) -> int:
+        """A new request from anyone but a PBX: digest credentials, and a From user that is theirs."""
+        if self.source_pbx() is not None:
+            return NEXT
+        user = self._authenticate(checks=0)
+        if user is None:
+            return EXIT
+        self.identity = user
+        from_user = text(self.k.kx.get_fuser())
+        if from_user != user and not self._may_send_as(from_user):
+            log(
+                self.k, f"referee: {self.method} authenticated as {user} with From user {from_user!r} refused"
+            )
+            self.reply(*FROM_MISMATCH)
+            return EXIT
+        return NEXT
+
     def route_refer(self, msg: object) -> int:
         """A REFER outside a dialog: checked, then to the Replaces owner, the phone, or the home PBX."""
         k = self.k
-        if not self.refers.check(self.srcip):
+        if self.source_pbx() is None and self.settings.out_of_dialog_refer == "refuse":
+            self.refers.refuse(self.srcip, self.identity_uri(), *OUT_OF_DIALOG_REFER, "out-of-dialog")
+            return EXIT
+        if not self.refers.check(self.srcip, self.identity_uri() or None):
             return EXIT
         # record_route after the Refer-To rewrite: msg_apply_changes refuses to run once a
         # Record-Route lump is in place.
@@ -299,7 +351,7 @@ class ReferenceProxy:
                 self.reply(404, "Not Found")
                 return EXIT
         else:
-            home = self.home_pbx(text(k.kx.get_fuser()))
+            home = self.home_pbx(self.identity)
             if home is None:
                 self.reply(403, "Unknown Referrer")
                 return EXIT
@@ -311,21 +363,22 @@ class ReferenceProxy:
         """A new request: from a PBX to a registered phone, or from a phone to its PBX."""
         k = self.k
         source = self.source_pbx()
+        party = self.identity or user_of(text(k.kx.get_ruri()))  # the caller, or the phone called
         if source is not None:
             if k.registrar.lookup("location") < 0:
                 self.reply(404, "Not Found")
                 return EXIT
             pbx = source
         else:
-            home = self.home_pbx(text(k.kx.get_fuser()))
+            home = self.home_pbx(self.identity)
             if home is None:
                 self.reply(403, "Unknown Caller")
                 return EXIT
             pbx = home
             if not self.to_pbx(pbx):
                 return EXIT
-        if self.method == "INVITE":
-            self.remember_dialog(pbx, depth=1 if k.hdr.is_present("Referred-By") > 0 else 0)
+        if self.method in ("INVITE", "SUBSCRIBE"):  # a SUBSCRIBE dialog's in-dialog requests need it too
+            self.remember_dialog(pbx, depth=1 if k.hdr.is_present("Referred-By") > 0 else 0, party=party)
             k.tm.t_on_reply("ksr_onreply_invite")
         return self.route_relay(msg)
 
@@ -342,6 +395,7 @@ class ReferenceProxy:
             log(k, f"referee: INVITE Replaces unknown dialog {replaces.call_id!r}")
             self.reply(481, "Call/Transaction Does Not Exist")
             return EXIT
+        party = self.identity or user_of(text(k.kx.get_ruri()))
         if self.source_pbx() == record.pbx:
             # The owning PBX replaces a dialog of its own with a phone: to the phone.
             if k.registrar.lookup("location") < 0:
@@ -350,7 +404,9 @@ class ReferenceProxy:
         elif not self.to_pbx(record.pbx):
             return EXIT
         log(k, f"referee: INVITE Replaces {replaces.call_id!r} routed to {record.pbx}")
-        self.remember_dialog(record.pbx, depth=record.depth + 1)  # an attended transfer of that dialog
+        self.remember_dialog(
+            record.pbx, depth=record.depth + 1, party=party
+        )  # an attended transfer of that dialog
         k.tm.t_on_reply("ksr_onreply_invite")
         return self.route_relay(msg)
 
@@ -385,7 +441,44 @@ class ReferenceProxy:
         found = self.settings.users.get(user)
         return found.pbx if found else None
 
-    def remember_dialog(self, pbx: str, *, depth: int) -> None:
+    def identity_uri(self) -> str:
+        """The authenticated user as the policy's referrer ("" for a request from a PBX)."""
+        return f"sip:{self.identity}@{self.settings.domain}" if self.identity else ""
+
+    def _authenticate(self, *, checks: int) -> str | None:
+        """The user whose digest credentials the request carries, or None once challenged."""
+        k = self.k
+        realm = self.settings.domain
+        user = self.settings.users.get(text(k.kx.get_au()))
+        result = -1 if user is None else k.auth.pv_auth_check(realm, user.ha1, AUTH_HA1, checks)
+        if user is None or result < 0:
+            k.auth.auth_challenge(realm, AUTH_QOP | (AUTH_STALE if result == NONCE_EXPIRED else 0))
+            self._replied = True
+            return None
+        k.auth.consume_credentials()  # the PBX gets no Proxy-Authorization
+        return user.name
+
+    def _may_send_as(self, from_user: str) -> bool:
+        policy = self.policies.check()
+        return policy is not None and policy.may_send_as(self.identity_uri(), from_user)
+
+    def _in_dialog(self, record: DialogRecord | None) -> bool:
+        """Whether the request's tags are those of a dialog the proxy routed."""
+        if record is None:
+            return False
+        tags = {text(self.k.pv.get("$ft")), text(self.k.pv.get("$tt"))}
+        if record.to_tag:
+            return tags == {record.from_tag, record.to_tag}
+        return record.from_tag in tags  # answer not seen yet: the request names the dialog's from-tag
+
+    def _dialog_referrer(self, record: DialogRecord) -> str | None:
+        """The phone the proxy vouched for in this dialog, as a URI; None when it cannot say."""
+        if record.party:
+            return f"sip:{record.party}@{self.settings.domain}"
+        from_user = text(self.k.kx.get_fuser())  # a record older than the party field
+        return text(self.k.kx.get_furi()) if record.has_party(from_user) else None
+
+    def remember_dialog(self, pbx: str, *, depth: int, party: str = "") -> None:
         k = self.k
         self.dialogs.put(
             DialogRecord(
@@ -396,6 +489,7 @@ class ReferenceProxy:
                 from_user=text(k.kx.get_fuser()),
                 to_user=user_of(text(k.kx.get_turi())),
                 depth=depth,
+                party=party,
             )
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -17,11 +20,40 @@ class BadRequest(Exception):
         self.reason = reason
 
 
+_HA1 = re.compile(r"[0-9a-f]{32}")
+OOD_REFER_MODES = ("refuse", "relay")
+
+
 @dataclass(frozen=True)
 class User:
     name: str
-    password: str
+    ha1: str  # MD5(user:realm:password): what digest auth checks, never the password itself
     pbx: str  # PBX name
+
+
+def read_credentials(path: str, pbxs: dict[str, str]) -> dict[str, User]:
+    """The ``user:ha1:pbx`` lines of the credentials file (``#`` comments), which others may not read."""
+    with open(path, encoding="utf-8") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            raise ValueError(f"REFEREE_CREDENTIALS {path} is readable by others: chmod 0600 it")
+        lines = handle.read().splitlines()
+    users: dict[str, User] = {}
+    for number, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        where = f"REFEREE_CREDENTIALS {path} line {number}"
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{where} is not user:ha1:pbx")
+        name, ha1, pbx = parts
+        if not _HA1.fullmatch(ha1):
+            raise ValueError(f"{where}: the HA1 of {name!r} is not 32 lower-case hex digits")
+        if pbx not in pbxs:
+            raise ValueError(f"{where}: user {name!r} names unknown PBX {pbx!r}")
+        users[name] = User(name, ha1, pbx)
+    return users
 
 
 @dataclass(frozen=True)
@@ -35,6 +67,8 @@ class Settings:
     policy_check: float = 1.0
     dialog_db: str = ""  # SQLite file the dialog map is written through to ("": htable only)
     pbx_probing: bool = False  # the dispatcher probes the PBXs (a timed-out PBX is marked down)
+    dmq_peers: tuple[str, ...] = ()  # sip URIs of the other proxies
+    out_of_dialog_refer: str = "refuse"  # a phone's REFER outside a dialog: "refuse" (403) or "relay"
 
     def pbx_set(self, name: str) -> int:
         """The PBX's dispatcher set: its position in REFEREE_PBXS, from 1 (dispatcher.list.j2)."""
@@ -51,6 +85,11 @@ class Settings:
         for name, uri in self.pbxs.items():
             hosts[sip.parse_uri(uri).host] = name
         return hosts
+
+    @property
+    def dmq_hosts(self) -> frozenset[str]:
+        """Addresses of the other proxies: the only sources whose KDMQ requests are handled."""
+        return frozenset(sip.parse_uri(uri).host for uri in self.dmq_peers)
 
     @classmethod
     def from_defines(cls, get_def: Callable[[str], object]) -> Settings:
@@ -69,14 +108,14 @@ class Settings:
                 raise ValueError(f"REFEREE_PBXS item {item!r} is not name=uri")
             sip.parse_uri(uri)
             pbxs[name] = uri
-        users: dict[str, User] = {}
-        for item in text("REFEREE_USERS", "").split():
-            parts = item.split(":")
-            if len(parts) != 3 or not all(parts):
-                raise ValueError(f"REFEREE_USERS item for {parts[0]!r} is not user:password:pbx")
-            if parts[2] not in pbxs:
-                raise ValueError(f"REFEREE_USERS: user {parts[0]!r} names unknown PBX {parts[2]!r}")
-            users[parts[0]] = User(parts[0], parts[1], parts[2])
+        credentials = text("REFEREE_CREDENTIALS", "")
+        users = read_credentials(credentials, pbxs) if credentials else {}
+        dmq_peers = tuple(text("REFEREE_DMQ_PEERS", "").split())
+        for uri in dmq_peers:
+            sip.parse_uri(uri)
+        ood_refer = text("REFEREE_OUT_OF_DIALOG_REFER", "refuse")
+        if ood_refer not in OOD_REFER_MODES:
+            raise ValueError(f"REFEREE_OUT_OF_DIALOG_REFER is {ood_refer!r}, not one of {OOD_REFER_MODES}")
         return cls(
             policy_path=text("REFEREE_POLICY"),
             events_path=text("REFEREE_EVENTS"),
@@ -87,4 +126,6 @@ class Settings:
             policy_check=float(text("REFEREE_POLICY_CHECK", "1")),
             dialog_db=text("REFEREE_DIALOG_DB", "-").removeprefix("-"),
             pbx_probing=text("REFEREE_PBX_PROBING", "0") not in ("0", ""),
+            dmq_peers=dmq_peers,
+            out_of_dialog_refer=ood_refer,
         )

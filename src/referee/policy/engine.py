@@ -107,6 +107,9 @@ class Override:
     referrer: str  # user@host, host lower case
     prefix_rules: tuple[PrefixRule, ...]  # best first
     max_depth: int | None
+    # From users this referrer may send as, though the proxy authenticated it as itself
+    # ("*": any): a reception desk presenting the line it answers for.
+    send_as: frozenset[str] = frozenset()
 
 
 @lru_cache(maxsize=64)
@@ -167,6 +170,14 @@ class Policy:
             tenant = self.default_tenant
             return user_at_host(uri), tenant, f"referrer host {uri.host} -> default tenant {tenant.domain}"
         return user_at_host(uri), tenant, f"referrer host {uri.host} -> tenant {tenant.domain}"
+
+    def may_send_as(self, identity: str, from_user: str) -> bool:
+        """Whether the authenticated ``identity`` (a URI) may send with another From user."""
+        found = self.referrer(identity)
+        if isinstance(found, SipSyntaxError):
+            return False
+        override = self.overrides.get(found[0])
+        return override is not None and (from_user in override.send_as or "*" in override.send_as)
 
     @property
     def id(self) -> str:

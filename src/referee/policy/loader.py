@@ -202,7 +202,8 @@ def _compile(root: _Table, source: str) -> Policy:
         if key in overrides:
             raise PolicyError(table.key("referrer"), f"{key} already has override {overrides[key].id}")
         rules = sorted(_prefix_rules(table, f"override:{override_id}", _SCOPE_REFERRER), key=_rule_order)
-        overrides[key] = Override(override_id, key, tuple(rules), table.integer("max_depth", None))
+        send_as = frozenset(table.strings("send_as"))
+        overrides[key] = Override(override_id, key, tuple(rules), table.integer("max_depth", None), send_as)
         table.done()
     root.done()
     return Policy(settings, by_name, default, overrides, numbers_allowed, source)

@@ -20,7 +20,8 @@ carries them. A header value that is not valid UTF-8 makes the getters raise
 ``UnicodeDecodeError``, as app_python3 does when it converts such a value to ``str``.
 
 Fake semantics where Kamailio would need real state: ``auth.pv_auth_check`` accepts an
-``Authorization`` whose ``response`` parameter equals the password; ``tm.t_check_trans``
+``Authorization`` (REGISTER) or ``Proxy-Authorization`` (other requests) whose ``response``
+parameter equals the password given (the HA1, for the proxy); ``tm.t_check_trans``
 and ``tmx.t_precheck_trans`` answer ``check_trans``/``precheck_trans`` (default: no
 transaction); ``rr.loose_route`` succeeds when the message has a Route header.
 """
@@ -328,11 +329,15 @@ class _Registrar(_Sub):
         return 1
 
 
+def _credentials(msg: Message) -> str:
+    return msg.get("Authorization" if msg.method == "REGISTER" else "Proxy-Authorization")
+
+
 class _Auth(_Sub):
     def pv_auth_check(self, realm: str, password: str, flags: int, checks: int) -> int:
-        header = self.f.msg.get("Authorization")
+        header = _credentials(self.f.msg)
         if not header:
-            return -2
+            return -5
         if _param(header, "realm") != realm:
             return -1
         return 1 if _param(header, "response") == password else -2
@@ -344,6 +349,9 @@ class _Auth(_Sub):
         return 1
 
     def consume_credentials(self) -> int:
+        self.f.lumps.append(
+            ("remove", "Authorization" if self.f.msg.method == "REGISTER" else "Proxy-Authorization")
+        )
         return 1
 
 
@@ -439,8 +447,7 @@ class _Kx(_Sub):
         return _decode(self.f.msg.body)
 
     def get_au(self) -> XVal:
-        header = self.f.msg.get("Authorization")
-        return _param(header, "username") or None
+        return _param(_credentials(self.f.msg), "username") or None
 
     def get_status(self) -> int:
         return self.f.msg.status
