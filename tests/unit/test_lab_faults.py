@@ -224,26 +224,27 @@ def test_a_node_that_does_not_start_is_a_problem_and_stops_the_faults(tmp_path: 
     ]
 
 
-def test_a_fault_after_what_it_was_to_disturb_is_a_problem(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("captured", "problems"),
+    [
+        (
+            "REFER sip:1001@lab.test SIP/2.0\r\nCSeq: 2 REFER",
+            ["fault 1 (restart proxy): too late: bob>proxy REFER already captured"],
+        ),
+        ("SIP/2.0 200 OK\r\nCSeq: 1 INVITE", []),
+    ],
+)
+def test_a_fault_must_come_before_what_it_is_to_disturb(
+    tmp_path: Path, captured: str, problems: list[str]
+) -> None:
     tables = '[[faults]]\nnode = "proxy"\naction = "restart"\nbefore_sip = ["bob>proxy REFER"]\n'
     run, check, nodes = _run(tmp_path, tables)
-    _capture(run, ("127.0.0.32", PROXY, "REFER sip:1001@lab.test SIP/2.0\r\nCSeq: 2 REFER"))
+    _capture(run, ("127.0.0.32", PROXY, captured))
     check.start(run)
-    _until(nodes.did, 1)
+    _until(nodes.did, 1 if problems else 2)
     check.stop(run)
-    assert check.problems(run) == ["fault 1 (restart proxy): too late: bob>proxy REFER already captured"]
-    assert nodes.did == ["kill proxy", "start proxy"]  # killed, then brought back by stop()
-
-
-def test_a_fault_before_what_it_was_to_disturb_is_no_problem(tmp_path: Path) -> None:
-    tables = '[[faults]]\nnode = "proxy"\naction = "restart"\nbefore_sip = ["bob>proxy REFER"]\n'
-    run, check, nodes = _run(tmp_path, tables)
-    _capture(run, ("127.0.0.32", PROXY, "SIP/2.0 200 OK\r\nCSeq: 1 INVITE"))
-    check.start(run)
-    _until(nodes.did, 2)
-    check.stop(run)
-    assert check.problems(run) == []
-    assert nodes.did == ["kill proxy", "start proxy"]
+    assert check.problems(run) == problems
+    assert nodes.did == ["kill proxy", "start proxy"]  # a fault too late: killed, brought back by stop()
 
 
 def test_the_fault_scenarios_choose_the_faults_check() -> None:
