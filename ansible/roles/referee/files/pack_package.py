@@ -11,7 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-SUFFIXES = {".py", ".pyi", ".toml", ".typed", ".xml", ".j2"}
+SUFFIXES = {".py", ".pyi", ".toml", ".typed", ".xml", ".j2", ".html", ".js", ".css"}  # the API page's static files too
 
 
 def main(source: str, archive: str) -> None:
