@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from referee.policy import Decision, Dialog, Policy, PolicyError, load_policy
 
@@ -21,6 +22,7 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_BAD_POLICY = 0, 1, 2, 3
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="referee", description="A REFER referee for Kamailio and Asterisk.")
+    parser.add_argument("--version", action="version", version=f"referee {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     policy = commands.add_parser("policy", help="validate a policy file or check a REFER against it")
@@ -67,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_lab_parser(commands)
     return parser
+
+
+def version() -> str:
+    """The installed distribution's version (a source tree that was never installed has none)."""
+    try:
+        return metadata.version("referee")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _load(path: str, as_json: bool) -> Policy | None:

@@ -1,16 +1,20 @@
 """`make demo`, policy part: the example policy applied to a table of REFERs.
 
 Run: python -m referee.demo [POLICY]
+
+Without POLICY it uses the example policy shipped in the package (``referee/data/policy.toml``,
+the checkout's ``examples/policy.toml``), so it runs from an installed referee too.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from pathlib import Path
 
-from referee.policy import Dialog, PolicyError, load_policy
+from referee.policy import Dialog, Policy, PolicyError, load_policy, parse_policy
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
+EXAMPLE = resources.files("referee") / "data" / "policy.toml"
 BOB = "sip:1002@lab.test"
 BOB_CAROL = Dialog("consult-1@127.0.0.32", "bob-tag", "carol-tag")
 REPLACES = "Replaces=consult-1%40127.0.0.32%3Bto-tag%3Dcarol-tag%3Bfrom-tag%3Dbob-tag"
@@ -35,14 +39,19 @@ CASES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def example_policy() -> Policy:
+    """The example policy shipped with the package."""
+    return parse_policy(EXAMPLE.read_text(encoding="utf-8"), source="the example policy")
+
+
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else EXAMPLE
+    source = argv[0] if argv else "the example policy"
     try:
-        policy = load_policy(path)
+        policy = load_policy(Path(argv[0])) if argv else example_policy()
     except PolicyError as err:
-        print(f"referee demo: policy {path}: {err}", file=sys.stderr)
+        print(f"referee demo: policy {source}: {err}", file=sys.stderr)
         return 3
-    print(f"{policy.summary()}  ({path})\n")
+    print(f"{policy.summary()}  ({source})\n")
     for title, referrer, refer_to in CASES:
         decision = policy.decide(refer_to, referrer=referrer, dialogs=(BOB_CAROL,) if referrer == BOB else ())
         if decision.allowed:

@@ -2,7 +2,7 @@
 
 Not a timed test: figures printed, nothing asserted on time (goal: FastAGI 50x or more faster
 by median; p99 at 2 ms or less with 200 concurrent sessions). The client plays Asterisk with
-:mod:`referee.agi.fake_asterisk`: the AGI environment of the transfer context for extension
+:mod:`referee.testing.fake_asterisk`: the AGI environment of the transfer context for extension
 1003, answers to the guard's GET VARIABLEs (Referred-By 1002), until it sets REFEREE_ALLOWED.
 
 1. sequential FastAGI sessions against ``referee fastagi`` (a subprocess on 127.0.5.20, a
@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from referee.agi.fake_asterisk import Channel, agi_env, call, play
+from referee.testing.fake_asterisk import Channel, agi_env, call, play
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -107,6 +108,10 @@ def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
         # Most REFER tests send out-of-dialog REFERs to drive the policy through Kamailio; the
         # default (refuse) has a test of its own.
         "kamailio__out_of_dialog_refer": "relay",
+        "kamailio__state_dir": str(tmp / "state"),
+        "kamailio__dispatcher_list": str(tmp / "dispatcher.list"),
+        # The PBX stand-ins are SIPp processes that come and go: no probing unless a test asks.
+        "kamailio__pbx_probe_interval": 0,
     }
     values.update(overrides)
     return values
@@ -125,8 +130,16 @@ def render_cfg(tmp: Path, **overrides: Any) -> Path:
     credentials = Path(values["kamailio__credentials_file"])
     credentials.write_text(env.from_string(CREDENTIALS_TEMPLATE.read_text()).render(**values))
     credentials.chmod(0o600)
+    text = env.from_string(TEMPLATE.read_text()).render(**values)
     cfg = tmp / "kamailio.cfg"
-    cfg.write_text(env.from_string(TEMPLATE.read_text()).render(**values))
+    cfg.write_text(text)
+    dispatcher = env.from_string((TEMPLATE.parent / "dispatcher.list.j2").read_text())
+    Path(values["kamailio__dispatcher_list"]).write_text(dispatcher.render(**values))
+    if values["kamailio__state_dir"]:
+        state = Path(values["kamailio__state_dir"])
+        state.mkdir(exist_ok=True)
+        with sqlite3.connect(state / "location.sqlite") as db:
+            db.executescript((TEMPLATE.parent / "location-sqlite.sql").read_text())
     return cfg
 
 
@@ -266,6 +279,7 @@ class Kamailio:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                process_group=0,  # kill() takes the workers with the main process, as systemd would
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -291,6 +305,14 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown at all: the main process and its workers (its process group)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=5)
+        time.sleep(0.3)  # the workers, reaped by init, release the sockets
         shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
 
     def log(self) -> str:

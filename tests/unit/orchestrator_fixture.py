@@ -12,10 +12,10 @@ from ami_traces import text
 from referee.audit import open_store
 from referee.audit.store import AuditStore
 from referee.orchestrator.amitext import AmiMessage
-from referee.orchestrator.fake_ami import FakeAmi, success
 from referee.orchestrator.operations import Orchestrator
 from referee.orchestrator.pbx import PbxConfig, PbxLink
 from referee.orchestrator.tracker import Tracker
+from referee.testing.fake_ami import FakeAmi, success
 
 CALL_IDS = {"PJSIP/1001-00000000": "alice-dialog@127.0.0.31", "PJSIP/1002-00000001": "bob-dialog@127.0.0.32"}
 

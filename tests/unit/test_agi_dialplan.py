@@ -13,6 +13,7 @@ import pytest
 
 from referee.agi.daemon import TRANSFER_GUARD
 from referee.agi.guard import OUTPUT_VARIABLES
+from referee.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 SNIPPET = ROOT / "asterisk" / "extensions_referee_transfer.conf"
@@ -92,7 +93,11 @@ def test_guard_tries_fastagi_then_the_process_agi_and_fails_closed(plan: Dialpla
     assert steps[0][1:] == ("Set", "REFEREE_ALLOWED=0")  # before any guard runs
     agis = [args for _, app, args in steps if app == "AGI"]
     assert agis == [f"${{url}}/{TRANSFER_GUARD},${{ARG1}}", "referee_transfer_guard.py,${ARG1}"]
-    assert ("Set", "LOCAL(url)=agi://127.0.0.20:4573") in [(app, args) for _, app, args in steps]
+    # Without a REFEREE_FASTAGI global: where `referee fastagi` listens by default, not a lab address.
+    defaults = build_parser().parse_args(["fastagi"])
+    url = f"agi://{defaults.listen}:{defaults.port}"
+    assert url == "agi://127.0.0.1:4573"
+    assert ("Set", f"LOCAL(url)={url}") in [(app, args) for _, app, args in steps]
     script = ROOT / "agi" / "referee_transfer_guard.py"
     assert script.is_file() and script.stat().st_mode & 0o111
     assert steps[-1][1] == "Return"

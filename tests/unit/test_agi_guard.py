@@ -10,12 +10,14 @@ from asterisk.agi import AGI  # pyst2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from referee.agi.fake_asterisk import agi_env, split_args
 from referee.agi.guard import OUTPUT_VARIABLES, GuardSession
 from referee.agi.quoting import agi_quote
 from referee.policy import Policy, load_policy
+from referee.testing.fake_asterisk import agi_env, split_args
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
+# Two tenants with the same extensions on different PBXs; the second is the default.
+TWO_TENANTS = Path(__file__).parent / "data" / "agi" / "two_tenants.toml"
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +26,10 @@ def policy() -> Policy:
 
 
 def run(
-    policy: Policy | None, exten: str, variables: dict[str, str], **env: str
+    policy: Policy | None, exten: str, variables: dict[str, str], domain: str | None = None, **env: str
 ) -> tuple[dict[str, str], list[str]]:
     """Drive a session as the AGI transports do; the answer and the variables asked for."""
-    session = GuardSession(agi_env(exten, **env))
+    session = GuardSession(agi_env(exten, **env), domain)
     asked: list[str] = []
     for _ in range(20):
         name = session.wanted()
@@ -111,6 +113,47 @@ def test_tenant_domain_from_the_channel(policy: Policy) -> None:
     assert "other.example is not served here" in out["REFEREE_REASON"]
 
 
+@pytest.fixture(scope="module")
+def two_tenants() -> Policy:
+    return load_policy(TWO_TENANTS)
+
+
+TRANSFERER = {"BLINDTRANSFER": "PJSIP/1002-00000001"}
+
+
+@pytest.mark.parametrize(
+    ("channel_domain", "configured", "tenant", "pbx"),
+    [
+        (None, None, "b.example", "127.0.0.2"),  # nothing configured: the policy's default tenant
+        (None, "a.example", "a.example", "127.0.0.1"),  # --domain / $REFEREE_DOMAIN beats the policy
+        ("b.example", "a.example", "b.example", "127.0.0.2"),  # the channel's REFEREE_DOMAIN beats both
+    ],
+)
+def test_the_tenant_domain_is_the_channels_else_the_configured_else_the_policys(
+    two_tenants: Policy, channel_domain: str | None, configured: str | None, tenant: str, pbx: str
+) -> None:
+    variables = TRANSFERER if channel_domain is None else dict(TRANSFERER, REFEREE_DOMAIN=channel_domain)
+    out, _ = run(two_tenants, "1003", variables, domain=configured)
+    assert out["REFEREE_ALLOWED"] == "1", out
+    assert out["REFEREE_TENANT"] == tenant
+    assert out["REFEREE_RULE"] == f"{tenant[0]}-extensions"
+    assert out["REFEREE_TARGET"] == f"sip:1003@{pbx}:5060"
+
+
+def test_a_configured_domain_the_policy_does_not_serve_fails_closed(two_tenants: Policy) -> None:
+    out, _ = run(two_tenants, "1003", TRANSFERER, domain="c.example")
+    assert out["REFEREE_ALLOWED"] == "0"
+    assert out["REFEREE_STATUS"] == "403"
+    assert "c.example is not served here" in out["REFEREE_REASON"]
+
+
+def test_no_domain_is_built_in() -> None:
+    # A guard asked before any policy is loaded names no tenant: it refuses, whatever the channel says.
+    session = GuardSession(agi_env("1003"))
+    assert session.domain == ""
+    assert dict(session.decide(None))["REFEREE_STATUS"] == "503"
+
+
 @pytest.mark.parametrize(
     "exten", ["1003>", "1003@evil.example", "1003?Replaces=x", 'a"b', "", "1003\nEXEC Dial"]
 )
@@ -172,8 +215,8 @@ def test_no_policy_fails_closed() -> None:
 
 
 class _BrokenPolicy(Policy):
-    def __init__(self) -> None:  # no compiled rules: decide() is all it has
-        pass
+    def __init__(self) -> None:  # no compiled rules: a default tenant and decide() are all it has
+        self.default_tenant = load_policy(EXAMPLE).default_tenant
 
     def decide(self, refer_to: str, **kwargs: object) -> object:  # type: ignore[override]
         raise RuntimeError("boom")

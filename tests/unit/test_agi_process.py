@@ -9,20 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from referee.agi.fake_asterisk import Channel, agi_env, play
+from referee.testing.fake_asterisk import Channel, agi_env, play
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"
 EXAMPLE = ROOT / "examples" / "policy.toml"
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
+TWO_TENANTS = Path(__file__).parent / "data" / "agi" / "two_tenants.toml"
 
 
 def run_agi(
-    exten: str, variables: dict[str, str], policy: Path | str = EXAMPLE, **env_extra: str
+    exten: str,
+    variables: dict[str, str],
+    policy: Path | str = EXAMPLE,
+    domain: str | None = None,
+    **env_extra: str,
 ) -> tuple[Channel, int, str]:
     """Start the script with the AGI environment of ``exten``; the channel, exit code and stderr."""
     env = {k: v for k, v in os.environ.items() if k not in {"REFEREE_POLICY", "REFEREE_DOMAIN"}}
     env["REFEREE_POLICY"] = str(policy)
+    if domain is not None:
+        env["REFEREE_DOMAIN"] = domain
 
     async def main() -> tuple[Channel, int, str]:
         proc = await asyncio.create_subprocess_exec(
@@ -101,3 +108,15 @@ def test_a_latin1_caller_id_name_does_not_cost_the_transfer() -> None:
     channel, code, err = run_agi("1003", BOB, agi_calleridname="José Müller")
     assert code == 0, err
     assert channel.variables["REFEREE_ALLOWED"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("domain", "tenant", "pbx"), [(None, "b.example", "127.0.0.2"), ("a.example", "a.example", "127.0.0.1")]
+)
+def test_the_domain_is_referee_domain_else_the_policys_default(
+    domain: str | None, tenant: str, pbx: str
+) -> None:
+    channel, code, err = run_agi("1003", {"BLINDTRANSFER": "PJSIP/1002-00000001"}, TWO_TENANTS, domain)
+    assert code == 0, err
+    assert channel.variables["REFEREE_TENANT"] == tenant
+    assert channel.variables["REFEREE_TARGET"] == f"sip:1003@{pbx}:5060"

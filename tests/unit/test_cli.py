@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,9 @@ def test_missing_policy_file(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     )
     assert code == EXIT_BAD_POLICY
     assert "cannot read" in err
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == EXIT_OK
+    assert out == f"referee {metadata.version('referee')}\n"

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from referee.agi.fake_asterisk import Channel, agi_env, call
+from referee.testing.fake_asterisk import Channel, agi_env, call
 
 HOST = "127.0.2.20"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
+TWO_TENANTS = Path(__file__).parent / "data" / "agi" / "two_tenants.toml"
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
 PBX1 = 'pattern = "1[0-9]{3}"\n  pbx = "sip:127.0.0.20:5060"'
 
@@ -134,3 +135,34 @@ def test_a_policy_that_cannot_load_at_startup_is_a_clear_error_exit(tmp_path: Pa
     assert "Traceback" not in err
     assert f"referee: policy {policy}:" in err
     assert ("max_depth: must be at least 0" if problem == "broken" else "cannot read") in err
+
+
+def test_a_domain_the_policy_does_not_serve_is_a_clear_error_exit() -> None:
+    async def main() -> tuple[int | None, str, str]:
+        proc = await start("--policy", str(EXAMPLE), "--domain", "typo.example")
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        return proc.returncode, out.decode(), err.decode()
+
+    code, out, err = asyncio.run(main())
+    assert code == 2
+    assert "listening" not in out
+    assert f"--domain typo.example is no tenant of policy {EXAMPLE} (it serves lab.test)" in err
+
+
+def test_the_domain_comes_from_the_policy_unless_given() -> None:
+    # b.example is the policy's default tenant; --domain a.example sends bare extensions to a.example's PBX.
+    # The referrer is the transferer's channel, 1002 in that same domain.
+    transferer = {"BLINDTRANSFER": "PJSIP/1002-00000001"}
+
+    async def main() -> tuple[Channel, Channel]:
+        async with running("--policy", str(TWO_TENANTS)) as daemon:
+            by_policy = await call(HOST, daemon.port, agi_env("1003"), transferer)
+        async with running("--policy", str(TWO_TENANTS), "--domain", "A.example") as daemon:
+            given = await call(HOST, daemon.port, agi_env("1003"), transferer)
+        return by_policy, given
+
+    by_policy, given = asyncio.run(main())
+    assert by_policy.variables["REFEREE_TENANT"] == "b.example"
+    assert by_policy.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.2:5060"
+    assert given.variables["REFEREE_TENANT"] == "a.example"
+    assert given.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.1:5060"

@@ -11,8 +11,8 @@ from ami_traces import ALICE, BOB, CAROL2, text
 from orchestrator_fixture import Rig, make_rig, run
 
 from referee.events import OperatorAction, PbxEvent, State
-from referee.orchestrator.fake_ami import FakeAmi, error
 from referee.orchestrator.operations import Conflict, Invalid, NotFound, Refused, Unavailable
+from referee.testing.fake_ami import FakeAmi, error
 
 
 def test_login_resyncs_and_fetches_call_ids(tmp_path: Path) -> None:

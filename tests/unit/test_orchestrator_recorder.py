@@ -9,7 +9,7 @@ from pathlib import Path
 from ami_traces import text
 
 from referee.orchestrator.amitext import parse_messages
-from referee.orchestrator.fake_ami import FakeAmi
+from referee.testing.fake_ami import FakeAmi
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "record_ami_trace.py"
 HOST = "127.0.3.7"

@@ -5,18 +5,21 @@
                     [--log-level LEVEL]
 
 The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
-A policy that cannot be loaded at startup exits with status 3, naming the key at fault.
+A policy that cannot be loaded at startup exits with status 3, naming the key at fault. The
+tenant domain of bare extensions is the channel's ``${REFEREE_DOMAIN}``, else ``--domain``
+(which must name one of the policy's tenants: else exit status 2), else the policy's
+``default_tenant``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from typing import Any
 
-from referee.agi.guard import DEFAULT_DOMAIN
 from referee.agi.policy_source import PolicySource, policy_path
 from referee.policy import PolicyError
 
@@ -35,11 +38,24 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--port", type=int, default=4573, help="TCP port (default 4573; 0 picks a free one)")
     parser.add_argument(
         "--domain",
-        default=DEFAULT_DOMAIN,
-        help=f"tenant domain of bare extensions (default {DEFAULT_DOMAIN})",
+        help="tenant domain of bare extensions when the channel sets no ${REFEREE_DOMAIN}"
+        " (default: the policy's default_tenant); must name a tenant of the policy",
     )
     parser.add_argument(
         "--max-connections", type=int, default=512, metavar="N", help="sessions at once (default 512)"
+    )
+    parser.add_argument(
+        "--max-per-address",
+        type=int,
+        metavar="N",
+        help="sessions at once from one peer address (default: half of --max-connections)",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a peer address allowed to connect (repeatable; the PBXs); default: any",
     )
     parser.add_argument(
         "--header-timeout",
@@ -68,20 +84,38 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if (
         args.max_connections < 1
+        or (args.max_per_address is not None and not 1 <= args.max_per_address <= args.max_connections)
         or args.header_timeout <= 0
         or args.session_timeout <= 0
         or not 0 <= args.port < 65536
     ):
-        print("referee: fastagi: limits and timeouts must be positive, the port 0-65535", file=sys.stderr)
+        print(
+            "referee: fastagi: limits and timeouts must be positive, --max-per-address at most"
+            " --max-connections, the port 0-65535",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     source = PolicySource(policy_path(args.policy))
     try:
-        source.load()
+        policy = source.load()
     except PolicyError as err:
         print(f"referee: policy {source.path}: {err}", file=sys.stderr)
         return EXIT_BAD_POLICY
+    if args.domain is not None and args.domain.lower() not in policy.tenants:
+        # Every bare extension would be a foreign target, refused: say so now, not once per call.
+        served = ", ".join(sorted({t.domain for t in policy.tenants.values()}))
+        problem = f"--domain {args.domain} is no tenant of policy {source.path} (it serves {served})"
+        print(f"referee: fastagi: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        allow = frozenset(str(ipaddress.ip_address(a)) for a in args.allow)
+    except ValueError as err:
+        print(f"referee: fastagi: --allow: {err}", file=sys.stderr)
+        return EXIT_USAGE
     limits = Limits(
         max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
+        allow=allow,
         header=HeaderLimits(timeout=args.header_timeout),
         session_timeout=args.session_timeout,
     )
@@ -92,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 args.listen,
                 args.port,
                 limits=limits,
-                default_domain=args.domain,
+                domain=args.domain,
                 on_listening=announce,
             )
         )

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from referee.agi.fastagi import FastAgiServer, Handler, Limits
-from referee.agi.guard import DEFAULT_DOMAIN, GuardSession
+from referee.agi.guard import GuardSession
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest
 
@@ -23,11 +23,11 @@ log = logging.getLogger("referee.agi.daemon")
 TRANSFER_GUARD = "transfer-guard"
 
 
-def transfer_guard(source: PolicySource, default_domain: str = DEFAULT_DOMAIN) -> Handler:
-    """The ``agi://host:port/transfer-guard`` route."""
+def transfer_guard(source: PolicySource, domain: str | None = None) -> Handler:
+    """The ``agi://host:port/transfer-guard`` route; ``domain`` as in :class:`GuardSession`."""
 
     async def guard(request: AgiRequest) -> None:
-        session = GuardSession(request.headers, default_domain)
+        session = GuardSession(request.headers, domain)
         while (name := session.wanted()) is not None:
             session.give(name, await request.get_variable(name))
         for name, value in session.decide(source.policy):
@@ -42,19 +42,20 @@ async def serve(
     port: int,
     *,
     limits: Limits | None = None,
-    default_domain: str = DEFAULT_DOMAIN,
+    domain: str | None = None,
     on_listening: Callable[[str, int], None] | None = None,
 ) -> FastAgiServer:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the policy. Returns the stopped server."""
-    server = FastAgiServer({TRANSFER_GUARD: transfer_guard(source, default_domain)}, limits)
+    server = FastAgiServer({TRANSFER_GUARD: transfer_guard(source, domain)}, limits)
     bound = await server.start(host, port)
-    if on_listening is not None:
-        on_listening(*bound)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, source.reload)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
+    # Announced once the signals are ours: a SIGTERM right after "listening" stops it cleanly.
+    if on_listening is not None:
+        on_listening(*bound)
     try:
         await stop.wait()
     finally:

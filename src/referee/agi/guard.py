@@ -4,7 +4,7 @@ Thin on purpose: it builds the Refer-To and the referrer the policy expects from
 dialplan knows, asks :meth:`Policy.decide`, and writes the answer back as variables. It is
 sans-I/O, so the process AGI (pyst2) and the FastAGI server (asyncio) drive the same code:
 
-    session = GuardSession(env, default_domain)
+    session = GuardSession(env, domain)
     while (name := session.wanted()) is not None:
         session.give(name, <GET VARIABLE name>)
     for name, value in session.decide(policy):
@@ -18,7 +18,11 @@ Inputs, in the transfer context (``TRANSFER_CONTEXT``):
   res_pjsip_refer), the transferer's channel (``TRANSFERERNAME``, ``BLINDTRANSFER``,
   ``ATTENDEDTRANSFER``, set by the bridging core: ``PJSIP/1002-0000001a`` -> ``1002``), or
   the caller ID number; as ``sip:USER@DOMAIN`` unless it is already a URI;
-- the tenant domain: ``${REFEREE_DOMAIN}`` if set, else the adapter's default (``lab.test``).
+- the tenant domain: ``${REFEREE_DOMAIN}`` if the channel sets it, else the domain the adapter
+  was configured with (``referee fastagi --domain``, ``$REFEREE_DOMAIN`` of the process AGI),
+  else the policy's ``default_tenant``. A policy always has a default tenant (its first
+  ``[[tenants]]`` when it names none), so a single-tenant PBX needs no domain setting, and
+  there is no built-in domain that could silently match a policy it was never meant for.
 
 Outputs: ``REFEREE_STATUS``, ``REFEREE_REASON``, ``REFEREE_RULE``, ``REFEREE_TARGET`` (the
 rewritten Refer-To URI), ``REFEREE_TARGET_USER`` (its user part, what the dialplan dials),
@@ -43,7 +47,6 @@ from referee.sip import SipSyntaxError, Uri, parse_name_addr
 
 log = logging.getLogger("referee.agi.guard")
 
-DEFAULT_DOMAIN = "lab.test"
 EXTERNAL_REPLACES = "external_replaces"
 
 #: Where the referrer comes from, best first. The first non-empty one is used.
@@ -67,12 +70,14 @@ _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_]+/(?P<resource>[^/]+?)-[0-9a-fA-F]{8}(?
 class GuardSession:
     """The inputs one guard call collects, and the variables it answers with."""
 
-    def __init__(self, env: Mapping[str, str], default_domain: str = DEFAULT_DOMAIN) -> None:
+    def __init__(self, env: Mapping[str, str], domain: str | None = None) -> None:
+        """``domain``: the tenant domain the adapter was configured with, if any."""
         # AGI(url,TARGET) from a Gosub passes ${EXTEN} as the first argument.
         self.exten = env.get("agi_arg_1") or env.get("agi_extension", "")
         self.callerid = env.get("agi_callerid", "")
         self.channel = env.get("agi_channel", "")
-        self.default_domain = default_domain
+        self.configured_domain = domain or ""
+        self.policy_domain = ""  # the policy's default tenant: decide() fills it in
         self.values: dict[str, str] = {}
         self._wanted = ["REFEREE_DOMAIN"]
         if self.exten == EXTERNAL_REPLACES:
@@ -101,7 +106,8 @@ class GuardSession:
 
     @property
     def domain(self) -> str:
-        return self.values.get("REFEREE_DOMAIN") or self.default_domain
+        """The domain of bare extensions and channel names: the channel's, the adapter's, the policy's."""
+        return self.values.get("REFEREE_DOMAIN") or self.configured_domain or self.policy_domain
 
     def refer_to(self) -> str:
         """The Refer-To value the policy is asked about."""
@@ -135,6 +141,7 @@ class GuardSession:
         try:
             if policy is None:
                 return _refused(503, "No transfer policy loaded", "unavailable")
+            self.policy_domain = policy.default_tenant.domain
             try:
                 refer_to = self.refer_to()
             except SipSyntaxError as err:

@@ -3,7 +3,9 @@
 Asterisk starts one process per call (``AGI(referee_transfer_guard.py)``), so this loads
 the policy for every call: it is the fallback when the FastAGI daemon is unreachable, not
 the fast path. The policy file is ``$REFEREE_POLICY`` (else /etc/referee/policy.toml); one
-that cannot be loaded refuses the transfer (status 500) and says why in the log.
+that cannot be loaded refuses the transfer (status 503) and says why in the log. The tenant
+domain of bare extensions is ``$REFEREE_DOMAIN``, else the policy's default tenant (see
+:mod:`referee.agi.guard`).
 
 Workaround: pyst2's ``AGI.set_variable`` quotes values without escaping them, so a ``"`` or
 a newline from a Refer-To would corrupt the command (or inject another). Values are quoted
@@ -18,7 +20,7 @@ import os
 import sys
 from typing import Any, TextIO
 
-from referee.agi.guard import DEFAULT_DOMAIN, GuardSession
+from referee.agi.guard import GuardSession
 from referee.agi.policy_source import policy_path
 from referee.agi.quoting import agi_quote
 from referee.policy import Policy, PolicyError, load_policy
@@ -28,9 +30,9 @@ log = logging.getLogger("referee.agi.process")
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def run_guard(agi: Any, policy: Policy | None, default_domain: str = DEFAULT_DOMAIN) -> list[tuple[str, str]]:
+def run_guard(agi: Any, policy: Policy | None, domain: str | None = None) -> list[tuple[str, str]]:
     """One guard session over a pyst2 AGI object; the variables it set."""
-    session = GuardSession(agi.env, default_domain)
+    session = GuardSession(agi.env, domain)
     while (name := session.wanted()) is not None:
         session.give(name, agi.get_variable(name))
     answer = session.decide(policy)
@@ -61,7 +63,7 @@ def main(stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: Text
         try:
             agi = AGI(stdin=stdin, stdout=stdout, stderr=quiet)
             policy = load(policy_path())
-            run_guard(agi, policy, os.environ.get("REFEREE_DOMAIN") or DEFAULT_DOMAIN)
+            run_guard(agi, policy, os.environ.get("REFEREE_DOMAIN"))
         except Exception:
             log.exception("transfer guard AGI failed; REFEREE_ALLOWED stays as the dialplan set it (0)")
             return EXIT_FAILED
