@@ -1,8 +1,8 @@
 """The wheel a packager builds from this checkout: the runtime only, and it works installed.
 
-Once per module: copy the checkout's files (what git tracks or would track, as they are now) to a
-temporary folder, so that building leaves nothing behind in the checkout; ``pip wheel --no-deps``
-there; a fresh virtualenv (no system site-packages) installs the wheel and its dependencies from
+Once per module: the referee role's ``build_wheel.py`` builds it from a copy of the checkout's
+files (what git tracks or would track, as they are now), so that building leaves nothing behind in
+the checkout; a fresh virtualenv (no system site-packages) installs the wheel and its dependencies from
 the package index; then the ``referee`` commands run from a temporary working directory, where
 neither the checkout nor its development venv can be imported by accident.
 """
@@ -30,6 +30,7 @@ from referee.cli import build_parser
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "policy.toml"
 SOURCES = REPO / "src" / "referee"
+BUILDER = REPO / "ansible" / "roles" / "referee" / "files" / "build_wheel.py"
 
 
 @dataclass(frozen=True)
@@ -65,24 +66,16 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "REFEREE_POLICY"}}
 
 
-def _checkout_copy(into: Path) -> Path:
-    """The checkout's files as a source tree (tracked and untracked, not ignored), symlinks kept."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
+def _build_wheel(into: Path) -> Path:
+    done = subprocess.run(
+        [sys.executable, str(BUILDER), str(REPO), str(into)],
         capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source, copy = REPO / name, into / name
-        if not source.is_file():  # a deleted file git still tracks
-            continue
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():  # referee/data/policy.toml is examples/policy.toml
-            copy.symlink_to(source.readlink())
-        else:
-            shutil.copyfile(source, copy)
-    return into
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return Path(json.loads(done.stdout)["wheel"])
 
 
 def _pip(python: Path, *argv: str) -> None:
@@ -98,10 +91,8 @@ def _pip(python: Path, *argv: str) -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    source = _checkout_copy(tmp_path_factory.mktemp("source"))
-    wheels = tmp_path_factory.mktemp("wheels")
-    _pip(Path(sys.executable), "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source))
-    (wheel,) = wheels.glob("referee-*.whl")
+    # The referee role's builder: what this module tests is what the role deploys.
+    wheel = _build_wheel(tmp_path_factory.mktemp("wheels"))
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
     _pip(venv / "bin" / "python", "install", "--quiet", str(wheel))
@@ -357,3 +348,8 @@ def test_ingest_and_transfers_from_the_install(installed: Installed, tmp_path: P
     )
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout), "no transfer recorded"
+
+
+def test_the_build_is_reproducible(installed: Installed, tmp_path: Path) -> None:
+    """The role copies the wheel to each host: the same sources must give the same bytes (changed=0)."""
+    assert _build_wheel(tmp_path).read_bytes() == installed.wheel.read_bytes()
