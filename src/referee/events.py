@@ -10,6 +10,7 @@ kind               source    what happened
 ``refer.decision`` proxy     the proxy decided a REFER (allowed and relayed, or answered itself)
 ``refer.response`` proxy     the final response a relayed REFER got (202, 4xx, the proxy's 408)
 ``refer.outcome``  notify    a NOTIFY of the REFER's implicit subscription (its sipfrag status)
+``pbx.health``     proxy     the proxy's probes found a PBX down (no answer) or up again
 ``pbx.event``      pbx       an AMI event about a transfer's channels (BlindTransfer, DialEnd...)
 ``operator.action``operator  an AMI action the orchestrator sent for an operator, and its answer
 ``transfer.move``  state     a transfer changed state (``ringback -> answered on BridgeEnter``)
@@ -44,13 +45,16 @@ class State(StrEnum):
     CANCELLED = "cancelled"  # given up; the initiator is back with the transferred party
     ABANDONED = "abandoned"  # the transferred party left
     FAILED = "failed"  # refused, or the call to the recipient failed
+    # accepted without a subscription (Refer-Sub: false, RFC 4488): no NOTIFY will say how it ended,
+    # so the outcome is unknown by design; final, since nothing the proxy sees can change it
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED})
+FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED, State.UNCONFIRMED})
 
 
 class Flow(StrEnum):
@@ -228,7 +232,11 @@ class ReferDecision:
 @dataclass(frozen=True, slots=True)
 class ReferResponse:
     """The final response to a REFER the proxy relayed: the recipient's (202, 403, 501...) or the
-    proxy's own when the recipient never answered (``local``: 408, 503)."""
+    proxy's own when the recipient never answered (``local``: 408, 503).
+
+    ``subscription`` is False when a 2xx carries ``Refer-Sub: false`` (RFC 4488): the recipient
+    accepted the REFER without the implicit subscription, so no NOTIFY will report the outcome.
+    """
 
     kind: ClassVar[str] = "refer.response"
     source: ClassVar[str] = "proxy"
@@ -239,6 +247,7 @@ class ReferResponse:
     status: int
     reason: str = ""
     local: bool = False
+    subscription: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -252,6 +261,8 @@ class ReferResponse:
             out["reason"] = self.reason
         if self.local:
             out["local"] = True
+        if not self.subscription:
+            out["subscription"] = False
         return out
 
     @classmethod
@@ -263,6 +274,7 @@ class ReferResponse:
             status=_status(_int(raw, "status")) or 0,
             reason=_str(raw, "reason", ""),
             local=_bool(raw, "local", False),
+            subscription=_bool(raw, "subscription", True),
         )
 
 
@@ -348,6 +360,27 @@ class PbxEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PbxHealth:
+    """The proxy's view of a PBX: down when it stopped answering (OPTIONS probes, a request timed
+    out), up when it answers again. Transfers open at a PBX that went down fail (``pbx lost``)."""
+
+    kind: ClassVar[str] = "pbx.health"
+    source: ClassVar[str] = "proxy"
+
+    time: float
+    pbx: str  # the PBX's name (REFEREE_PBXS), "" when the proxy does not know the URI
+    uri: str  # the destination the dispatcher probes
+    up: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.kind, "pbx": self.pbx, "uri": self.uri, "up": self.up}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> PbxHealth:
+        return cls(time=_time(raw), pbx=_str(raw, "pbx", ""), uri=_str(raw, "uri", ""), up=_bool(raw, "up"))
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorAction:
     """An AMI action the orchestrator sent for an operator (API or CLI), and what the PBX said."""
 
@@ -430,12 +463,20 @@ class TransferMove:
         )
 
 
-Event = ReferDecision | ReferResponse | NotifyOutcome | PbxEvent | OperatorAction | TransferMove
+Event = ReferDecision | ReferResponse | NotifyOutcome | PbxHealth | PbxEvent | OperatorAction | TransferMove
 KINDS: dict[str, Any] = {
     cls.kind: cls
-    for cls in (ReferDecision, ReferResponse, NotifyOutcome, PbxEvent, OperatorAction, TransferMove)
+    for cls in (
+        ReferDecision,
+        ReferResponse,
+        NotifyOutcome,
+        PbxHealth,
+        PbxEvent,
+        OperatorAction,
+        TransferMove,
+    )
 }
-PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind})
+PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind, PbxHealth.kind})
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
