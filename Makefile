@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := kamailio kamailio-python3-modules kamailio-sqlite-modules sip-tester debootstrap tcpdump vagrant postgresql chromium chromium-driver
+APT_PKGS := kamailio kamailio-python3-modules kamailio-sqlite-modules sip-tester debootstrap tcpdump vagrant postgresql chromium chromium-driver logrotate
 
 .PHONY: help deps venv lint unit test demo bench clean lab-up lab-down lab-demo
 

@@ -33,6 +33,7 @@ PACKAGES: tuple[str, ...] = (
     "python3-apt",
     "python3-jinja2",
     "python3-panoramisk",
+    "python3-venv",  # the referee role's virtualenv
 )
 
 STAMP = "etc/referee-lab-rootfs"

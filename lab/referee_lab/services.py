@@ -83,9 +83,7 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             state,
             f"fastagi-{pbx.name}",
             [
-                "python3",
-                "-m",
-                "referee.cli",
+                "/usr/local/bin/referee",  # the referee role's virtualenv, /opt/referee
                 "fastagi",
                 "--listen",
                 pbx.address,

@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     from referee.service import add_parser as add_orchestrator_parser  # noqa: PLC0415
 
     add_orchestrator_parser(commands)
+    from referee.assets import add_parser as add_assets_parser  # noqa: PLC0415
+
+    add_assets_parser(commands)
     try:
         from referee_lab.cli import add_parser as add_lab_parser  # noqa: PLC0415
     except ImportError:  # the lab lives in a checkout (lab/), never in an installed referee

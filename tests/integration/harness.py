@@ -104,14 +104,14 @@ def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "kamailio__run_dir": str(tmp),
         "kamailio__children": 2,
         "kamailio__refer_rate": 1000,
-        "kamailio__state_dir": str(tmp / "state"),
-        "kamailio__dispatcher_list": str(tmp / "dispatcher.list"),
-        # The PBX stand-ins are SIPp processes that come and go: no probing unless a test asks.
-        "kamailio__pbx_probe_interval": 0,
         "kamailio__credentials_file": str(tmp / "credentials"),
         # Most REFER tests send out-of-dialog REFERs to drive the policy through Kamailio; the
         # default (refuse) has a test of its own.
         "kamailio__out_of_dialog_refer": "relay",
+        "kamailio__state_dir": str(tmp / "state"),
+        "kamailio__dispatcher_list": str(tmp / "dispatcher.list"),
+        # The PBX stand-ins are SIPp processes that come and go: no probing unless a test asks.
+        "kamailio__pbx_probe_interval": 0,
     }
     values.update(overrides)
     return values
@@ -130,8 +130,9 @@ def render_cfg(tmp: Path, **overrides: Any) -> Path:
     credentials = Path(values["kamailio__credentials_file"])
     credentials.write_text(env.from_string(CREDENTIALS_TEMPLATE.read_text()).render(**values))
     credentials.chmod(0o600)
+    text = env.from_string(TEMPLATE.read_text()).render(**values)
     cfg = tmp / "kamailio.cfg"
-    cfg.write_text(env.from_string(TEMPLATE.read_text()).render(**values))
+    cfg.write_text(text)
     dispatcher = env.from_string((TEMPLATE.parent / "dispatcher.list.j2").read_text())
     Path(values["kamailio__dispatcher_list"]).write_text(dispatcher.render(**values))
     if values["kamailio__state_dir"]:

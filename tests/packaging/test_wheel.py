@@ -1,8 +1,8 @@
 """The wheel a packager builds from this checkout: the runtime only, and it works installed.
 
-Once per module: copy the checkout's files (what git tracks or would track, as they are now) to a
-temporary folder, so that building leaves nothing behind in the checkout; ``pip wheel --no-deps``
-there; a fresh virtualenv (no system site-packages) installs the wheel and its dependencies from
+Once per module: the referee role's ``build_wheel.py`` builds it from a copy of the checkout's
+files (what git tracks or would track, as they are now), so that building leaves nothing behind in
+the checkout; a fresh virtualenv (no system site-packages) installs the wheel and its dependencies from
 the package index; then the ``referee`` commands run from a temporary working directory, where
 neither the checkout nor its development venv can be imported by accident.
 """
@@ -10,6 +10,7 @@ neither the checkout nor its development venv can be imported by accident.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import select
 import shutil
@@ -29,6 +30,7 @@ from referee.cli import build_parser
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "policy.toml"
 SOURCES = REPO / "src" / "referee"
+BUILDER = REPO / "ansible" / "roles" / "referee" / "files" / "build_wheel.py"
 
 
 @dataclass(frozen=True)
@@ -64,24 +66,16 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV", "REFEREE_POLICY"}}
 
 
-def _checkout_copy(into: Path) -> Path:
-    """The checkout's files as a source tree (tracked and untracked, not ignored), symlinks kept."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
+def _build_wheel(into: Path) -> Path:
+    done = subprocess.run(
+        [sys.executable, str(BUILDER), str(REPO), str(into)],
         capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        source, copy = REPO / name, into / name
-        if not source.is_file():  # a deleted file git still tracks
-            continue
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_symlink():  # referee/data/policy.toml is examples/policy.toml
-            copy.symlink_to(source.readlink())
-        else:
-            shutil.copyfile(source, copy)
-    return into
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return Path(json.loads(done.stdout)["wheel"])
 
 
 def _pip(python: Path, *argv: str) -> None:
@@ -97,10 +91,8 @@ def _pip(python: Path, *argv: str) -> None:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    source = _checkout_copy(tmp_path_factory.mktemp("source"))
-    wheels = tmp_path_factory.mktemp("wheels")
-    _pip(Path(sys.executable), "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(source))
-    (wheel,) = wheels.glob("referee-*.whl")
+    # The referee role's builder: what this module tests is what the role deploys.
+    wheel = _build_wheel(tmp_path_factory.mktemp("wheels"))
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
     _pip(venv / "bin" / "python", "install", "--quiet", str(wheel))
@@ -116,7 +108,9 @@ def test_the_wheel_holds_the_runtime_package_only(installed: Installed) -> None:
     names = _names(installed.wheel)
     dist_info = installed.wheel.name.split("-py3")[0] + ".dist-info"  # referee-0.1.0.dist-info
     tops = {name.split("/", 1)[0] for name in names}
-    assert tops == {"referee", dist_info}, tops
+    data = dist_info.replace(".dist-info", ".data")  # the man page, installed as VENV/share/man/man1
+    assert tops == {"referee", dist_info, data}, tops
+    assert [n for n in names if n.startswith(data)] == [f"{data}/data/share/man/man1/referee.1"]
     assert not [n for n in names if n.startswith(("referee/lab/", "referee_lab/"))]
     # Every module of the checkout's src/referee, and nothing else.
     modules = {f"referee/{p.relative_to(SOURCES).as_posix()}" for p in SOURCES.rglob("*.py")}
@@ -248,3 +242,114 @@ def test_the_fakes_import_from_the_install(installed: Installed) -> None:
     )
     done = installed.run("-c", code, program="python")
     assert (done.returncode, done.stdout) == (0, "referee 1003 FakeKSR\n"), done.stderr
+
+
+def test_every_asset_is_in_the_wheel_and_found_from_the_install(installed: Installed) -> None:
+    from referee.assets import ASSETS  # noqa: PLC0415
+
+    with zipfile.ZipFile(installed.wheel) as archive:
+        for name in ASSETS:  # a link in the checkout is its target's bytes in the wheel
+            assert archive.read(f"referee/data/{name}") == (SOURCES / "data" / name).read_bytes(), name
+    done = installed.run("assets")
+    assert done.returncode == 0, done.stderr
+    listed = dict(line.split(None, 1) for line in done.stdout.splitlines())
+    assert set(listed) == set(ASSETS)
+    for name, where in listed.items():
+        assert Path(where).is_relative_to(installed.venv), where
+        assert Path(where).read_bytes() == (SOURCES / "data" / name).read_bytes()
+    kemi = installed.run("assets", "kamailio/referee_kemi.py")
+    assert Path(kemi.stdout.strip()).read_text().startswith('"""Kamailio KEMI entry script')
+
+
+def test_the_man_page_is_installed_where_man_finds_it(installed: Installed) -> None:
+    page = installed.venv / "share" / "man" / "man1" / "referee.1"
+    assert page.read_bytes() == (SOURCES / "data" / "man" / "referee.1").read_bytes()
+    shown = subprocess.run(
+        ["man", "--no-hyphenation", "--no-justification", "referee"],
+        env={**_clean_env(), "MANPATH": str(installed.venv / "share" / "man"), "MANWIDTH": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "referee orchestrator [-h] [--config FILE]" in shown.stdout
+
+
+def _units_for(installed: Installed, into: Path) -> list[Path]:
+    """The packaged units with ExecStart pointing at this install instead of /opt/referee."""
+    units = []
+    for unit in sorted((SOURCES / "data" / "systemd").glob("*.service")):
+        text = unit.read_text()
+        assert "ExecStart=/opt/referee/bin/referee " in text  # the documented install path
+        units.append(into / unit.name)
+        units[-1].write_text(text.replace("/opt/referee/", f"{installed.venv}/"))
+    return units
+
+
+def test_the_units_pass_systemd_analyze_verify(installed: Installed, tmp_path: Path) -> None:
+    units = _units_for(installed, tmp_path)
+    assert [u.name for u in units] == [
+        "referee-fastagi.service",
+        "referee-ingest.service",
+        "referee-orchestrator.service",
+    ]
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *map(str, units)],
+        env={
+            **_clean_env(),
+            "MANPATH": str(installed.venv / "share" / "man"),
+        },  # Documentation=man:referee(1)
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+def test_the_units_are_hardened_and_reload_what_reloads() -> None:
+    from referee.assets import path  # noqa: PLC0415
+
+    for name in ("fastagi", "orchestrator", "ingest"):
+        text = path(f"systemd/referee-{name}.service").read_text()
+        for line in (
+            "Wants=network-online.target",
+            "StateDirectory=referee",
+            "User=referee",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=yes",
+            "CapabilityBoundingSet=\n",
+        ):
+            assert line in text, (name, line)
+        assert "After=network-online.target" in text
+        # Only the FastAGI guard reloads (SIGHUP re-reads the policy); the others restart.
+        assert ("ExecReload=/bin/kill -HUP $MAINPID" in text) == (name == "fastagi"), name
+    orchestrator = path("systemd/referee-orchestrator.service").read_text()
+    assert "LoadCredential=orchestrator.toml:/etc/referee/orchestrator.toml" in orchestrator
+    assert "--config ${CREDENTIALS_DIRECTORY}/orchestrator.toml" in orchestrator
+
+
+def test_ingest_and_transfers_from_the_install(installed: Installed, tmp_path: Path) -> None:
+    events = next((REPO / "tests" / "unit" / "data" / "proxy").glob("*.jsonl"))
+    env = {**_clean_env(), "REFEREE_AUDIT_DB": str(tmp_path / "audit.sqlite3")}  # as ingest.env sets it
+    run = [str(installed.venv / "bin" / "referee")]
+    done = subprocess.run(
+        [*run, "audit", "ingest", "--events", str(events)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert " events applied, 0 bad lines skipped" in done.stderr
+    listed = subprocess.run(
+        [*run, "transfers", "--json"], env=env, capture_output=True, text=True, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout), "no transfer recorded"
+
+
+def test_the_build_is_reproducible(installed: Installed, tmp_path: Path) -> None:
+    """The role copies the wheel to each host: the same sources must give the same bytes (changed=0)."""
+    assert _build_wheel(tmp_path).read_bytes() == installed.wheel.read_bytes()

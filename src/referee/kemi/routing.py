@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 SCANNER_UA_WORDS = ("friendly-scanner", "sipcli", "sipvicious", "vaxsipuseragent", "sundayddr", "pplsip")
 MAX_FORWARDS = 10
 REFER_RATE_REPLY = (503, "Too Many Transfers")
-PBX_DOWN_REPLY = (503, "Service Unavailable")
-RETRY_AFTER = 10  # seconds: a few probe intervals, time for a restarted PBX to be seen up
 FROM_MISMATCH = (403, "From Does Not Match Credentials")
 NOT_OUR_DIALOG = (403, "Not A Dialog Of This Proxy")
 NOT_A_PEER = (403, "Not A DMQ Peer")
@@ -72,6 +70,8 @@ OUT_OF_DIALOG_REFER = (403, "Out-Of-Dialog REFER Not Accepted")
 AUTH_HA1 = 1  # pv_auth_check flags: the password given is the HA1
 AUTH_QOP, AUTH_STALE = 1, 16  # auth_challenge flags: qop=auth; stale=true after an expired nonce
 NONCE_EXPIRED = -4
+PBX_DOWN_REPLY = (503, "Service Unavailable")
+RETRY_AFTER = 10  # seconds: a few probe intervals, time for a restarted PBX to be seen up
 EXIT, NEXT = -255, 1  # a route block dealt with the request / routing goes on
 
 
@@ -404,9 +404,8 @@ class ReferenceProxy:
         elif not self.to_pbx(record.pbx):
             return EXIT
         log(k, f"referee: INVITE Replaces {replaces.call_id!r} routed to {record.pbx}")
-        self.remember_dialog(
-            record.pbx, depth=record.depth + 1, party=party
-        )  # an attended transfer of that dialog
+        # an attended transfer of that dialog
+        self.remember_dialog(record.pbx, depth=record.depth + 1, party=party)
         k.tm.t_on_reply("ksr_onreply_invite")
         return self.route_relay(msg)
 

@@ -65,10 +65,10 @@ class Settings:
     users: dict[str, User] = field(default_factory=dict)
     dialog_table: str = "referee_dlg"
     policy_check: float = 1.0
-    dialog_db: str = ""  # SQLite file the dialog map is written through to ("": htable only)
-    pbx_probing: bool = False  # the dispatcher probes the PBXs (a timed-out PBX is marked down)
     dmq_peers: tuple[str, ...] = ()  # sip URIs of the other proxies
     out_of_dialog_refer: str = "refuse"  # a phone's REFER outside a dialog: "refuse" (403) or "relay"
+    dialog_db: str = ""  # SQLite file the dialog map is written through to ("": htable only)
+    pbx_probing: bool = False  # the dispatcher probes the PBXs (a timed-out PBX is marked down)
 
     def pbx_set(self, name: str) -> int:
         """The PBX's dispatcher set: its position in REFEREE_PBXS, from 1 (dispatcher.list.j2)."""
@@ -124,8 +124,8 @@ class Settings:
             users=users,
             dialog_table=text("REFEREE_DIALOG_TABLE", "referee_dlg"),
             policy_check=float(text("REFEREE_POLICY_CHECK", "1")),
-            dialog_db=text("REFEREE_DIALOG_DB", "-").removeprefix("-"),
-            pbx_probing=text("REFEREE_PBX_PROBING", "0") not in ("0", ""),
             dmq_peers=dmq_peers,
             out_of_dialog_refer=ood_refer,
+            dialog_db=text("REFEREE_DIALOG_DB", "-").removeprefix("-"),
+            pbx_probing=text("REFEREE_PBX_PROBING", "0") not in ("0", ""),
         )

@@ -1,0 +1,1 @@
+../../../../agi/referee_transfer_guard.py

@@ -1,0 +1,1 @@
+../../../../kamailio/referee_kemi.py
