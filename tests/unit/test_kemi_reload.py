@@ -156,3 +156,15 @@ def test_proxy_workers_agree_after_a_bad_file_follows_a_reload(tmp_path: Path) -
         )
     )
     assert fake_b.shv["referee_policy"] == fake_a.shv["referee_policy"]
+
+
+def test_a_worker_that_saw_no_refer_before_an_rpc_reload_reloads_on_its_first(tmp_path: Path) -> None:
+    """Worker B answers its first REFER after `kamcmd pv.shvSet referee_reload int 7`: it must not take 7 as
+    its starting point and keep the policy loaded at start (the integration test failed 1 run in 4 on it)."""
+    (fake_a, a), (fake_b, b) = workers(tmp_path, 2)  # REFEREE_POLICY_CHECK 0: only the RPC reloads
+    policy = tmp_path / "policy.toml"
+    assert answer(fake_a, a, "r0")[1].endswith("premium-rate (09)")
+    policy.write_text(policy.read_text().replace('"premium-rate (09)"', '"reloaded by rpc"'))
+    fake_a.shv["referee_reload"] = 7
+    assert answer(fake_b, b, "r1")[1].endswith("reloaded by rpc")
+    assert answer(fake_a, a, "r2")[1].endswith("reloaded by rpc")

@@ -36,7 +36,6 @@ RELOAD_PV = "$shv(referee_reload)"
 # Shared variable holding the last good policy file a worker loaded (see policy_holder).
 POLICY_PV = "$shv(referee_policy)"
 ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
-_UNSEEN = object()
 
 
 class ReferCheck:
@@ -58,7 +57,9 @@ class ReferCheck:
         self.events = events
         self.dialogs = dialogs
         self._reply = reply or self._send_reply
-        self._reload_generation: object = _UNSEEN
+        # The cfg's initial value (shvset referee_reload=i:0), not the first one this worker reads: a worker
+        # that handled no REFER before a `kamcmd pv.shvSet referee_reload` must still reload on its first.
+        self._reload_generation: object = 0
         # PBX holding the dialog the last allowed REFER's Replaces names (None: no Replaces)
         self.owner: str | None = None
 
@@ -180,11 +181,10 @@ class ReferCheck:
     def _reload_requested(self) -> bool:
         """Whether ``kamcmd pv.shvSet referee_reload int N`` changed the shared reload counter."""
         generation = self.k.pv.get(RELOAD_PV)
-        if generation == self._reload_generation:
+        if generation is None or generation == self._reload_generation:  # None: a cfg without the counter
             return False
-        first = self._reload_generation is _UNSEEN
         self._reload_generation = generation
-        return not first
+        return True
 
     def _write(self, asked: dict[str, Any], summary: dict[str, Any]) -> None:
         verdict = {key: summary.pop(key) for key in ("allowed", "status", "reason", "rule")}
