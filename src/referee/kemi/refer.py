@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 RELOAD_PV = "$shv(referee_reload)"
 # Shared variable holding the last good policy file a worker loaded (see policy_holder).
 POLICY_PV = "$shv(referee_policy)"
+# ... and that file's policy version, for `referee policy status` (kamcmd pv.shvGet).
+POLICY_VERSION_PV = "$shv(referee_policy_version)"
 ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
 _UNSEEN = object()
 
@@ -169,13 +171,27 @@ class ReferCheck:
 
     def _write(self, asked: dict[str, Any], summary: dict[str, Any]) -> None:
         verdict = {key: summary.pop(key) for key in ("allowed", "status", "reason", "rule")}
-        self.events.write(ReferDecision(time=self.events.now(), **asked, **verdict, decision=summary))
+        self.events.write(
+            ReferDecision(
+                time=self.events.now(),
+                **asked,
+                **verdict,
+                decision=summary,
+                policy_version=self.policies.policy_version,
+            )
+        )
 
     def _rejected(self, asked: dict[str, Any], status: int, reason: str, rule: str) -> bool:
         """A REFER the proxy answers itself, before or instead of the policy."""
         self.events.write(
             ReferDecision(
-                time=self.events.now(), **asked, allowed=False, status=status, reason=reason, rule=rule
+                time=self.events.now(),
+                **asked,
+                allowed=False,
+                status=status,
+                reason=reason,
+                rule=rule,
+                policy_version=self.policies.policy_version,
             )
         )
         log(
@@ -218,6 +234,7 @@ def policy_holder(ksr: KSR, settings: Settings) -> PolicyHolder:
         lambda line, level: log(ksr, line, level),
         interval=settings.policy_check,
         shared=PvSlot(ksr, POLICY_PV),
+        shared_version=PvSlot(ksr, POLICY_VERSION_PV),
     )
 
 

@@ -74,6 +74,7 @@ class ReferenceProxy:
     #    state would leak into the next KSR call) -----------------------------------------
 
     def child_init(self, rank: int) -> int:
+        self.policies.announce()  # the policy version, for `referee policy status`
         return 0
 
     def ksr_request_route(self, msg: object) -> int:
