@@ -24,6 +24,7 @@ from referee.events import ReferDecision, ReferResponse
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
 from referee.kemi.message import log, number, single_header, text, user_of
+from referee.kemi.notify import ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder, PvSlot
 from referee.kemi.settings import BadRequest, Settings
 from referee.policy import Decision, Dialog, parse_policy
@@ -53,6 +54,7 @@ class ReferCheck:
         dialogs: DialogStore,
         *,
         reply: Callable[[int, str], None] | None = None,
+        answers: ReferAnswers | None = None,
     ) -> None:
         self.k = ksr
         self.settings = settings
@@ -60,6 +62,7 @@ class ReferCheck:
         self.events = events
         self.dialogs = dialogs
         self._reply = reply or self._send_reply
+        self.answers = answers  # relayed REFERs pending / answered, for the NOTIFY order
         self._reload_generation: object = _UNSEEN
         # PBX holding the dialog the last allowed REFER's Replaces names (None: no Replaces)
         self.owner: str | None = None
@@ -78,6 +81,8 @@ class ReferCheck:
             if status >= 200:
                 call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
                 self.events.write(ReferResponse(self.events.now(), call_id, cseq, status))
+                if self.answers is not None:
+                    self.answers.answered(call_id)  # last: the 202 goes out right after
         except Exception:
             self._log_failure("referee: REFER onreply failed")
         return 1
@@ -143,6 +148,8 @@ class ReferCheck:
         if owner is not None:
             self.owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
+        if self.answers is not None:
+            self.answers.relayed(call_id)
         return True
 
     def _rewrite(self, refer_to: str, new_refer_to: str, referrer: str) -> None:
@@ -243,5 +250,10 @@ def make_refer_check(ksr: KSR) -> ReferCheck:
     settings = Settings.from_defines(ksr.kx.get_def)
     events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
     return ReferCheck(
-        ksr, settings, policy_holder(ksr, settings), events, DialogStore(ksr, settings.dialog_table)
+        ksr,
+        settings,
+        policy_holder(ksr, settings),
+        events,
+        DialogStore(ksr, settings.dialog_table),
+        answers=ReferAnswers(ksr),
     )

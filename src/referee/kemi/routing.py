@@ -35,7 +35,7 @@ from referee import sip
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
 from referee.kemi.message import log, single_header, text, user_of
-from referee.kemi.notify import NotifyCapture
+from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
 from referee.kemi.refer import ReferCheck, policy_holder
 from referee.kemi.settings import BadRequest, Settings
@@ -63,8 +63,11 @@ class ReferenceProxy:
         self.policies = policies
         self.events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
         self.dialogs = DialogStore(ksr, settings.dialog_table)
-        self.refers = ReferCheck(ksr, settings, policies, self.events, self.dialogs, reply=self.reply)
-        self.notifies = NotifyCapture(ksr, self.events)
+        answers = ReferAnswers(ksr)  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
+        self.refers = ReferCheck(
+            ksr, settings, policies, self.events, self.dialogs, reply=self.reply, answers=answers
+        )
+        self.notifies = NotifyCapture(ksr, self.events, answers)
         self._pbx_hosts = settings.pbx_hosts
         self._replied = False
         self.method = ""  # of the request being routed
