@@ -23,7 +23,7 @@ from referee import sip
 from referee.events import ReferDecision, ReferResponse
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
-from referee.kemi.message import log, number, single_header, text, user_of
+from referee.kemi.message import log, number, reason_phrase, single_header, text, user_of
 from referee.kemi.notify import ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder, PvSlot
 from referee.kemi.settings import BadRequest, Settings
@@ -214,7 +214,7 @@ class ReferCheck:
         log(self.k, f"{what}:\n{traceback.format_exc()}", "err")
 
     def _send_reply(self, status: int, reason: str) -> None:
-        self.k.sl.sl_send_reply(status, reason)
+        self.k.sl.sl_send_reply(status, reason_phrase(reason))
 
 
 def _point_at(refer_to: str, pbx_uri: str) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from referee import sip
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
-from referee.kemi.message import log, single_header, text, user_of
+from referee.kemi.message import has_nul, log, reason_phrase, single_header, text, user_of
 from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
 from referee.kemi.refer import ReferCheck, policy_holder
@@ -93,8 +93,13 @@ class ReferenceProxy:
             log(self.k, f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
             if not self._replied and self.method != "ACK":
                 self.reply(400, "Bad Request (not UTF-8)")
-        except Exception:
-            self._fail(500, "Server Internal Error")
+        except Exception as exc:
+            if not has_nul(exc):
+                self._fail(500, "Server Internal Error")
+            else:  # bad input, found by tests/fuzz/refer_proxy.py
+                log(self.k, "referee: request with a NUL in a header value rejected", "notice")
+                if not self._replied and self.method != "ACK":
+                    self.reply(400, "Bad Request (NUL)")
         return 1
 
     def ksr_reply_route(self, msg: object) -> int:
@@ -129,7 +134,7 @@ class ReferenceProxy:
 
     def reply(self, status: int, reason: str) -> None:
         self._replied = True
-        self.k.sl.sl_send_reply(status, reason)
+        self.k.sl.sl_send_reply(status, reason_phrase(reason))
 
     # -- the request route -------------------------------------------------------------------
 
