@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PKGS := kamailio kamailio-python3-modules sip-tester debootstrap tcpdump vagrant postgresql
+APT_PKGS := kamailio kamailio-python3-modules kamailio-sqlite-modules sip-tester debootstrap tcpdump vagrant postgresql chromium chromium-driver
 
 .PHONY: help deps venv lint unit test demo bench clean lab-up lab-down lab-demo
 
@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - run the policy across the example REFER cases"
 	@echo "make test   - install what is needed, lint, and run every test"
 	@echo "make bench  - policy decision benchmarks (pytest-benchmark)"
-	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see README, The lab)"
+	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see docs/lab.md)"
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
 	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
@@ -100,7 +100,7 @@ NOTIFY_ORDER ?= proxy
 bench-notify-order: deps venv
 	flock /tmp/referee-net.lock $(BIN)/python tests/bench/notify_order_load.py $(NOTIFY_ORDER)
 
-# End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see README, Scenarios).
+# End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see docs/benchmarks.md).
 .PHONY: bench-lab
 bench-lab: deps venv
 	$(BIN)/python tests/bench/lab_attended_latency.py

@@ -44,6 +44,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="folder names under tests/scenarios/")
     run.set_defaults(run=_run)
 
+    nodes = ("proxy", "pbx1", "pbx2")
+    restart = cmds.add_parser("restart", help="stop a node (SIGTERM; SIGKILL with --kill) and start it again")
+    restart.add_argument("node", choices=nodes)
+    restart.add_argument("--kill", action="store_true", help="SIGKILL it first: a crash, no shutdown")
+    restart.set_defaults(run=_restart)
+    kill = cmds.add_parser("kill", help="SIGKILL a node (and its workers), to reproduce a crash")
+    kill.add_argument("node", choices=nodes)
+    kill.set_defaults(run=_kill)
+
     demo = cmds.add_parser("demo", help="up, run every scenario, print a result per scenario, down")
     demo.add_argument("scenarios", nargs="*", metavar="SCENARIO")
     demo.add_argument(
@@ -99,6 +108,24 @@ def _up(args: argparse.Namespace) -> int:
     if code == 0:
         print("lab is up; `referee lab run` runs the scenarios, `referee lab down` stops it")
     return code
+
+
+def _restart(args: argparse.Namespace) -> int:
+    _need_root()
+    from referee_lab import services, topology  # noqa: PLC0415
+
+    pid = services.restart(args.node, topology.load(), hard=args.kill)
+    print(f"{args.node} restarted, pid {pid}")
+    return 0
+
+
+def _kill(args: argparse.Namespace) -> int:
+    _need_root()
+    from referee_lab import services  # noqa: PLC0415
+
+    pid = services.kill(args.node)
+    print(f"{args.node} killed (pid {pid})" if pid else f"{args.node} was not running")
+    return 0
 
 
 def _down(args: argparse.Namespace) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -71,29 +74,9 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
     for a in ASTERISKS:
         chroot_run(root, "chown", "asterisk:asterisk", a.run_dir)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    chroot.start_daemon(
-        state,
-        "kamailio",
-        [
-            "kamailio",
-            "-DD",
-            "-E",
-            "-f",
-            "/etc/kamailio/kamailio.cfg",
-            "-P",
-            f"{KAMAILIO_RUN_DIR}/kamailio.pid",
-        ],
-        LOG_DIR / "kamailio.log",
-        ready=Path(KAMAILIO_RUN_DIR) / "kamailio_ctl",
-    )
+    _start_kamailio(state)
     for a in ASTERISKS:
-        chroot.start_daemon(
-            state,
-            a.name,
-            ["asterisk", "-f", "-n", "-C", f"{a.config_dir}/asterisk.conf"],
-            LOG_DIR / f"{a.name}.log",
-            ready=Path(a.run_dir) / "asterisk.ctl",
-        )
+        _start_asterisk(state, a)
     # The FastAGI transfer guard of each PBX (the referee role's daemon; systemd runs it outside the lab).
     for pbx in topo.pbxs:
         chroot.start_daemon(
@@ -116,12 +99,101 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             LOG_DIR / f"fastagi-{pbx.name}.log",
         )
     for a in ASTERISKS:
-        done = chroot_run(
-            root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted"
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{a.name} did not finish booting: {done.stdout}{done.stderr}")
+        _wait_booted(root, a)
     _wait_listening(topo)
+
+
+def _start_kamailio(state: chroot.LabState) -> None:
+    # A SIGKILLed proxy leaves its control socket behind: it must not pass for the new one's.
+    in_root(Path(state.rootfs), f"{KAMAILIO_RUN_DIR}/kamailio_ctl").unlink(missing_ok=True)
+    chroot.start_daemon(
+        state,
+        "kamailio",
+        [
+            "kamailio",
+            "-DD",
+            "-E",
+            "-f",
+            "/etc/kamailio/kamailio.cfg",
+            "-P",
+            f"{KAMAILIO_RUN_DIR}/kamailio.pid",
+        ],
+        LOG_DIR / "kamailio.log",
+        ready=Path(KAMAILIO_RUN_DIR) / "kamailio_ctl",
+    )
+
+
+def _start_asterisk(state: chroot.LabState, a: Instance) -> None:
+    in_root(Path(state.rootfs), f"{a.run_dir}/asterisk.ctl").unlink(missing_ok=True)
+    chroot.start_daemon(
+        state,
+        a.name,
+        ["asterisk", "-f", "-n", "-C", f"{a.config_dir}/asterisk.conf"],
+        LOG_DIR / f"{a.name}.log",
+        ready=Path(a.run_dir) / "asterisk.ctl",
+    )
+
+
+def _wait_booted(root: Path, a: Instance) -> None:
+    done = chroot_run(root, "asterisk", "-C", f"{a.config_dir}/asterisk.conf", "-rx", "core waitfullybooted")
+    if done.returncode != 0:
+        raise RuntimeError(f"{a.name} did not finish booting: {done.stdout}{done.stderr}")
+
+
+# The nodes a user can kill and restart, and the daemon (state file name) of each.
+NODES = {"proxy": "kamailio", **{a.name: a.name for a in ASTERISKS}}
+
+
+def _running_state(node: str) -> chroot.LabState:
+    if node not in NODES:
+        raise ValueError(f"no node {node!r}: one of {', '.join(NODES)}")
+    state = chroot.LabState.load()
+    if state is None:
+        raise RuntimeError("the lab is not up (referee lab up)")
+    return state
+
+
+def kill(node: str) -> int | None:
+    """SIGKILL a node's daemon and everything of its process group (Kamailio's workers): a crash,
+    no shutdown. The PID killed, None when it was not running."""
+    state = _running_state(node)
+    pid = state.pids.get(NODES[node])
+    if pid is None or not chroot.alive(pid):
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)  # start_daemon made it a session (and group) leader
+    deadline = time.monotonic() + 5
+    while chroot.alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
+
+
+def start(node: str, topo: Topology) -> int:
+    """Start a node's daemon again (after kill or stop) and wait until it listens; its new PID."""
+    state = _running_state(node)
+    pid = state.pids.get(NODES[node])
+    if pid is not None and chroot.alive(pid):
+        raise RuntimeError(f"{node} is running (pid {pid})")
+    if node == "proxy":
+        _start_kamailio(state)
+    else:
+        instance = next(a for a in ASTERISKS if a.name == node)
+        _start_asterisk(state, instance)
+        _wait_booted(Path(state.rootfs), instance)
+    _wait_listening(topo)
+    return state.pids[NODES[node]]
+
+
+def restart(node: str, topo: Topology, *, hard: bool = False) -> int:
+    """Stop a node (SIGTERM, a graceful shutdown; SIGKILL with ``hard``) and start it again."""
+    state = _running_state(node)
+    if hard:
+        kill(node)
+    else:
+        pid = state.pids.get(NODES[node])
+        if pid is not None:
+            chroot.stop_pids([pid])
+    return start(node, topo)
 
 
 def _wait_listening(topo: Topology, timeout: float = 15.0) -> None:

@@ -10,6 +10,7 @@ kind               source    what happened
 ``refer.decision`` proxy     the proxy decided a REFER (allowed and relayed, or answered itself)
 ``refer.response`` proxy     the final response a relayed REFER got (202, 4xx, the proxy's 408)
 ``refer.outcome``  notify    a NOTIFY of the REFER's implicit subscription (its sipfrag status)
+``pbx.health``     proxy     the proxy's probes found a PBX down (no answer) or up again
 ``pbx.event``      pbx       an AMI event about a transfer's channels (BlindTransfer, DialEnd...)
 ``operator.action``operator  an AMI action the orchestrator sent for an operator, and its answer
 ``transfer.move``  state     a transfer changed state (``ringback -> answered on BridgeEnter``)
@@ -44,13 +45,16 @@ class State(StrEnum):
     CANCELLED = "cancelled"  # given up; the initiator is back with the transferred party
     ABANDONED = "abandoned"  # the transferred party left
     FAILED = "failed"  # refused, or the call to the recipient failed
+    # accepted without a subscription (Refer-Sub: false, RFC 4488): no NOTIFY will say how it ended,
+    # so the outcome is unknown by design; final, since nothing the proxy sees can change it
+    UNCONFIRMED = "unconfirmed"
 
     @property
     def final(self) -> bool:
         return self in FINAL_STATES
 
 
-FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED})
+FINAL_STATES = frozenset({State.COMPLETED, State.CANCELLED, State.ABANDONED, State.FAILED, State.UNCONFIRMED})
 
 
 class Flow(StrEnum):
@@ -118,6 +122,14 @@ def _mapping(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise BadEvent(f"{key} is not an object")
+    return value
+
+
+def _string_map(raw: Mapping[str, Any], key: str) -> dict[str, str]:
+    """An object of strings: AMI fields."""
+    value = _mapping(raw, key)
+    if not all(isinstance(v, str) for v in value.values()):
+        raise BadEvent(f"{key}: not every value is a string")
     return value
 
 
@@ -225,7 +237,11 @@ class ReferDecision:
 @dataclass(frozen=True, slots=True)
 class ReferResponse:
     """The final response to a REFER the proxy relayed: the recipient's (202, 403, 501...) or the
-    proxy's own when the recipient never answered (``local``: 408, 503)."""
+    proxy's own when the recipient never answered (``local``: 408, 503).
+
+    ``subscription`` is False when a 2xx carries ``Refer-Sub: false`` (RFC 4488): the recipient
+    accepted the REFER without the implicit subscription, so no NOTIFY will report the outcome.
+    """
 
     kind: ClassVar[str] = "refer.response"
     source: ClassVar[str] = "proxy"
@@ -236,6 +252,7 @@ class ReferResponse:
     status: int
     reason: str = ""
     local: bool = False
+    subscription: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -249,6 +266,8 @@ class ReferResponse:
             out["reason"] = self.reason
         if self.local:
             out["local"] = True
+        if not self.subscription:
+            out["subscription"] = False
         return out
 
     @classmethod
@@ -260,6 +279,7 @@ class ReferResponse:
             status=_status(_int(raw, "status")) or 0,
             reason=_str(raw, "reason", ""),
             local=_bool(raw, "local", False),
+            subscription=_bool(raw, "subscription", True),
         )
 
 
@@ -340,10 +360,29 @@ class PbxEvent:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> PbxEvent:
-        fields = _mapping(raw, "fields")
-        if not all(isinstance(v, str) for v in fields.values()):
-            raise BadEvent("fields are not all strings")
+        fields = _string_map(raw, "fields")
         return cls(time=_time(raw), pbx=_str(raw, "pbx"), name=_str(raw, "name"), fields=fields)
+
+
+@dataclass(frozen=True, slots=True)
+class PbxHealth:
+    """The proxy's view of a PBX: down when it stopped answering (OPTIONS probes, a request timed
+    out), up when it answers again. Transfers open at a PBX that went down fail (``pbx lost``)."""
+
+    kind: ClassVar[str] = "pbx.health"
+    source: ClassVar[str] = "proxy"
+
+    time: float
+    pbx: str  # the PBX's name (REFEREE_PBXS), "" when the proxy does not know the URI
+    uri: str  # the destination the dispatcher probes
+    up: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "event": self.kind, "pbx": self.pbx, "uri": self.uri, "up": self.up}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> PbxHealth:
+        return cls(time=_time(raw), pbx=_str(raw, "pbx", ""), uri=_str(raw, "uri", ""), up=_bool(raw, "up"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,13 +408,10 @@ class OperatorAction:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> OperatorAction:
-        action = _mapping(raw, "action")
-        if not all(isinstance(v, str) for v in action.values()):
-            raise BadEvent("action fields are not all strings")
         return cls(
             time=_time(raw),
             pbx=_str(raw, "pbx"),
-            action=action,
+            action=_string_map(raw, "action"),
             response=_str(raw, "response", ""),
             message=_str(raw, "message", ""),
             error=_str(raw, "error", ""),
@@ -432,12 +468,20 @@ class TransferMove:
         )
 
 
-Event = ReferDecision | ReferResponse | NotifyOutcome | PbxEvent | OperatorAction | TransferMove
+Event = ReferDecision | ReferResponse | NotifyOutcome | PbxHealth | PbxEvent | OperatorAction | TransferMove
 KINDS: dict[str, Any] = {
     cls.kind: cls
-    for cls in (ReferDecision, ReferResponse, NotifyOutcome, PbxEvent, OperatorAction, TransferMove)
+    for cls in (
+        ReferDecision,
+        ReferResponse,
+        NotifyOutcome,
+        PbxHealth,
+        PbxEvent,
+        OperatorAction,
+        TransferMove,
+    )
 }
-PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind})
+PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind, PbxHealth.kind})
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

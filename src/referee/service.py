@@ -27,6 +27,8 @@ from referee.orchestrator.operations import Orchestrator
 from referee.orchestrator.pbx import PbxLink
 from referee.orchestrator.settings import Settings, SettingsError, check, load_file, parse_pbx_url
 from referee.orchestrator.tracker import Tracker
+from referee.policy import Policy, PolicyError, load_policy
+from referee.policy.check import PolicyCheck
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,14 @@ EXIT_OK, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 2, 3
 
 
 class Service:
-    def __init__(self, settings: Settings, store: AuditStore, token: str) -> None:
+    def __init__(
+        self, settings: Settings, store: AuditStore, token: str, policy: Policy | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.orchestrator = Orchestrator(store)
-        self.server = HttpServer(Api(OrchestratorService(self.orchestrator, store), token))
+        checker = None if policy is None else PolicyCheck(policy)
+        self.server = HttpServer(Api(OrchestratorService(self.orchestrator, store), token, checker))
         self.ingest = EventFileIngest(store, settings.events) if settings.events else None
         self.stopping = asyncio.Event()
         self.address: tuple[str, int] | None = None
@@ -94,6 +99,9 @@ def add_parser(commands: Any) -> None:
     daemon.add_argument(
         "--token-file", help=f"API token file, created when missing (default {DEFAULT_TOKEN_FILE})"
     )
+    daemon.add_argument(
+        "--policy", metavar="FILE", help="a policy file for the page's playground (POST /policy/check)"
+    )
     daemon.add_argument("--verbose", "-v", action="store_true")
     daemon.set_defaults(run=_run)
 
@@ -101,7 +109,7 @@ def add_parser(commands: Any) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = load_file(args.config) if args.config else Settings()
     settings.pbxs += [parse_pbx_url(text) for text in args.pbx]
-    for key in ("db", "events", "api", "token_file"):
+    for key in ("db", "events", "api", "token_file", "policy"):
         value = getattr(args, key)
         if value is not None:
             setattr(settings, key, value)
@@ -118,15 +126,19 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from(args)
         token = read_or_create_token(settings.token_file)
+        policy = load_policy(settings.policy) if settings.policy else None
         store = open_store(settings.db)
     except (SettingsError, AccessError, AuditError) as exc:
         print(f"referee: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(serve(settings, store, token))
+    except PolicyError as exc:
+        print(f"referee: policy {settings.policy}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(serve(settings, store, token, policy))
 
 
-async def serve(settings: Settings, store: AuditStore, token: str) -> int:
-    service = Service(settings, store, token)
+async def serve(settings: Settings, store: AuditStore, token: str, policy: Policy | None = None) -> int:
+    service = Service(settings, store, token, policy)
     try:
         host, port = await service.start()
     except OSError as exc:

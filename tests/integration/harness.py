@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import uuid
@@ -101,6 +102,10 @@ def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
         "kamailio__run_dir": str(tmp),
         "kamailio__children": 2,
         "kamailio__refer_rate": 1000,
+        "kamailio__state_dir": str(tmp / "state"),
+        "kamailio__dispatcher_list": str(tmp / "dispatcher.list"),
+        # The PBX stand-ins are SIPp processes that come and go: no probing unless a test asks.
+        "kamailio__pbx_probe_interval": 0,
     }
     values.update(overrides)
     return values
@@ -108,9 +113,17 @@ def cfg_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
 
 def render_cfg(tmp: Path, **overrides: Any) -> Path:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    text = env.from_string(TEMPLATE.read_text()).render(**cfg_vars(tmp, **overrides))
+    values = cfg_vars(tmp, **overrides)
+    text = env.from_string(TEMPLATE.read_text()).render(**values)
     cfg = tmp / "kamailio.cfg"
     cfg.write_text(text)
+    dispatcher = env.from_string((TEMPLATE.parent / "dispatcher.list.j2").read_text())
+    Path(values["kamailio__dispatcher_list"]).write_text(dispatcher.render(**values))
+    if values["kamailio__state_dir"]:
+        state = Path(values["kamailio__state_dir"])
+        state.mkdir(exist_ok=True)
+        with sqlite3.connect(state / "location.sqlite") as db:
+            db.executescript((TEMPLATE.parent / "location-sqlite.sql").read_text())
     return cfg
 
 
@@ -193,6 +206,7 @@ class Kamailio:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                process_group=0,  # kill() takes the workers with the main process, as systemd would
             )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -218,6 +232,14 @@ class Kamailio:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
+        shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL, no shutdown at all: the main process and its workers (its process group)."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=5)
+        time.sleep(0.3)  # the workers, reaped by init, release the sockets
         shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
 
     def log(self) -> str:

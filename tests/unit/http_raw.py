@@ -23,6 +23,8 @@ async def exchange(
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("content-type", "application/json") != "application/json":
+        return status, headers, body  # the page, its files, a ladder: bytes as sent
     return status, headers, json.loads(body) if body else None
 
 

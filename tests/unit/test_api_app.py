@@ -16,6 +16,8 @@ from referee.api.app import Api
 from referee.api.http import HttpServer
 from referee.api.openapi import document
 from referee.orchestrator.api_service import OrchestratorService
+from referee.policy import load_policy
+from referee.policy.check import PolicyCheck
 
 HOST = "127.0.3.2"
 TOKEN = "t0k3n-for-the-api-tests"
@@ -35,7 +37,8 @@ class Client:
 def with_api(tmp_path: Path, test: Any) -> None:
     async def main() -> None:
         rig = await make_rig(tmp_path, host="127.0.3.5")
-        server = HttpServer(Api(OrchestratorService(rig.orchestrator, rig.store), TOKEN))
+        policy = PolicyCheck(load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy.toml"))
+        server = HttpServer(Api(OrchestratorService(rig.orchestrator, rig.store), TOKEN, policy))
         _, port = await server.start(HOST, 0)
         rig.link.start()
         await rig.link.wait_resynced()
@@ -64,8 +67,22 @@ def test_openapi_document_is_served_without_a_token(tmp_path: Path) -> None:
             "/transfers/{id}",
             "/transfers/{id}/complete",
             "/transfers/{id}/cancel",
+            "/transfers/{id}/ladder",
+            "/policy/check",
+            "/ui",
+            "/ui/{asset}",
         }
         assert body["components"]["schemas"]["NewTransfer"]["required"] == ["flow", "pbx", "channel", "exten"]
+        assert body["components"]["schemas"]["PolicyCheck"]["required"] == ["refer_to", "referrer"]
+        # every operation documented is answered (no "no such resource", no 405), its security as documented
+        for path, operations in body["paths"].items():
+            asset = operations.get("get", {}).get("parameters", [{}])[0].get("schema", {}).get("enum")
+            concrete = path.replace("{id}", "1").replace("{asset}", asset[0] if asset else "")
+            for method, operation in operations.items():
+                status, _, answer = await http(method.upper(), concrete)
+                assert status != 405 and "no such" not in str(answer), (method, path, answer)
+                status, _, answer = await http(method.upper(), concrete, token=None)
+                assert (status == 401) == (operation.get("security") != []), (method, path, status)
 
     with_api(tmp_path, check)
 
@@ -202,8 +219,12 @@ fuzz_requests = st.tuples(
                 "/transfers/1",
                 "/transfers/1/complete",
                 "/transfers/1/cancel",
+                "/transfers/1/ladder",
                 "/health",
                 "/openapi.json",
+                "/policy/check",
+                "/ui",
+                "/ui/ui.js",
             ]
         ),
         st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(lambda s: "/" + s),
@@ -212,7 +233,20 @@ fuzz_requests = st.tuples(
         st.none(),
         st.binary(max_size=200),
         st.dictionaries(
-            st.sampled_from(["flow", "pbx", "channel", "exten", "context", "x"]),
+            st.sampled_from(
+                [
+                    "flow",
+                    "pbx",
+                    "channel",
+                    "exten",
+                    "context",
+                    "x",
+                    "refer_to",
+                    "referrer",
+                    "dialogs",
+                    "depth",
+                ]
+            ),
             st.one_of(
                 st.text(max_size=20),
                 st.integers(),

@@ -71,7 +71,12 @@ def proxy(tmp_path: Path) -> tuple[FakeKSR, Path]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> AuditStore:
-    return open_store(str(tmp_path / "audit.db"))
+    return open_store(str(tmp_path / "audit.db"), clock=soon)
+
+
+def soon() -> float:
+    """The audit's clock a few seconds after the events below: no transfer has waited too long."""
+    return 10.0
 
 
 def test_real_kemi_events_make_one_record_with_notifies_in_cseq_order(
@@ -210,6 +215,26 @@ def test_a_downstream_error_answer_fails_the_record(store: AuditStore, apply: Co
     assert (record.state, record.result) == ("failed", "REFER answered 603")
 
 
+def test_a_refer_accepted_without_a_subscription_is_unconfirmed(store: AuditStore, apply: Correlator) -> None:
+    apply.proxy(decided("c2", 2))
+    apply.proxy(ReferResponse(2.0, "c2", 2, 200, subscription=False))
+    (record,) = store.records()
+    assert (record.state, record.ended) == ("unconfirmed", 2.0)
+    assert record.result == "REFER answered 200 with Refer-Sub: false: outcome unknown by design"
+    # final: a NOTIFY the recipient sends after all changes nothing
+    apply.proxy(notified("c2", 5, 2, 503))
+    assert store.records()[0].state == "unconfirmed"
+
+
+def test_a_2xx_with_a_subscription_waits_for_the_notifies(store: AuditStore, apply: Correlator) -> None:
+    # the REFER asked for Refer-Sub: false, the recipient kept the subscription (RFC 4488 allows it)
+    apply.proxy(decided("c2", 2))
+    apply.proxy(ReferResponse(2.0, "c2", 2, 202))
+    assert store.records()[0].state == "starting"
+    apply.proxy(notified("c2", 5, 2, 486, "Busy Here"))
+    assert (store.records()[0].state, store.records()[0].result) == ("failed", "NOTIFY 486 Busy Here")
+
+
 def test_a_record_the_pbx_opened_is_claimed_by_the_refer(store: AuditStore, apply: Correlator) -> None:
     tid = store.create("pbx", call_id="c3", flow="blind", parties={"initiator": "PJSIP/1002-00000001"})
     assert apply.proxy(decided("c3", 2, referrer="sip:1002@lab.test")) == tid
@@ -288,7 +313,7 @@ def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_
     db = str(tmp_path / "audit.db")
     good = line(decided("c1", 1))
     path.write_text(good + "\ngarbage\n" + good[:10])
-    ingest = EventFileIngest(open_store(db), str(path))
+    ingest = EventFileIngest(open_store(db, clock=soon), str(path))
     assert ingest.poll() == 1
     assert ingest.bad == 1 and "not JSON" in ingest.last_error
     with path.open("a") as handle:
@@ -296,7 +321,7 @@ def test_follow_skips_bad_lines_waits_for_partial_ones_and_survives_restart(tmp_
     assert ingest.poll() == 1
     assert ingest.poll() == 0
     # a restarted daemon neither repeats nor loses lines
-    again = EventFileIngest(open_store(db), str(path))
+    again = EventFileIngest(open_store(db, clock=soon), str(path))
     assert again.poll() == 0
     with path.open("a") as handle:
         handle.write(line(notified("c1", 3, 1, 200)) + "\n")

@@ -6,6 +6,7 @@ once or with ``--follow``; the follower is stopped by its PID.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -85,9 +86,16 @@ def test_ingest_fills_the_audit_from_a_proxys_event_file(tmp_path: Path) -> None
     store.close()
 
 
+def recorded_now() -> list[str]:
+    """The recorded lines moved to now: a follower fails transfers that waited NOTIFY_TIMEOUT s."""
+    raw = [json.loads(line) for line in RECORDED.read_text().splitlines()]
+    shift = time.time() - raw[0]["time"]
+    return [json.dumps({**event, "time": event["time"] + shift}) + "\n" for event in raw]
+
+
 def test_follow_reads_what_the_proxy_appends_until_stopped(tmp_path: Path) -> None:
     events, db = tmp_path / "events.jsonl", str(tmp_path / "audit.sqlite3")
-    lines = RECORDED.read_text().splitlines(keepends=True)
+    lines = recorded_now()
     events.write_text("".join(lines[:-1]))  # all but the final NOTIFY
     open_store(db).close()  # the schema exists before the test starts reading it
     follower = subprocess.Popen(

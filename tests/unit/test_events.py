@@ -17,6 +17,7 @@ from referee.events import (
     NotifyOutcome,
     OperatorAction,
     PbxEvent,
+    PbxHealth,
     ReferDecision,
     ReferResponse,
     State,
@@ -86,6 +87,8 @@ EXAMPLES: list[Event] = [
         cause="refer.decision",
         result="rejected 403",
     ),
+    ReferResponse(time=8.0, call_id="c1@h", cseq=8, status=200, reason="OK", subscription=False),
+    PbxHealth(time=8.0, pbx="pbx1", uri="sip:127.0.0.20:5060", up=False),
 ]
 
 
@@ -121,8 +124,8 @@ def decision(**changes: Any) -> dict[str, Any]:
         (decision(time="now"), "time is not a number"),
         (decision(decision="allowed"), "decision is not an object"),
         (decision(decision={"allowed": "yes", "status": 202}), "allowed is not true or false"),
-        ({**EXAMPLES[6].to_dict(), "fields": {"Result": 1}}, "fields are not all strings"),
-        ({**EXAMPLES[7].to_dict(), "action": {"Action": None}}, "action fields are not all strings"),
+        ({**EXAMPLES[6].to_dict(), "fields": {"Result": 1}}, "fields: not every value is a string"),
+        ({**EXAMPLES[7].to_dict(), "action": {"Action": None}}, "action: not every value is a string"),
         ({**EXAMPLES[9].to_dict(), "after": "lost"}, "'lost' is not a valid State"),
         (decision(event="refer.maybe"), "unknown event kind 'refer.maybe'"),
         ({k: v for k, v in decision().items() if k != "event"}, "no event kind"),
@@ -196,3 +199,10 @@ def test_final_states() -> None:
 def test_a_move_describes_itself() -> None:
     assert EXAMPLES[9].describe() == "transfer 4: ringback -> completed on BridgeEnter"  # type: ignore[union-attr]
     assert EXAMPLES[10].describe() == "transfer 4: opened failed on refer.decision"  # type: ignore[union-attr]
+
+
+def test_a_response_without_refer_sub_false_keeps_the_subscription() -> None:
+    line = '{"time":1,"event":"refer.response","call_id":"c","cseq":2,"status":202}'
+    assert from_json(line) == ReferResponse(1.0, "c", 2, 202, subscription=True)
+    assert "subscription" not in to_json(ReferResponse(1.0, "c", 2, 202))
+    assert '"subscription":false' in to_json(ReferResponse(1.0, "c", 2, 200, subscription=False))

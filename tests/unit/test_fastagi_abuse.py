@@ -53,8 +53,8 @@ def with_server(test: Callable[[FastAgiServer, int], Awaitable[None]], **limits:
     return asyncio.run(main())
 
 
-async def good_client(port: int) -> None:
-    channel = await call(HOST, port, agi_env("1003"), BOB)
+async def good_client(port: int, source: str | None = None) -> None:
+    channel = await call(HOST, port, agi_env("1003"), BOB, source=source)
     assert channel.allowed == "1"
     assert channel.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.20:5060"
 
@@ -80,9 +80,13 @@ async def wait_until(condition: Callable[[], bool], rounds: int = 400) -> bool:
     return condition()
 
 
-async def raw(port: int, data: bytes, *, close_write: bool = False) -> asyncio.StreamReader:
+async def raw(
+    port: int, data: bytes, *, close_write: bool = False, source: str | None = None
+) -> asyncio.StreamReader:
     """Send ``data``; the writer is kept open (a collected StreamWriter would close the socket)."""
-    reader, writer = await asyncio.open_connection(HOST, port)
+    reader, writer = await asyncio.open_connection(
+        HOST, port, local_addr=None if source is None else (source, 0)
+    )
     KEEP.append(writer)
     writer.write(data)
     await writer.drain()
@@ -220,7 +224,8 @@ def test_a_good_client_is_answered_while_500_slow_clients_hold_their_sessions() 
             writer.close()
         assert await wait_until(lambda: server.stats.active == 0)
 
-    server = with_server(test, max_connections=1024, header=HeaderLimits(timeout=60))
+    # One source address for all (the per-address share is another test's): the total cap alone.
+    server = with_server(test, max_connections=1024, max_per_address=1024, header=HeaderLimits(timeout=60))
     assert server.stats.completed == 21
     assert server.stats.bad_requests == 500
 
@@ -264,7 +269,7 @@ def test_thousands_of_connections_never_exceed_the_cap() -> None:
         assert await wait_until(lambda: server.stats.active == 0)
         await good_client(port)
 
-    server = with_server(test, max_connections=cap, header=HeaderLimits(timeout=60))
+    server = with_server(test, max_connections=cap, max_per_address=cap, header=HeaderLimits(timeout=60))
     assert server.stats.peak <= cap
     assert server.stats.completed == 1
 
@@ -331,3 +336,41 @@ def test_a_latin1_caller_id_name_does_not_cost_the_transfer() -> None:
         assert server.stats.bad_requests == 0
 
     with_server(test)
+
+
+def test_one_address_holding_its_share_never_locks_out_the_pbx() -> None:
+    """300 slow clients from one address take at most their share (half the cap by default); the PBX's
+    address is served every time, and the extra slow ones are closed at once."""
+    attacker, pbx = "127.0.2.40", "127.0.2.41"
+
+    async def test(server: FastAgiServer, port: int) -> None:
+        slow = []
+        for _ in range(300):
+            reader, writer = await asyncio.open_connection(HOST, port, local_addr=(attacker, 0))
+            writer.write(b"agi_network: yes\nagi_netw")  # and then nothing
+            slow.append((reader, writer))
+        assert await wait_until(lambda: server.stats.accepted == 300)
+        assert server.stats.active == 100
+        assert server.stats.over_cap == 200
+        assert await closed_by_server(slow[-1][0])  # over its share: closed at once
+        for _ in range(20):
+            await good_client(port, source=pbx)
+        await asyncio.gather(*(good_client(port, source=pbx) for _ in range(20)))
+        assert server.stats.active == 100, "the slow clients were still connected while the PBX was served"
+        for _, writer in slow:
+            writer.close()
+        assert await wait_until(lambda: server.stats.active == 0)
+
+    server = with_server(test, max_connections=200, header=HeaderLimits(timeout=60))
+    assert server.stats.completed == 40
+
+
+def test_with_an_allow_list_other_addresses_are_closed_at_once() -> None:
+    async def test(server: FastAgiServer, port: int) -> None:
+        stranger = await raw(port, b"agi_network: yes\n", source="127.0.2.50")
+        assert await closed_by_server(stranger)
+        assert (server.stats.over_cap, server.stats.active) == (1, 0)
+        await good_client(port, source="127.0.2.51")
+
+    server = with_server(test, allow=frozenset({"127.0.2.51"}))
+    assert server.stats.completed == 1

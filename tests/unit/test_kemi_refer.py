@@ -382,6 +382,25 @@ def test_refer_check_alone_for_python_exec(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("status_line", "refer_sub", "subscription"),
+    [("200 OK", "false", False), ("202 Accepted", "", True), ("603 Decline", "false", True)],
+)
+def test_the_response_says_whether_a_subscription_follows(
+    tmp_path: Path, status_line: str, refer_sub: str, subscription: bool
+) -> None:
+    fake = FakeKSR(defines=defines(tmp_path))
+    check = make_refer_check(fake)
+    header = f"Refer-Sub: {refer_sub}\r\n" if refer_sub else ""
+    fake.reply(
+        f"SIP/2.0 {status_line}\r\nVia: SIP/2.0/UDP 127.0.1.32\r\nFrom: <sip:1002@lab.test>;tag=ft1\r\n"
+        f"To: <sip:1001@lab.test>;tag=x\r\nCall-ID: call-1@test\r\nCSeq: 1 REFER\r\n{header}\r\n"
+    )
+    assert check.ksr_onreply_refer(None) == 1
+    (event,) = events(tmp_path)
+    assert event.get("subscription", True) is subscription
+
+
 def test_notify_capture_for_python_exec(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.request(notify("SIP/2.0 200 OK\r\n", event="refer;id=4"), src_ip=PBX1)

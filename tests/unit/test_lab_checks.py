@@ -55,6 +55,7 @@ def test_the_tables_present_choose_the_checks() -> None:
     assert chosen["blind_transfer_rejected"] == {SipCheck, AuditCheck}
     assert chosen["fastagi_guard_rejects"] == {SipCheck, AmiCheck}
     assert chosen["operator_attended_transfer"] == {SipCheck, AmiCheck, OperatorCheck}
+    assert chosen["refer_sub_false"] == {SipCheck, AmiCheck, AuditCheck}
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,39 @@ def test_refer_statuses_are_the_proxys_decisions_in_order() -> None:
         "proxy REFER decisions [202], expected [403]"
     ]
     assert SipCheck(refer_statuses=()).check([], []) == []
+
+
+def _frag(cseq: int, sipfrag: str) -> ladder.Message:
+    return ladder.Message(1.0 + cseq, "proxy", "bob", f"NOTIFY ({sipfrag})", True, CALL, cseq, sipfrag)
+
+
+def test_the_whole_sipfrag_sequence_is_checked_in_cseq_order() -> None:
+    messages = [_frag(3, "503 Service Unavailable"), _frag(2, "100 Trying"), _frag(2, "100 Trying")]
+    check = SipCheck(notify_to="bob", notify_sipfrags=("100 Trying", "503 Service Unavailable"))
+    assert check.check(messages, []) == []
+    assert SipCheck(notify_to="bob", notify_sipfrags=("100 Trying",)).check(messages, []) == [
+        "NOTIFY sipfrags to bob were ['100 Trying', '503 Service Unavailable'], expected ['100 Trying']"
+    ]
+    # none at all (a REFER without a subscription): the last one is "none", the sequence empty
+    assert SipCheck(notify_to="bob", notify_final="none", notify_sipfrags=()).check([], []) == []
+
+
+def test_invite_responses_name_the_hop_and_the_status() -> None:
+    busy = ladder.Message(1.0, "proxy", "pbx1", "486 Busy Here (INVITE)", False, "c2", 1)
+    bye_ok = ladder.Message(2.0, "proxy", "pbx1", "486 Busy Here (BYE)", False, "c2", 2)
+    assert SipCheck(invite_responses=("proxy>pbx1 486",)).check([busy], []) == []
+    assert SipCheck(invite_responses=("carol>proxy 486", "proxy>pbx1 48")).check([busy, bye_ok], []) == [
+        "no 486 to an INVITE carol -> proxy",
+        "no 48 to an INVITE proxy -> pbx1",
+    ]
+
+
+def test_registered_phones_are_registered_not_played(tmp_path: Path) -> None:
+    (tmp_path / "bob.xml").write_text("<scenario/>")
+    (tmp_path / "scenario.toml").write_text('registered = ["carol"]\n[[phones]]\nrole = "bob"\n')
+    loaded = scenario.load(tmp_path)
+    assert loaded.registered == ("carol",)
+    assert [p.role for p in loaded.phones] == ["bob"]
 
 
 @dataclass

@@ -9,6 +9,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_settings_file(tmp_path: Path) -> None:
     secret.write_text("from-a-file\n")
     good = tmp_path / "o.toml"
     good.write_text(
-        '[orchestrator]\napi = "127.0.0.1:9000"\nevents = ""\n'
+        '[orchestrator]\napi = "127.0.0.1:9000"\nevents = ""\npolicy = "/etc/referee/policy.toml"\n'
         '[[pbx]]\nname = "pbx1"\nhost = "127.0.0.20"\nusername = "referee"\nsecret = "s"\n'
         f'[[pbx]]\nname = "pbx2"\nhost = "127.0.0.21"\nport = 5039\nusername = "referee"\nsecret_file = "{secret}"\n'
     )
@@ -75,7 +76,11 @@ def test_settings_file(tmp_path: Path) -> None:
         ("pbx1", 5038, "s"),
         ("pbx2", 5039, "from-a-file"),
     ]
-    assert (settings.api, settings.events) == ("127.0.0.1:9000", "")
+    assert (settings.api, settings.events, settings.policy) == (
+        "127.0.0.1:9000",
+        "",
+        "/etc/referee/policy.toml",
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,7 +147,7 @@ def test_daemon_and_transfer_cli_end_to_end_then_sigkill(tmp_path: Path) -> None
     events.write_text(
         json.dumps(
             {
-                "time": 1.0,
+                "time": time.time(),  # a REFER of now: one NOTIFY_TIMEOUT old would be failed
                 "event": "refer.decision",
                 "call_id": "other@h",
                 "cseq": "2",
@@ -286,6 +291,18 @@ def test_daemon_usage_errors(tmp_path: Path) -> None:
             str(tmp_path / "t"),
         )
         assert code == 2 and "postgresql://x@127.0.4.2:9/y: cannot connect" in err
+        bad_policy = tmp_path / "policy.toml"
+        bad_policy.write_text("[policy]\nmax_depth = -2\n")
+        code, _, err = await run_cli(
+            "orchestrator",
+            "--pbx",
+            "p=ami://u:p@127.0.0.1",
+            "--policy",
+            str(bad_policy),
+            "--token-file",
+            str(tmp_path / "t"),
+        )
+        assert code == 2 and f"policy {bad_policy}: policy.max_depth: must be at least 0" in err
 
     asyncio.run(asyncio.wait_for(main(), 60))
 

@@ -1,9 +1,10 @@
 """A scenario as ``scenario.toml`` describes it: the phones, and the checks its other tables choose.
 
 A scenario is a folder of ``tests/scenarios/``: ``scenario.toml`` and one SIPp file per phone
-(``alice.xml``, ``bob.xml``...). The model reads ``summary``, ``description``, ``timeout`` and the
-``[[phones]]``; every other table or key belongs to a check plug-in (:mod:`referee_lab.scenario.checks`),
-and one no plug-in claims is an error, so a misspelt table fails the load instead of checking nothing.
+(``alice.xml``, ``bob.xml``...). The model reads ``summary``, ``description``, ``timeout``, the
+``[[phones]]`` and ``registered`` (phones registered but not played); every other table or key
+belongs to a check plug-in (:mod:`referee_lab.scenario.checks`), and one no plug-in claims is an
+error, so a misspelt table fails the load instead of checking nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from referee_lab.provision import REPO
 from referee_lab.scenario import checks
 
 SCENARIOS_DIR = REPO / "tests" / "scenarios"
-OWN_KEYS = ("summary", "description", "timeout", "phones")
+OWN_KEYS = ("summary", "description", "timeout", "phones", "registered")
 #: Tables whose keys are claimed one by one (``expect.ami``, ``actions.ami``...), not as a whole.
 SHARED_TABLES = ("expect", "actions")
 
@@ -57,6 +58,8 @@ class Scenario:
     description: str
     phones: tuple[PhoneSpec, ...]
     checks: tuple[checks.Check, ...] = ()
+    # Phones registered but not played: switched off after registering, nothing answers at their contact.
+    registered: tuple[str, ...] = ()
 
     @property
     def timeout(self) -> float:
@@ -93,6 +96,7 @@ def load(path: Path) -> Scenario:
         description=str(data.get("description", "")).strip(),
         phones=phones,
         checks=checks.load(name, data),
+        registered=tuple(str(role) for role in data.get("registered", ())),
     )
 
 

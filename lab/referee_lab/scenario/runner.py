@@ -47,8 +47,8 @@ class ScenarioResult:
 
 
 def _register(run: Run, run_dir: str, procs: dict[str, subprocess.Popen[bytes]]) -> str:
-    """Register every phone of the scenario (digest auth); what went wrong, if anything."""
-    for role in dict.fromkeys(p.role for p in run.scenario.phones):
+    """Register every phone of the scenario, played or only registered (digest auth); what went wrong."""
+    for role in dict.fromkeys([*(p.role for p in run.scenario.phones), *run.scenario.registered]):
         log = run.out_dir / f"{role}-register.log"
         reg = sipp.start(run.state, run.topo, role, sipp.REGISTER, run_dir, log)
         procs[f"{role}-register"] = reg

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from typing import Any
@@ -51,6 +52,19 @@ def add_parser(commands: Any) -> None:
         "--max-connections", type=int, default=512, metavar="N", help="sessions at once (default 512)"
     )
     parser.add_argument(
+        "--max-per-address",
+        type=int,
+        metavar="N",
+        help="sessions at once from one peer address (default: half of --max-connections)",
+    )
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a peer address allowed to connect (repeatable; the PBXs); default: any",
+    )
+    parser.add_argument(
         "--header-timeout",
         type=float,
         default=5.0,
@@ -77,12 +91,17 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if (
         args.max_connections < 1
+        or (args.max_per_address is not None and not 1 <= args.max_per_address <= args.max_connections)
         or args.header_timeout <= 0
         or args.session_timeout <= 0
         or args.policy_check < 0
         or not 0 <= args.port < 65536
     ):
-        print("referee: fastagi: limits and timeouts must be positive, the port 0-65535", file=sys.stderr)
+        print(
+            "referee: fastagi: limits and timeouts must be positive, --max-per-address at most"
+            " --max-connections, the port 0-65535",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     source = PolicySource(policy_path(args.policy))
     try:
@@ -96,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
         problem = f"--domain {args.domain} is no tenant of policy {source.path} (it serves {served})"
         print(f"referee: fastagi: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        allow = frozenset(str(ipaddress.ip_address(a)) for a in args.allow)
+    except ValueError as err:
+        print(f"referee: fastagi: --allow: {err}", file=sys.stderr)
+        return EXIT_USAGE
     limits = Limits(
         max_connections=args.max_connections,
+        max_per_address=args.max_per_address,
+        allow=allow,
         header=HeaderLimits(timeout=args.header_timeout),
         session_timeout=args.session_timeout,
     )

@@ -9,6 +9,9 @@ Limits, per server:
 - ``max_connections``: sessions at once. A connection over the cap is closed as soon as it
   is accepted (Asterisk then sees AGISTATUS=FAILURE and the dialplan falls back and fails
   closed); it never queues, so the cap also bounds file descriptors and memory;
+- ``max_per_address``: sessions at once from one peer address (half the total by default), so that
+  a peer holding sessions open cannot take the slots of the PBX; ``allow``, when set, closes every
+  connection from another address at once (the PBXs are the only legitimate FastAGI clients);
 - ``header``: the request header must arrive whole within ``header.timeout`` seconds
   (however slowly it trickles), within ``header.max_bytes`` and ``header.max_lines``;
   each line within ``max_line`` bytes;
@@ -26,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from referee.agi.protocol import AgiHangup, AgiRequest, BadRequest, HeaderLimits, read_request
+from referee.slots import Slots, peer_address
 
 log = logging.getLogger("referee.agi.fastagi")
 
@@ -35,6 +39,8 @@ Handler = Callable[[AgiRequest], Awaitable[None]]
 @dataclass(frozen=True)
 class Limits:
     max_connections: int = 512
+    max_per_address: int | None = None  # None: half of max_connections
+    allow: frozenset[str] = frozenset()  # peer addresses allowed to connect; empty: any
     header: HeaderLimits = field(default_factory=HeaderLimits)
     max_line: int = 8 * 1024
     session_timeout: float = 10.0
@@ -48,7 +54,7 @@ class Stats:
     accepted: int = 0
     active: int = 0
     peak: int = 0
-    over_cap: int = 0
+    over_cap: int = 0  # refused: the total or the peer's cap reached, or a peer not allowed
     bad_requests: int = 0
     timeouts: int = 0
     unknown_routes: int = 0
@@ -68,6 +74,13 @@ class FastAgiServer:
         self.routes = dict(routes)
         self.limits = limits or Limits()
         self.stats = Stats()
+        self.slots = Slots.of(
+            self.limits.max_connections,
+            self.limits.max_per_address
+            if self.limits.max_per_address is not None
+            else max(1, self.limits.max_connections // 2),
+            self.limits.allow,
+        )
         self.server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
 
@@ -94,11 +107,12 @@ class FastAgiServer:
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stats = self.stats
         stats.accepted += 1
-        if stats.active >= self.limits.max_connections:
+        peer = peer_address(writer.get_extra_info("peername"))
+        refused = self.slots.take(peer)
+        if refused is not None:
             stats.over_cap += 1
             if stats.over_cap == 1 or stats.over_cap % 1000 == 0:
-                log.warning("FastAGI over its cap of %d sessions: %d refused so far",
-                            self.limits.max_connections, stats.over_cap)  # fmt: skip
+                log.warning("FastAGI refused a connection (%s): %d refused so far", refused, stats.over_cap)
             writer.transport.abort()
             return
         stats.active += 1
@@ -111,6 +125,7 @@ class FastAgiServer:
             clean = await self._session(reader, writer)
         finally:
             stats.active -= 1
+            self.slots.give(peer)
             if task is not None:
                 self._sessions.discard(task)
             if clean:

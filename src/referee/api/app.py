@@ -9,10 +9,14 @@ POST     /transfers                    start one: ``{flow, pbx, channel, exten, 
 GET      /transfers/{id}               one transfer: its live state and its audit record
 POST     /transfers/{id}/complete      complete an attended transfer
 POST     /transfers/{id}/cancel        cancel a transfer
+GET      /transfers/{id}/ladder        the record's ladder, an SVG picture
+POST     /policy/check                 decide one REFER: ``{refer_to, referrer, dialogs?, depth?}``
+GET      /ui, /ui/{asset}              the transfers page and its script and style (no token needed)
 =======  ============================  =================================================
 
-Every request but ``/openapi.json``, ``/health`` and ``/ready`` needs ``Authorization: Bearer <token>``
-(those three tell nothing about transfers: a monitor can probe them without the operator's token).
+Every request but ``/openapi.json``, ``/health``, ``/ready`` and the page needs ``Authorization: Bearer
+<token>`` (those tell nothing about transfers: a monitor can probe them without the operator's token, and
+the page asks for the token before it asks the API for anything).
 """
 
 from __future__ import annotations
@@ -21,22 +25,26 @@ import hmac
 import re
 from typing import Any
 
+from referee.api import page
 from referee.api.access import MIN_TOKEN
 from referee.api.http import HttpError, Request, Response
 from referee.api.openapi import document
-from referee.api.service import ServiceError, TransferService
+from referee.api.service import PolicyService, ServiceError, TransferService
 from referee.events import Flow, State
 
-_ID = re.compile(r"/transfers/([0-9]{1,18})(/complete|/cancel)?")
+_ID = re.compile(r"/transfers/([0-9]{1,18})(/complete|/cancel|/ladder)?")
 CREATE_FIELDS = {"flow": str, "pbx": str, "channel": str, "exten": str, "context": str}
 REQUIRED = ("flow", "pbx", "channel", "exten")
+CHECK_FIELDS = {"refer_to", "referrer", "dialogs", "depth"}
+MAX_DIALOGS, MAX_DEPTH = 16, 1000
 
 
 class Api:
-    def __init__(self, service: TransferService, token: str) -> None:
+    def __init__(self, service: TransferService, token: str, policy: PolicyService | None = None) -> None:
         if len(token) < MIN_TOKEN:
             raise ValueError(f"the API token must be at least {MIN_TOKEN} characters")
         self.service = service
+        self.policy = policy
         self._token = token.encode()
 
     async def __call__(self, request: Request) -> Response:
@@ -49,7 +57,14 @@ class Api:
         if request.path == "/ready":
             self._method(request, "GET")
             return self._ready()
+        if request.path in ("/ui", "/ui/") or request.path.startswith("/ui/"):
+            self._method(request, "GET")
+            name = request.path.removeprefix("/ui").strip("/")
+            return page.page() if not name else page.asset(name)
         self._authorize(request)
+        if request.path == "/policy/check":
+            self._method(request, "POST")
+            return self._check(request)
         if request.path in ("/transfers", "/transfers/"):
             self._method(request, "GET", "POST")
             if request.method == "GET":
@@ -62,6 +77,9 @@ class Api:
         if action is None:
             self._method(request, "GET")
             return self._show(transfer_id)
+        if action == "/ladder":
+            self._method(request, "GET")
+            return self._ladder(transfer_id)
         self._method(request, "POST")
         self._no_body(request)
         try:
@@ -149,3 +167,34 @@ class Api:
         if record is None:
             raise HttpError(404, f"no transfer {transfer_id}")
         return Response(200, {**record, "live": self.service.live(transfer_id)})
+
+    def _ladder(self, transfer_id: int) -> Response:
+        svg = self.service.ladder(transfer_id)
+        if svg is None:
+            raise HttpError(404, f"no transfer {transfer_id}")
+        return page.picture(svg)
+
+    def _check(self, request: Request) -> Response:
+        if self.policy is None:
+            raise HttpError(503, "no policy is configured: start referee orchestrator with --policy FILE")
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(422, "the body must be a JSON object: {refer_to, referrer, dialogs?, depth?}")
+        unknown = sorted(set(body) - CHECK_FIELDS)
+        if unknown:
+            raise HttpError(422, f"unknown field(s): {', '.join(unknown)}")
+        for name in ("refer_to", "referrer"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise HttpError(422, f"{name} must be a non-empty string")
+        dialogs = body.get("dialogs", [])
+        if not isinstance(dialogs, list) or len(dialogs) > MAX_DIALOGS:
+            raise HttpError(422, f"dialogs must be a list of at most {MAX_DIALOGS} 'CALL-ID;TAG;TAG' strings")
+        if not all(isinstance(dialog, str) for dialog in dialogs):
+            raise HttpError(422, "dialogs must be strings: 'CALL-ID;TAG;TAG'")
+        depth = body.get("depth", 0)
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
+            raise HttpError(422, f"depth must be a whole number from 0 to {MAX_DEPTH}")
+        try:
+            return Response(200, self.policy.check(body["refer_to"], body["referrer"], dialogs, depth))
+        except ValueError as exc:
+            raise HttpError(422, str(exc)) from None

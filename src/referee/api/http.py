@@ -80,6 +80,8 @@ class Request:
 
 @dataclass
 class Response:
+    """``body`` is JSON-ready, or bytes sent as they are (with a Content-Type in ``headers``)."""
+
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
@@ -89,10 +91,14 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def _encode(response: Response) -> bytes:
-    body = json.dumps(response.body, indent=2, default=str).encode() + b"\n"
+    if isinstance(response.body, bytes):  # a page, a script, a picture: its Content-Type is in the headers
+        body, ctype = response.body, "application/octet-stream"
+    else:
+        body, ctype = json.dumps(response.body, indent=2, default=str).encode() + b"\n", "application/json"
     head = [f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Unknown')}"]
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": ctype,
+        "X-Content-Type-Options": "nosniff",
         "Content-Length": str(len(body)),
         "Connection": "close",
         "Cache-Control": "no-store",

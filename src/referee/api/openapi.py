@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from referee.api.page import ASSETS
 from referee.events import State
 
 STATES = [str(state) for state in State]
@@ -32,7 +33,8 @@ def document() -> dict[str, Any]:
             "title": "referee operator API",
             "version": "1",
             "description": "Start, follow, complete and cancel transfers on the PBXs the orchestrator is "
-            "connected to, and read the audit trail. Loopback only; every path but this document needs "
+            "connected to, read the audit trail and its ladders, and ask the transfer policy about a REFER. "
+            "Loopback only; every path but this document, /health, /ready and the page (/ui) needs "
             "Authorization: Bearer <token>. Errors are JSON objects with an `error` message.",
         },
         "security": [{"token": []}],
@@ -61,6 +63,48 @@ def document() -> dict[str, Any]:
                         },
                         "exten": {"type": "string", "pattern": "^[0-9A-Za-z*#+][0-9A-Za-z*#+_.-]{0,63}$"},
                         "context": {"type": "string", "default": "referee-transfer"},
+                    },
+                },
+                "PolicyCheck": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["refer_to", "referrer"],
+                    "properties": {
+                        "refer_to": {"type": "string", "description": "the Refer-To header value"},
+                        "referrer": {"type": "string", "description": "the REFER's From URI"},
+                        "dialogs": {
+                            "type": "array",
+                            "maxItems": 16,
+                            "items": {"type": "string", "description": "CALL-ID;TAG;TAG"},
+                            "description": "dialogs the referrer is a party to (for a Replaces)",
+                        },
+                        "depth": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 0},
+                    },
+                },
+                "Decision": {
+                    "type": "object",
+                    "description": "what `referee policy check --json` prints",
+                    "properties": {
+                        "allowed": {"type": "boolean"},
+                        "status": {"type": "integer"},
+                        "reason": {"type": "string"},
+                        "rule": {"type": "string"},
+                        "refer_to": {"type": ["string", "null"]},
+                        "target": {"type": ["string", "null"]},
+                        "replaces": {"type": ["object", "null"]},
+                        "tenant": {"type": ["string", "null"]},
+                        "pbx": {"type": ["string", "null"]},
+                        "trace": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "rule": {"type": "string"},
+                                    "outcome": {"type": "string"},
+                                    "detail": {"type": "string"},
+                                },
+                            },
+                        },
                     },
                 },
                 "Transfer": {
@@ -159,6 +203,16 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/transfers/{id}/ladder": {
+                "get": {
+                    "summary": "the audit record's ladder: an SVG picture",
+                    "parameters": [_ID_PARAM],
+                    "responses": {
+                        "200": {"description": "the ladder", "content": {"image/svg+xml": {}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
             "/transfers/{id}/complete": {
                 "post": {
                     "summary": "complete an attended transfer (hangs up the initiator's channel)",
@@ -180,6 +234,37 @@ def document() -> dict[str, Any]:
                         "200": {"description": "cancelled", "content": _json("Transfer")},
                         **_errors(401, 404, 409, 422, 502, 503),
                     },
+                }
+            },
+            "/policy/check": {
+                "post": {
+                    "summary": "decide one REFER with the daemon's policy (--policy), with the rule trace",
+                    "requestBody": {"required": True, "content": _json("PolicyCheck")},
+                    "responses": {
+                        "200": {
+                            "description": "allowed or rejected: the decision",
+                            "content": _json("Decision"),
+                        },
+                        **_errors(400, 401, 413, 415, 422),
+                        "503": {**_ERROR, "description": "the daemon has no policy (start it with --policy)"},
+                    },
+                }
+            },
+            "/ui": {
+                "get": {
+                    "summary": "the transfers page (it asks for the token, then calls this API)",
+                    "security": [],
+                    "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+                }
+            },
+            "/ui/{asset}": {
+                "get": {
+                    "summary": "the page's script and style",
+                    "security": [],
+                    "parameters": [
+                        {"name": "asset", "in": "path", "required": True, "schema": {"enum": ASSETS}}
+                    ],
+                    "responses": {"200": {"description": "the file"}, **_errors(404)},
                 }
             },
         },

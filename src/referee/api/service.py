@@ -39,6 +39,10 @@ class TransferService(Protocol):
         """One audit record with its entries; None when there is none."""
         ...
 
+    def ladder(self, transfer_id: int) -> str | None:
+        """The audit record's ladder as an SVG document; None when there is no such record."""
+        ...
+
     def live(self, transfer_id: int) -> Json | None:
         """The transfer as the orchestrator follows it; None when it does not (or no longer)."""
         ...
@@ -48,3 +52,12 @@ class TransferService(Protocol):
     async def complete(self, transfer_id: int) -> Json: ...
 
     async def cancel(self, transfer_id: int) -> Json: ...
+
+
+class PolicyService(Protocol):
+    """The transfer policy, asked about one REFER (the page's playground, ``POST /policy/check``)."""
+
+    def check(self, refer_to: str, referrer: str, dialogs: list[str], depth: int) -> Json:
+        """The decision with its rule trace, as ``referee policy check --json`` prints it; ``ValueError``
+        (with a message) for a malformed dialog."""
+        ...

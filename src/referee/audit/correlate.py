@@ -18,10 +18,16 @@ say; never by matching text.
   opens a record of origin ``pbx``.
 
 What the proxy's events do to the record's state: a refused REFER (the decision, or a response of
-300 or more) is ``failed``; a provisional NOTIFY moves ``starting`` to ``ringback``; a final NOTIFY
-makes it ``completed`` (2xx) or ``failed``. A final state is never overwritten: the first final
-word stands, so a 100 NOTIFY read after the 200 does not undo the completion. The PBX side's
-moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
+300 or more) is ``failed``; a 2xx with ``Refer-Sub: false`` (RFC 4488: no subscription, so no NOTIFY)
+is ``unconfirmed``, the outcome unknown by design; a provisional NOTIFY moves ``starting`` to
+``ringback``; a final NOTIFY makes it ``completed`` (2xx) or ``failed``. A final state is never
+overwritten: the first final word stands, so a 100 NOTIFY read after the 200 does not undo the
+completion. The PBX side's moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
+
+Every accepted REFER reaches a final state within a bound: a ``pbx.health`` event saying its PBX
+went down fails it at once (``pbx lost``), and :meth:`Correlator.expire` fails one whose PBX said
+nothing more for ``NOTIFY_TIMEOUT`` seconds (``no final NOTIFY``). A REFER accepted with
+``Refer-Sub: false`` is already final (``unconfirmed``): no NOTIFY is owed.
 """
 
 from __future__ import annotations
@@ -36,12 +42,19 @@ from referee.events import (
     Flow,
     NotifyOutcome,
     PbxEvent,
+    PbxHealth,
     ReferDecision,
     ReferResponse,
     State,
 )
 
 ProxyEvent = ReferDecision | ReferResponse | NotifyOutcome
+
+# Seconds an accepted REFER may wait for its PBX's next word (a NOTIFY) before it is failed: RFC 3515's
+# advice for the NOTIFY a REFER's subscription starts with (Timer F, 64*T1 = 32 s).
+NOTIFY_TIMEOUT = 32.0
+PBX_LOST = "pbx lost"
+NO_FINAL_NOTIFY = "no final NOTIFY"
 
 # The PBX events that say a transfer happened; a record joins at most one of them.
 TRANSFER_EVENTS = frozenset({"BlindTransfer", "AttendedTransfer"})
@@ -68,9 +81,27 @@ def joined_by_pbx(record: TransferRecord) -> bool:
     return any(isinstance(event, PbxEvent) and event.name in TRANSFER_EVENTS for event in record.events())
 
 
+def accepted_decision(record: TransferRecord) -> ReferDecision | None:
+    """The allowed decision of a REFER that asked for NOTIFYs (None: refused, or Refer-Sub: false)."""
+    for event in record.events():
+        if isinstance(event, ReferDecision) and event.allowed and event.subscription:
+            return event
+    return None
+
+
+def sent_to(record: TransferRecord, decision: ReferDecision, health: PbxHealth) -> bool:
+    """Whether the PBX ``health`` is about holds the transfer: the one the proxy's decision named
+    (the policy's PBX URI, the PBX of the replaced dialog) or the one the orchestrator saw do it."""
+    named = decision.decision.get("pbx")
+    if health.uri and isinstance(named, str) and named == health.uri:
+        return True
+    return bool(health.pbx) and health.pbx in (decision.replaces_pbx, record.pbx)
+
+
 class Correlator:
-    def __init__(self, store: AuditStore) -> None:
+    def __init__(self, store: AuditStore, *, notify_timeout: float = NOTIFY_TIMEOUT) -> None:
         self.store = store
+        self.notify_timeout = notify_timeout
 
     # -- the proxy's side -------------------------------------------------------------------
 
@@ -88,14 +119,8 @@ class Correlator:
                 self._notified(record, event)
             elif isinstance(event, ReferDecision):
                 self._decided(record, event)
-            elif event.status >= 300 and not record.final:
-                self.store.update(
-                    transfer_id,
-                    state=State.FAILED,
-                    result=f"REFER answered {event.status}",
-                    when=event.time,
-                    cause=event.kind,
-                )
+            else:
+                self._answered(record, event)
             return transfer_id
 
     def _record_for(self, event: ProxyEvent) -> int:
@@ -145,6 +170,19 @@ class Correlator:
                 record.id, state=State.RINGBACK, when=event.time, cause=f"NOTIFY {event.status}"
             )
 
+    def _answered(self, record: TransferRecord, event: ReferResponse) -> None:
+        if record.final:
+            return
+        if event.status >= 300:
+            state, result = State.FAILED, f"REFER answered {event.status}"
+        elif not event.subscription:
+            # Refer-Sub: false (RFC 4488): no NOTIFY will come, so nobody will tell how it ended.
+            state = State.UNCONFIRMED
+            result = f"REFER answered {event.status} with Refer-Sub: false: outcome unknown by design"
+        else:
+            return
+        self.store.update(record.id, state=state, result=result, when=event.time, cause=event.kind)
+
     def _decided(self, record: TransferRecord, event: ReferDecision) -> None:
         parties = {"referrer": event.referrer} if event.referrer else {}
         if event.target:
@@ -159,6 +197,48 @@ class Correlator:
             when=event.time,
             cause=event.kind,
         )
+
+    # -- the bound on every transfer ----------------------------------------------------------
+
+    def pbx_health(self, event: PbxHealth) -> list[int]:
+        """A PBX went down: every open transfer it holds is ``failed`` (``pbx lost``). The ids."""
+        if event.up:
+            return []
+        lost = []
+        with self.store.transaction():
+            for transfer_id in self.store.open_ids("refer"):
+                record = self.store.get(transfer_id)
+                decision = None if record is None else accepted_decision(record)
+                if record is None or decision is None or not sent_to(record, decision, event):
+                    continue
+                self.store.add_entry(transfer_id, event)
+                self.store.update(
+                    transfer_id, state=State.FAILED, result=PBX_LOST, when=event.time, cause=event.kind
+                )
+                lost.append(transfer_id)
+        return lost
+
+    def expire(self, now: float) -> list[int]:
+        """Fail every open REFER whose PBX said nothing for ``notify_timeout`` seconds (``no final
+        NOTIFY``): the last entry (the decision, the 202, a provisional NOTIFY) is that old. The ids."""
+        expired = []
+        with self.store.transaction():
+            for transfer_id in self.store.open_ids("refer"):
+                record = self.store.get(transfer_id)
+                if record is None or accepted_decision(record) is None or not record.entries:
+                    continue
+                last = max(entry.time for entry in record.entries)
+                if now - last < self.notify_timeout:
+                    continue
+                self.store.update(
+                    transfer_id,
+                    state=State.FAILED,
+                    result=NO_FINAL_NOTIFY,
+                    when=now,
+                    cause=f"no NOTIFY for {self.notify_timeout:g} s",
+                )
+                expired.append(transfer_id)
+        return expired
 
     # -- the PBX's side ---------------------------------------------------------------------
 

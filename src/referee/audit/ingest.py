@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from referee.audit.correlate import Correlator
 from referee.audit.store import AuditStore
-from referee.events import BadEvent, from_json
+from referee.events import BadEvent, PbxHealth, from_json
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,13 @@ class EventFileIngest:
         self.correlator = Correlator(self.store)
 
     def poll(self) -> int:
-        """Apply every complete line written since the last poll; how many were applied."""
+        """Apply every complete line written since the last poll, then fail the transfers that
+        waited too long (:meth:`Correlator.expire`); how many lines were applied."""
+        count = self._read()
+        self.correlator.expire(self.store.now())
+        return count
+
+    def _read(self) -> int:
         try:
             st = os.stat(self.path)
         except OSError:
@@ -93,7 +99,11 @@ class EventFileIngest:
             applied = 0
             if line:
                 try:
-                    self.correlator.proxy(from_json(line))
+                    event = from_json(line)
+                    if isinstance(event, PbxHealth):
+                        self.correlator.pbx_health(event)
+                    else:
+                        self.correlator.proxy(event)
                     applied = 1
                 except BadEvent as exc:
                     self.bad += 1

@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 
 from referee.audit.record import Entry, TransferRecord
-from referee.events import NotifyOutcome, OperatorAction, ReferDecision, ReferResponse, TransferMove
+from referee.events import (
+    NotifyOutcome,
+    OperatorAction,
+    PbxHealth,
+    ReferDecision,
+    ReferResponse,
+    TransferMove,
+)
 
 _ARROWS = {"proxy": "proxy ", "notify": "NOTIFY", "pbx": "pbx   ", "operator": "oper  ", "state": "state "}
 
@@ -44,6 +51,8 @@ def summarize(entry: Entry) -> str:
     if isinstance(event, TransferMove):
         text = str(event.after) if event.before is None else f"{event.before} -> {event.after}"
         return text + (f" ({event.result})" if event.result else "")
+    if isinstance(event, PbxHealth):
+        return f"PBX {event.pbx or event.uri} {'up' if event.up else 'down'} (the proxy's probes)"
     if isinstance(event, OperatorAction):
         sent = {k: v for k, v in _compact(event.action).items() if k != "Action"}
         answer = {"response": event.response, "message": event.message, "error": event.error}

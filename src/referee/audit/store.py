@@ -246,6 +246,16 @@ class AuditStore:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def open_ids(self, origin: str) -> list[int]:
+        """The transfers of this origin not in a final state yet, oldest first."""
+        finals = sorted(str(state) for state in FINAL_STATES)
+        marks = ", ".join("?" for _ in finals)
+        rows = self._conn.execute(
+            f"SELECT id FROM transfers WHERE origin = ? AND state NOT IN ({marks}) ORDER BY id",
+            (origin, *finals),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
     def state_of(self, transfer_id: int) -> State | None:
         row = self._conn.execute("SELECT state FROM transfers WHERE id = ?", (transfer_id,)).fetchone()
         return None if row is None else State(row[0])

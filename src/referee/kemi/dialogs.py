@@ -1,13 +1,34 @@
-"""Which PBX holds which dialog: a Kamailio htable, replicated over DMQ."""
+"""Which PBX holds which dialog: a Kamailio htable (replicated over DMQ), written through to SQLite.
+
+The htable ``referee_dlg`` is the fast, shared view every worker reads. It lives in Kamailio's
+shared memory, so a restart (graceful or SIGKILL) empties it. With a dialog database
+(``REFEREE_DIALOG_DB``) every change is also committed to a SQLite file before the request is
+relayed, and a dialog the htable does not know is looked up there and put back in the htable:
+a call set up before a restart can still be transferred after it.
+
+SQLite (stdlib ``sqlite3``) rather than Kamailio's ``dialog`` module: the map holds referee's own
+fields (PBX, depth, parties), and one small table with its own expiry is simpler to reason about
+than dialog-module profiles. WAL mode lets every worker process read while one writes.
+"""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from referee.kemi.ksr import KSR
+
+# The htable's autoexpire (kamailio.cfg.j2): a dialog older than this is forgotten in both places.
+DIALOG_LIFETIME = 43200.0
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS referee_dialog ("
+    " call_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated REAL NOT NULL)"
+)
 
 
 @dataclass(frozen=True)
@@ -30,32 +51,105 @@ class DialogRecord:
         return bool(user) and user in (self.from_user, self.to_user)
 
 
+def _encode(record: DialogRecord) -> str:
+    data: dict[str, str | int] = {
+        "pbx": record.pbx,
+        "from_tag": record.from_tag,
+        "to_tag": record.to_tag,
+        "from_user": record.from_user,
+        "to_user": record.to_user,
+    }
+    if record.depth:
+        data["depth"] = record.depth
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _decode(call_id: str, raw: object) -> DialogRecord | None:
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return DialogRecord(call_id=call_id, **json.loads(raw))
+    except (ValueError, TypeError):
+        return None
+
+
+class DialogDatabase:
+    """The SQLite copy of the dialog map. Opened lazily, per process (Kamailio forks its workers
+    after ``mod_init``, and a SQLite connection must not cross a fork)."""
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.clock = clock
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, timeout=2.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
+            db.execute(SCHEMA)
+            self._db = db
+        return self._db
+
+    def after_fork(self) -> None:
+        """Forget a connection opened in the parent (``child_init``)."""
+        self._db = None
+
+    def get(self, call_id: str) -> str | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT data FROM referee_dialog WHERE call_id = ? AND updated > ?",
+                (call_id, self.clock() - DIALOG_LIFETIME),
+            )
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def put(self, call_id: str, data: str) -> None:
+        now = self.clock()
+        db = self._conn()
+        db.execute(
+            "INSERT INTO referee_dialog (call_id, data, updated) VALUES (?, ?, ?)"
+            " ON CONFLICT (call_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
+            (call_id, data, now),
+        )
+        db.execute("DELETE FROM referee_dialog WHERE updated <= ?", (now - DIALOG_LIFETIME,))
+
+    def forget(self, call_id: str) -> None:
+        self._conn().execute("DELETE FROM referee_dialog WHERE call_id = ?", (call_id,))
+
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT count(*) FROM referee_dialog").fetchone()[0])
+
+
 class DialogStore:
-    def __init__(self, ksr: KSR, table: str) -> None:
+    def __init__(self, ksr: KSR, table: str, database: DialogDatabase | None = None) -> None:
         self._k = ksr
         self.table = table
+        self.database = database
 
     def get(self, call_id: str) -> DialogRecord | None:
         raw = self._k.htable.sht_get(self.table, call_id)
-        if not isinstance(raw, str) or not raw:
-            return None
+        if (not isinstance(raw, str) or not raw) and self.database is not None:
+            raw = self._from_database(call_id)
+        return _decode(call_id, raw)
+
+    def _from_database(self, call_id: str) -> str | None:
+        """A dialog the htable lost (a restart): read back and cached in the htable again."""
         try:
-            data = json.loads(raw)
-            return DialogRecord(call_id=call_id, **data)
-        except (ValueError, TypeError):
+            raw = self.database.get(call_id) if self.database is not None else None
+        except sqlite3.Error as exc:
+            self._k.err(f"referee: dialog database read failed: {exc}\n")
             return None
+        if raw:
+            self._k.htable.sht_sets(self.table, call_id, raw)
+        return raw
 
     def put(self, record: DialogRecord) -> None:
-        data: dict[str, str | int] = {
-            "pbx": record.pbx,
-            "from_tag": record.from_tag,
-            "to_tag": record.to_tag,
-            "from_user": record.from_user,
-            "to_user": record.to_user,
-        }
-        if record.depth:
-            data["depth"] = record.depth
-        self._k.htable.sht_sets(self.table, record.call_id, json.dumps(data, separators=(",", ":")))
+        data = _encode(record)
+        self._k.htable.sht_sets(self.table, record.call_id, data)
+        self._write(lambda db: db.put(record.call_id, data))
 
     def set_to_tag(self, call_id: str, to_tag: str) -> None:
         record = self.get(call_id)
@@ -64,3 +158,13 @@ class DialogStore:
 
     def forget(self, call_id: str) -> None:
         self._k.htable.sht_rm(self.table, call_id)
+        self._write(lambda db: db.forget(call_id))
+
+    def _write(self, change: Callable[[DialogDatabase], None]) -> None:
+        # A database that cannot be written costs persistence, never the call: log and go on.
+        if self.database is None:
+            return
+        try:
+            change(self.database)
+        except sqlite3.Error as exc:
+            self._k.err(f"referee: dialog database write failed: {exc}\n")

@@ -80,7 +80,11 @@ class ReferCheck:
             status = k.kx.get_status()
             if status >= 200:
                 call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
-                self.events.write(ReferResponse(self.events.now(), call_id, cseq, status))
+                # RFC 4488: a 2xx with Refer-Sub: false says no subscription (and no NOTIFY) follows
+                no_sub = status < 300 and text(k.hdr.get("Refer-Sub")).strip().lower() == "false"
+                self.events.write(
+                    ReferResponse(self.events.now(), call_id, cseq, status, subscription=not no_sub)
+                )
                 if self.answers is not None:
                     self.answers.answered(call_id)  # last: the 202 goes out right after
         except Exception:

@@ -23,7 +23,15 @@ REFEREE_DOMAIN         SIP domain and digest realm
 REFEREE_PBXS           ``name=sip:host:port`` items, space separated
 REFEREE_USERS          ``user:password:pbxname`` items, space separated
 REFEREE_DIALOG_TABLE   htable name of the dialog -> PBX map (default ``referee_dlg``)
+REFEREE_DIALOG_DB      SQLite file the dialog map is written through to (``-``: none)
+REFEREE_PBX_PROBING    the dispatcher's OPTIONS interval to the PBXs (0: no probing)
 =====================  ===========================================================
+
+Requests go to a PBX through the ``dispatcher`` module (one set per PBX, in REFEREE_PBXS order):
+a PBX that stopped answering its probes gets no request, the caller gets ``503`` with
+``Retry-After`` at once. A relayed request that times out marks its PBX down until a probe is
+answered again (``ksr_failure_relay``); the dispatcher's up/down events are written as
+``pbx.health`` events (``ksr_dispatcher_event``).
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ import traceback
 from typing import TYPE_CHECKING
 
 from referee import sip
-from referee.kemi.dialogs import DialogRecord, DialogStore
+from referee.events import PbxHealth, ReferResponse
+from referee.kemi.dialogs import DialogDatabase, DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
-from referee.kemi.message import has_nul, log, reason_phrase, single_header, text, user_of
+from referee.kemi.message import has_nul, log, number, reason_phrase, single_header, text, user_of
 from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
 from referee.kemi.refer import ReferCheck, policy_holder
@@ -46,6 +55,8 @@ if TYPE_CHECKING:
 SCANNER_UA_WORDS = ("friendly-scanner", "sipcli", "sipvicious", "vaxsipuseragent", "sundayddr", "pplsip")
 MAX_FORWARDS = 10
 REFER_RATE_REPLY = (503, "Too Many Transfers")
+PBX_DOWN_REPLY = (503, "Service Unavailable")
+RETRY_AFTER = 10  # seconds: a few probe intervals, time for a restarted PBX to be seen up
 EXIT, NEXT = -255, 1  # a route block dealt with the request / routing goes on
 
 
@@ -62,7 +73,8 @@ class ReferenceProxy:
         self.settings = settings
         self.policies = policies
         self.events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
-        self.dialogs = DialogStore(ksr, settings.dialog_table)
+        database = DialogDatabase(settings.dialog_db) if settings.dialog_db else None
+        self.dialogs = DialogStore(ksr, settings.dialog_table, database)
         answers = ReferAnswers(ksr)  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
         self.refers = ReferCheck(
             ksr, settings, policies, self.events, self.dialogs, reply=self.reply, answers=answers
@@ -78,6 +90,8 @@ class ReferenceProxy:
 
     def child_init(self, rank: int) -> int:
         self.policies.announce()  # the policy version, for `referee policy status`
+        if self.dialogs.database is not None:
+            self.dialogs.database.after_fork()
         return 0
 
     def ksr_request_route(self, msg: object) -> int:
@@ -124,6 +138,36 @@ class ReferenceProxy:
         """tm onreply for relayed REFERs (named by ReferCheck): the refer.response event."""
         return self.refers.ksr_onreply_refer(msg)
 
+    def ksr_failure_relay(self, msg: object) -> int:
+        """tm failure route of relayed requests: a branch that timed out without any reply is the
+        proxy's own 408. A REFER's is written as its refer.response; the PBX it went to (when the
+        dispatcher chose it) is marked down and probed until it answers again."""
+        k = self.k
+        try:
+            if k.tm.t_branch_timeout() < 0 or k.tm.t_branch_replied() > 0:
+                return 1
+            self.method = text(k.kx.get_method()).upper()
+            self.local_answer(408, "Request Timeout")
+            if self.settings.pbx_probing and k.dispatcher.ds_mark_dst_state("ip") > 0:
+                log(k, f"referee: {self.method} {text(k.kx.get_callid())} timed out, its PBX is marked down")
+        except Exception:
+            log(k, "referee: failure route failed:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def ksr_dispatcher_event(self, msg: object, name: str = "") -> int:
+        """The dispatcher's ``event_callback``: a PBX went down (``dispatcher:dst-down``) or came back
+        up (``dispatcher:dst-up``). ``$ru`` is the destination."""
+        k = self.k
+        try:
+            uri = text(k.pv.get("$ru"))
+            up = name.endswith("dst-up")
+            pbx = self.settings.pbx_of_uri(uri) or ""
+            self.events.write(PbxHealth(self.events.now(), pbx, uri, up))
+            log(k, f"referee: PBX {pbx or uri} is {'up' if up else 'down'}", "notice" if up else "warn")
+        except Exception:
+            log(k, "referee: dispatcher event failed:\n" + traceback.format_exc(), "err")
+        return 1
+
     def _fail(self, status: int, reason: str) -> None:
         log(self.k, "referee: request route failed, rejecting:\n" + traceback.format_exc(), "err")
         try:
@@ -135,6 +179,15 @@ class ReferenceProxy:
     def reply(self, status: int, reason: str) -> None:
         self._replied = True
         self.k.sl.sl_send_reply(status, reason_phrase(reason))
+
+    def local_answer(self, status: int, reason: str) -> None:
+        """The proxy answered a relayed (or to be relayed) REFER itself: its refer.response, like any
+        other final answer, marked ``local``."""
+        if self.method != "REFER":
+            return
+        k = self.k
+        call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
+        self.events.write(ReferResponse(self.events.now(), call_id, cseq, status, reason, local=True))
 
     # -- the request route -------------------------------------------------------------------
 
@@ -248,7 +301,8 @@ class ReferenceProxy:
         k.rr.record_route()
         owner = self.refers.owner
         if owner is not None:
-            k.setdsturi(self.settings.pbxs[owner])
+            if not self.to_pbx(owner):
+                return EXIT
         elif self.source_pbx() is not None:
             if k.registrar.lookup("location") < 0:
                 self.reply(404, "Not Found")
@@ -258,7 +312,8 @@ class ReferenceProxy:
             if home is None:
                 self.reply(403, "Unknown Referrer")
                 return EXIT
-            k.setdsturi(self.settings.pbxs[home])
+            if not self.to_pbx(home):
+                return EXIT
         return self.route_relay(msg)
 
     def route_location(self, msg: object) -> int:
@@ -276,7 +331,8 @@ class ReferenceProxy:
                 self.reply(403, "Unknown Caller")
                 return EXIT
             pbx = home
-            k.setdsturi(self.settings.pbxs[pbx])
+            if not self.to_pbx(pbx):
+                return EXIT
         if self.method == "INVITE":
             self.remember_dialog(pbx, depth=1 if k.hdr.is_present("Referred-By") > 0 else 0)
             k.tm.t_on_reply("ksr_onreply_invite")
@@ -300,18 +356,34 @@ class ReferenceProxy:
             if k.registrar.lookup("location") < 0:
                 self.reply(404, "Not Found")
                 return EXIT
-        else:
-            k.setdsturi(self.settings.pbxs[record.pbx])
+        elif not self.to_pbx(record.pbx):
+            return EXIT
         log(k, f"referee: INVITE Replaces {replaces.call_id!r} routed to {record.pbx}")
         self.remember_dialog(record.pbx, depth=record.depth + 1)  # an attended transfer of that dialog
         k.tm.t_on_reply("ksr_onreply_invite")
         return self.route_relay(msg)
 
     def route_relay(self, msg: object) -> int:
-        if self.k.tm.t_relay() < 0:
-            self.k.sl.sl_send_reply(500, "Relay Failed")
+        k = self.k
+        if self.method not in ("ACK", "CANCEL"):
+            k.tm.t_on_failure("ksr_failure_relay")
+        if k.tm.t_relay() < 0:
+            k.sl.sl_send_reply(500, "Relay Failed")
+            self.local_answer(500, "Relay Failed")
         self._replied = True
         return EXIT
+
+    def to_pbx(self, name: str) -> bool:
+        """Send the request to PBX ``name`` (the dispatcher's set of it). False, answered ``503``
+        with ``Retry-After``, when the PBX does not answer its probes."""
+        k = self.k
+        if k.dispatcher.ds_select_dst(self.settings.pbx_set(name), 0) > 0:
+            return True
+        log(k, f"referee: {self.method} {text(k.kx.get_callid())} not relayed, PBX {name} is down", "warn")
+        k.hdr.append_to_reply(f"Retry-After: {RETRY_AFTER}\r\n")
+        self.reply(*PBX_DOWN_REPLY)
+        self.local_answer(*PBX_DOWN_REPLY)
+        return False
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -33,6 +33,16 @@ class Settings:
     users: dict[str, User] = field(default_factory=dict)
     dialog_table: str = "referee_dlg"
     policy_check: float = 1.0
+    dialog_db: str = ""  # SQLite file the dialog map is written through to ("": htable only)
+    pbx_probing: bool = False  # the dispatcher probes the PBXs (a timed-out PBX is marked down)
+
+    def pbx_set(self, name: str) -> int:
+        """The PBX's dispatcher set: its position in REFEREE_PBXS, from 1 (dispatcher.list.j2)."""
+        return list(self.pbxs).index(name) + 1
+
+    def pbx_of_uri(self, uri: str) -> str | None:
+        """The PBX whose URI this is (the dispatcher's events name the destination)."""
+        return next((name for name, known in self.pbxs.items() if known == uri), None)
 
     @property
     def pbx_hosts(self) -> dict[str, str]:
@@ -75,4 +85,6 @@ class Settings:
             users=users,
             dialog_table=text("REFEREE_DIALOG_TABLE", "referee_dlg"),
             policy_check=float(text("REFEREE_POLICY_CHECK", "1")),
+            dialog_db=text("REFEREE_DIALOG_DB", "-").removeprefix("-"),
+            pbx_probing=text("REFEREE_PBX_PROBING", "0") not in ("0", ""),
         )

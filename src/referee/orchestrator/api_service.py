@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from referee.api.service import Json, ServiceError
+from referee.audit.ladder import svg
 from referee.audit.store import AuditStore
 from referee.events import Flow, State
 from referee.orchestrator.operations import DEFAULT_CONTEXT, OperationError, Orchestrator
@@ -40,6 +41,10 @@ class OrchestratorService:
     def record(self, transfer_id: int) -> Json | None:
         record = self.store.get(transfer_id)
         return None if record is None else record.to_dict()
+
+    def ladder(self, transfer_id: int) -> str | None:
+        record = self.store.get(transfer_id)
+        return None if record is None else svg(record)
 
     def live(self, transfer_id: int) -> Json | None:
         transfer = self.orchestrator.get(transfer_id)

@@ -4,7 +4,8 @@ States (:class:`referee.events.State`): ``starting`` (asked, the PBX has not act
 ``ringback`` (the recipient rings), ``answered`` (the recipient answered), and the final
 ``completed``, ``cancelled`` (the initiator or the recipient gave up; the initiator is back with
 the transferred party), ``abandoned`` (the transferred party left), ``failed`` (the PBX refused
-or the call failed). A final state never moves.
+or the call failed), ``unconfirmed`` (a REFER accepted with ``Refer-Sub: false``: the audit
+trail's, never the tracker's). A final state never moves.
 
 Triggers: what the tracker made of an AMI event (or an operator action) about one of the
 transfer's channels.
@@ -66,24 +67,26 @@ blind    answered  cancel        cancelled
 
 What every party's hangup does, in every state (``=`` stays in that state):
 
-======== ========= ========= =========== =========
-flow     state     initiator transferred recipient
-======== ========= ========= =========== =========
-attended starting  failed    abandoned   failed
-attended ringback  completed abandoned   cancelled
-attended answered  completed abandoned   cancelled
-attended completed =         =           =
-attended cancelled =         =           =
-attended abandoned =         =           =
-attended failed    =         =           =
-blind    starting  =         abandoned   failed
-blind    ringback  =         abandoned   failed
-blind    answered  =         abandoned   failed
-blind    completed =         =           =
-blind    cancelled =         =           =
-blind    abandoned =         =           =
-blind    failed    =         =           =
-======== ========= ========= =========== =========
+======== =========== ========= =========== =========
+flow     state       initiator transferred recipient
+======== =========== ========= =========== =========
+attended starting    failed    abandoned   failed
+attended ringback    completed abandoned   cancelled
+attended answered    completed abandoned   cancelled
+attended completed   =         =           =
+attended cancelled   =         =           =
+attended abandoned   =         =           =
+attended failed      =         =           =
+attended unconfirmed =         =           =
+blind    starting    =         abandoned   failed
+blind    ringback    =         abandoned   failed
+blind    answered    =         abandoned   failed
+blind    completed   =         =           =
+blind    cancelled   =         =           =
+blind    abandoned   =         =           =
+blind    failed      =         =           =
+blind    unconfirmed =         =           =
+======== =========== ========= =========== =========
 
 Why: in an attended transfer the initiator hanging up is how Asterisk completes it (while the
 recipient still rings it becomes a "blond" transfer); the recipient hanging up returns the

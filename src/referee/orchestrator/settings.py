@@ -7,6 +7,7 @@
     events = "/var/log/referee/events.jsonl"     # the proxy's decision events ("" for none)
     api = "127.0.0.1:8088"                       # loopback only
     token_file = "/var/lib/referee/api.token"    # created (0600, random) when missing
+    policy = "/etc/referee/policy.toml"          # optional: the page's policy playground (POST /policy/check)
 
     [[pbx]]
     name = "pbx1"
@@ -46,6 +47,7 @@ class Settings:
     events: str = DEFAULT_EVENTS
     api: str = DEFAULT_API
     token_file: str = DEFAULT_TOKEN_FILE
+    policy: str = ""  # a policy file for POST /policy/check; "" for none
     poll_interval: float = 0.5
 
     @property
@@ -118,7 +120,7 @@ def load_file(path: str) -> Settings:
     settings = Settings()
     section = data.get("orchestrator", {})
     for key, value in section.items():
-        if key not in ("db", "events", "api", "token_file") or not isinstance(value, str):
+        if key not in ("db", "events", "api", "token_file", "policy") or not isinstance(value, str):
             raise SettingsError(f"{path}: orchestrator.{key}: unknown key or not a string")
         setattr(settings, key, value)
     pbxs = data.get("pbx", [])

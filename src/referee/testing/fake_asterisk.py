@@ -132,9 +132,12 @@ async def call(
     env: Mapping[str, str],
     variables: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    source: str | None = None,
 ) -> Channel:
-    """Connect to a FastAGI server and run one session as the channel."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    """Connect to a FastAGI server (from the address ``source`` if given) and run one session as the
+    channel."""
+    local = None if source is None else (source, 0)
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, local_addr=local), timeout)
     try:
         return await play(reader, writer, env, variables, timeout=timeout)
     finally:

@@ -179,6 +179,10 @@ class _Hdr(_Sub):
         self.f.lumps.append(("remove", name))
         return 1
 
+    def append_to_reply(self, text: str) -> int:
+        self.f.reply_headers.append(text)
+        return 1
+
 
 class _Pv(_Sub):
     def get(self, spec: str) -> XVal:
@@ -266,6 +270,12 @@ class _Tm(_Sub):
     def t_on_failure(self, name: str) -> int:
         self.f.on_failure = name
         return 1
+
+    def t_branch_timeout(self) -> int:
+        return 1 if self.f.branch_timeout else -1
+
+    def t_branch_replied(self) -> int:
+        return -1 if self.f.branch_timeout else 1
 
 
 class _Tmx(_Sub):
@@ -377,6 +387,26 @@ class _Dmq(_Sub):
         return 1
 
 
+class _Dispatcher(_Sub):
+    def ds_select_dst(self, group: int, alg: int) -> int:
+        # Without sets of its own, the fake reads them as dispatcher.list.j2 writes them: the
+        # PBXs of REFEREE_PBXS in order, set 1 first.
+        pbxs = [item.partition("=")[2] for item in self.f.defines.get("REFEREE_PBXS", "").strip('"').split()]
+        uri = self.f.ds_sets.get(group) or (pbxs[group - 1] if 0 < group <= len(pbxs) else None)
+        if uri is None or uri in self.f.ds_down:
+            return -1
+        self.f.dsturi = uri
+        self.f.ds_selected = uri
+        return 1
+
+    def ds_mark_dst_state(self, state: str) -> int:
+        if not self.f.ds_selected:
+            return -1
+        if "i" in state.lower():
+            self.f.ds_down.add(self.f.ds_selected)
+        return 1
+
+
 class _Kx(_Sub):
     def get_callid(self) -> XVal:
         return _decode(self.f.msg.get("Call-ID"))
@@ -430,6 +460,9 @@ class FakeKSR:
     pike_limit: int = 1000
     pike_counts: dict[str, int] = field(default_factory=dict)
     shv: dict[str, XVal] = field(default_factory=dict)
+    # dispatcher: set -> destination URI (one per PBX, like dispatcher.list.j2) and the ones down
+    ds_sets: dict[int, str] = field(default_factory=dict)
+    ds_down: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.hdr = _Hdr(self)
@@ -447,6 +480,7 @@ class FakeKSR:
         self.textopsx = _Textopsx(self)
         self.siputils = _Siputils(self)
         self.dmq = _Dmq(self)
+        self.dispatcher = _Dispatcher(self)
         self.kx = _Kx(self)
         self.request("OPTIONS sip:127.0.0.1 SIP/2.0\r\n\r\n")
 
@@ -477,6 +511,9 @@ class FakeKSR:
         self.dropped = False
         self.on_reply: str | None = None
         self.on_failure: str | None = None
+        self.reply_headers: list[str] = []
+        self.ds_selected = ""
+        self.branch_timeout = False  # a failure route: the branch timed out without a reply
         self.dmq_handled = 0
         # knobs a test may flip before calling the handler
         self.sanity_ok = True

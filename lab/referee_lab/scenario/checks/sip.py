@@ -6,7 +6,11 @@ nothing. Its keys, each optional:
 - ``refer_statuses``: the proxy's REFER decisions in order (202 allowed, 403 refused...), from its event
   file (:mod:`referee.events` ``ReferDecision``);
 - ``notify_to`` / ``notify_final``: the last NOTIFY sipfrag the phone got from the proxy, in CSeq order
-  (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot);
+  (NOTIFYs may overtake each other through the proxy's workers; their CSeq numbers cannot); ``none``
+  when it got none;
+- ``notify_sipfrags`` (with ``notify_to``): all of those sipfrags, in CSeq order;
+- ``invite_responses``: hops and statuses (``"proxy>pbx1 486"``...) of final responses to an INVITE that
+  the capture must hold (what the transfer's new call was answered, hop by hop);
 - ``no_invite_after_refer_from``: nodes (``pbx1``...) that send no INVITE once the first REFER was
   captured (a refused transfer calls nobody);
 - ``invite_after_refer``: hops (``"pbx1>proxy"``...) that each carry an INVITE once the first REFER was
@@ -30,6 +34,8 @@ KEYS = (
     "refer_statuses",
     "notify_to",
     "notify_final",
+    "notify_sipfrags",
+    "invite_responses",
     "no_invite_after_refer_from",
     "invite_after_refer",
     "no_invite_to",
@@ -42,6 +48,8 @@ class SipCheck:
     refer_statuses: tuple[int, ...] | None = None
     notify_to: str = ""
     notify_final: str = ""
+    notify_sipfrags: tuple[str, ...] | None = None
+    invite_responses: tuple[str, ...] = ()
     no_invite_after_refer_from: tuple[str, ...] = ()
     invite_after_refer: tuple[str, ...] = ()
     no_invite_to: tuple[str, ...] = ()
@@ -65,8 +73,23 @@ class SipCheck:
         if self.notify_to:
             outcomes = ladder.notify_outcomes(messages, "proxy", self.notify_to)
             final = outcomes[-1] if outcomes else "none"
-            if final != self.notify_final:
+            if self.notify_final and final != self.notify_final:
                 problems.append(f"last NOTIFY to {self.notify_to} was {final}, expected {self.notify_final}")
+            if self.notify_sipfrags is not None and tuple(outcomes) != self.notify_sipfrags:
+                want = list(self.notify_sipfrags)
+                problems.append(f"NOTIFY sipfrags to {self.notify_to} were {outcomes}, expected {want}")
+        for hop in self.invite_responses:
+            path, _, status = hop.partition(" ")
+            src, _, dst = path.partition(">")
+            if not any(
+                not m.is_request
+                and m.src == src
+                and m.dst == dst
+                and m.label.startswith(f"{status} ")
+                and m.label.endswith("(INVITE)")
+                for m in messages
+            ):
+                problems.append(f"no {status} to an INVITE {src} -> {dst}")
         wants_refer = bool(self.no_invite_after_refer_from or self.invite_after_refer)
         if wants_refer and not any(m.is_request and m.label == "REFER" for m in messages):
             problems.append("no REFER captured")
@@ -99,6 +122,10 @@ def load(scenario: str, data: Mapping[str, Any]) -> SipCheck:
         refer_statuses=tuple(int(s) for s in statuses) if statuses is not None else None,
         notify_to=str(raw.get("notify_to", "")),
         notify_final=str(raw.get("notify_final", "")),
+        notify_sipfrags=tuple(str(f) for f in frags)
+        if (frags := raw.get("notify_sipfrags")) is not None
+        else None,
+        invite_responses=tuple(str(h) for h in raw.get("invite_responses", ())),
         no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
         invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
         no_invite_to=tuple(str(u) for u in raw.get("no_invite_to", ())),
