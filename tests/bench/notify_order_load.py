@@ -81,16 +81,15 @@ def bench_proxy(rounds: int) -> int:
 
 
 def bench_lab(runs: int) -> int:
-    from referee_lab import chroot, ladder, scenario, services, topology  # noqa: PLC0415
+    from lab_attended_latency import lab_up  # noqa: PLC0415
+
+    from referee_lab import ladder, scenario, services, topology  # noqa: PLC0415
 
     topo = topology.load()
     names = topo.node_names()
     overtaken = in_order = unknown = 0
     try:
-        state = chroot.LabState.load()
-        if state is None or not state.pids:
-            services.up(topo)
-            state = chroot.LabState.load()
+        state = lab_up(topo)
         if state is None:
             print("notify_order_load: the lab did not come up", file=sys.stderr)
             return 1

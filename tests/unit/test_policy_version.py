@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from kemi_fixtures import POLICY, events, make, refer
+from test_kemi_reload import Slot
 
 from referee import events as ev
 from referee.agi.guard import GuardSession
@@ -16,17 +17,6 @@ from referee.testing.fake_asterisk import agi_env
 
 TEXT = POLICY.read_text()
 DATA = Path(__file__).parent / "data" / "proxy"
-
-
-class Slot:
-    def __init__(self) -> None:
-        self.value: str | None = None
-
-    def get(self) -> str | None:
-        return self.value
-
-    def set(self, value: str) -> None:
-        self.value = value
 
 
 def test_the_version_is_a_short_hash_of_the_canonical_content() -> None:
