@@ -15,6 +15,8 @@ help:
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
 	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
+	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
+	@echo "make bench-notify-order - 202 vs NOTIFY order through the proxy, both cores loaded by stress-ng"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
@@ -83,6 +85,20 @@ FUZZ_RUNS ?= 1000000
 fuzz: venv
 	$(BIN)/pip install -q 'atheris>=2.3'
 	$(BIN)/python tests/fuzz/run.py $(FUZZ_RUNS)
+
+# Mutated REFERs (FUZZ_PROXY_RUNS, 10,000 by default) against a real Kamailio running the proxy (127.0.1.x;
+# `make test` runs a smoke: tests/integration/test_proxy_fuzz_smoke.py). Takes the network lock.
+.PHONY: fuzz-proxy
+FUZZ_PROXY_RUNS ?= 10000
+fuzz-proxy: deps venv
+	flock /tmp/referee-net.lock $(BIN)/python tests/fuzz/refer_proxy.py $(FUZZ_PROXY_RUNS)
+
+# 202 before NOTIFY with both cores loaded by stress-ng (apt-get install stress-ng): the proxy with a PBX
+# stand-in (NOTIFY_ORDER=proxy, default) or the lab's attended_transfer 200 times (NOTIFY_ORDER=lab, root).
+.PHONY: bench-notify-order
+NOTIFY_ORDER ?= proxy
+bench-notify-order: deps venv
+	flock /tmp/referee-net.lock $(BIN)/python tests/bench/notify_order_load.py $(NOTIFY_ORDER)
 
 # End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see docs/benchmarks.md).
 .PHONY: bench-lab

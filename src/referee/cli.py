@@ -5,6 +5,7 @@ Exit codes, for shell scripts:
   1  the REFER is rejected
   2  usage error (bad option or argument)
   3  the policy file cannot be used
+  (``referee policy status``: 0 all run the same version, 1 they differ, 4 one is unreachable)
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the decision as JSON")
     check.add_argument("refer_to", metavar="REFER-TO", help="the Refer-To header value")
     check.set_defaults(run=_check)
+
+    from referee.policy_status import add_parser as add_status_parser  # noqa: PLC0415
+
+    add_status_parser(policy_commands)
 
     from referee.agi.cli import add_parser as add_agi_parser  # noqa: PLC0415
 
@@ -98,9 +103,19 @@ def _validate(args: argparse.Namespace) -> int:
     if policy is None:
         return EXIT_BAD_POLICY
     if args.json:
-        print(json.dumps({"valid": True, "file": args.file, "id": policy.id, "summary": policy.summary()}))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "file": args.file,
+                    "id": policy.id,
+                    "version": policy.version,
+                    "summary": policy.summary(),
+                }
+            )
+        )
     else:
-        print(f"{args.file}: ok, {policy.summary()}")
+        print(f"{args.file}: ok, {policy.summary()}, version {policy.version}")
     return EXIT_OK
 
 

@@ -170,6 +170,8 @@ class ReferDecision:
     subscription: bool = True  # False for Refer-Sub: false (RFC 4488): no NOTIFY will come
     replaces_pbx: str | None = None  # attended: the PBX that holds the replaced dialog
     decision: dict[str, Any] = field(default_factory=dict)
+    # The version (short hash) of the policy in force; None with no policy (and in older lines).
+    policy_version: str | None = None
 
     @property
     def target(self) -> str | None:
@@ -206,6 +208,8 @@ class ReferDecision:
             out["forwarded_refer_to"] = self.forwarded_refer_to
         if self.replaces_pbx is not None:
             out["replaces_pbx"] = self.replaces_pbx
+        if self.policy_version is not None:
+            out["policy_version"] = self.policy_version
         return out
 
     @classmethod
@@ -226,6 +230,7 @@ class ReferDecision:
             subscription=_bool(raw, "subscription", True),
             replaces_pbx=_opt_str(raw, "replaces_pbx"),
             decision={k: v for k, v in decision.items() if k not in ("allowed", "status", "reason", "rule")},
+            policy_version=_opt_str(raw, "policy_version"),
         )
 
 

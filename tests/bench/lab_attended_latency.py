@@ -51,6 +51,15 @@ def bench(name: str, runs: int, state: chroot.LabState, topo: topology.Topology)
     return latencies
 
 
+def lab_up(topo: topology.Topology) -> chroot.LabState | None:
+    """The running lab's state, bringing it up first if it is not running."""
+    state = chroot.LabState.load()
+    if state is None or not state.pids:
+        services.up(topo)
+        state = chroot.LabState.load()
+    return state
+
+
 def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("lab_attended_latency: needs root (the lab)")
@@ -58,10 +67,7 @@ def main() -> int:
     runs = min(int(sys.argv[1]) if len(sys.argv) > 1 else 10, MAX_RUNS)
     topo = topology.load()
     try:
-        state = chroot.LabState.load()
-        if state is None or not state.pids:
-            services.up(topo)
-            state = chroot.LabState.load()
+        state = lab_up(topo)
         if state is None:
             print("lab_attended_latency: the lab did not come up", file=sys.stderr)
             return 1

@@ -1,6 +1,6 @@
 """``referee fastagi``: run the FastAGI transfer guard.
 
-    referee fastagi [--policy FILE] [--listen ADDR] [--port N] [--domain DOMAIN]
+    referee fastagi [--policy FILE] [--policy-check S] [--listen ADDR] [--port N] [--domain DOMAIN]
                     [--max-connections N] [--header-timeout S] [--session-timeout S]
                     [--log-level LEVEL]
 
@@ -31,6 +31,13 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser("fastagi", help="run the FastAGI transfer guard for Asterisk")
     parser.add_argument(
         "--policy", metavar="FILE", help="policy file (default: $REFEREE_POLICY or /etc/referee/policy.toml)"
+    )
+    parser.add_argument(
+        "--policy-check",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between looks at the policy file, reloaded when it changed (default 1; 0: SIGHUP only)",
     )
     parser.add_argument(
         "--listen", default="127.0.0.1", metavar="ADDR", help="address to listen on (default 127.0.0.1)"
@@ -87,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         or (args.max_per_address is not None and not 1 <= args.max_per_address <= args.max_connections)
         or args.header_timeout <= 0
         or args.session_timeout <= 0
+        or args.policy_check < 0
         or not 0 <= args.port < 65536
     ):
         print(
@@ -127,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 args.port,
                 limits=limits,
                 domain=args.domain,
+                policy_check=args.policy_check,
                 on_listening=announce,
             )
         )

@@ -2,7 +2,13 @@
 
     referee fastagi --policy /etc/referee/policy.toml --listen 127.0.0.20 --port 4573
 
-SIGHUP reloads the policy (a bad file keeps the old one, logged); SIGTERM and SIGINT stop.
+SIGHUP reloads the policy, and so does a change of the file (looked at every ``policy_check``
+seconds); a bad file keeps the old one, logged. SIGTERM and SIGINT stop.
+
+Routes: ``transfer-guard`` (the guard) and ``policy-status``, which answers with
+``SET VARIABLE`` commands: ``REFEREE_POLICY_VERSION``, ``REFEREE_POLICY_FILE`` and
+``REFEREE_POLICY_ERROR`` (why the file on disk is not in force; empty when it is).
+``referee policy status`` asks it, playing Asterisk's part.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from referee.agi.protocol import AgiRequest
 log = logging.getLogger("referee.agi.daemon")
 
 TRANSFER_GUARD = "transfer-guard"
+POLICY_STATUS = "policy-status"
 
 
 def transfer_guard(source: PolicySource, domain: str | None = None) -> Handler:
@@ -36,6 +43,28 @@ def transfer_guard(source: PolicySource, domain: str | None = None) -> Handler:
     return guard
 
 
+def policy_status(source: PolicySource) -> Handler:
+    """The ``agi://host:port/policy-status`` route: the version this server runs."""
+
+    async def status(request: AgiRequest) -> None:
+        version = source.policy.version if source.policy is not None else ""
+        await request.set_variable("REFEREE_POLICY_VERSION", version)
+        await request.set_variable("REFEREE_POLICY_FILE", source.path)
+        await request.set_variable("REFEREE_POLICY_ERROR", source.error)
+
+    return status
+
+
+async def watch(source: PolicySource, interval: float) -> None:
+    """Reload the policy when its file changes, looking every ``interval`` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            source.reload_if_changed()
+        except Exception:  # watching is a convenience: it must never stop the server
+            log.exception("policy %s: looking for changes failed", source.path)
+
+
 async def serve(
     source: PolicySource,
     host: str,
@@ -43,11 +72,15 @@ async def serve(
     *,
     limits: Limits | None = None,
     domain: str | None = None,
+    policy_check: float = 1.0,
     on_listening: Callable[[str, int], None] | None = None,
 ) -> FastAgiServer:
-    """Run until SIGTERM/SIGINT; SIGHUP reloads the policy. Returns the stopped server."""
-    server = FastAgiServer({TRANSFER_GUARD: transfer_guard(source, domain)}, limits)
+    """Run until SIGTERM/SIGINT; SIGHUP (and, every ``policy_check`` seconds unless 0, a change
+    of the file) reloads the policy. Returns the stopped server."""
+    routes = {TRANSFER_GUARD: transfer_guard(source, domain), POLICY_STATUS: policy_status(source)}
+    server = FastAgiServer(routes, limits)
     bound = await server.start(host, port)
+    watcher = asyncio.create_task(watch(source, policy_check)) if policy_check > 0 else None
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, source.reload)
@@ -59,6 +92,8 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await server.close()

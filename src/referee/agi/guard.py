@@ -26,9 +26,10 @@ Inputs, in the transfer context (``TRANSFER_CONTEXT``):
 
 Outputs: ``REFEREE_STATUS``, ``REFEREE_REASON``, ``REFEREE_RULE``, ``REFEREE_TARGET`` (the
 rewritten Refer-To URI), ``REFEREE_TARGET_USER`` (its user part, what the dialplan dials),
-``REFEREE_TENANT``, and last ``REFEREE_ALLOWED`` (``1``/``0``): a session cut short never
-leaves a stale allow behind. Any failure inside the guard fails closed: ``REFEREE_ALLOWED=0``
-with status 500 and the traceback in the log.
+``REFEREE_TENANT``, ``REFEREE_POLICY_VERSION`` (the short hash of the policy that decided, as in
+the proxy's ``refer.decision`` events; empty with no policy), and last ``REFEREE_ALLOWED``
+(``1``/``0``): a session cut short never leaves a stale allow behind. Any failure inside the
+guard fails closed: ``REFEREE_ALLOWED=0`` with status 500 and the traceback in the log.
 
 ``external_replaces``: the dialog a Replaces names lives on another PBX, so this PBX cannot
 know whether the referrer is a party to it; the proxy, which saw the REFER, checks that. The
@@ -60,6 +61,7 @@ OUTPUT_VARIABLES = (
     "REFEREE_TARGET",
     "REFEREE_TARGET_USER",
     "REFEREE_TENANT",
+    "REFEREE_POLICY_VERSION",
     "REFEREE_ALLOWED",
 )
 
@@ -142,10 +144,11 @@ class GuardSession:
             if policy is None:
                 return _refused(503, "No transfer policy loaded", "unavailable")
             self.policy_domain = policy.default_tenant.domain
+            version = _version_of(policy)
             try:
                 refer_to = self.refer_to()
             except SipSyntaxError as err:
-                return _refused(400, f"Bad SIPREFERTOHDR: {err.reason}", "syntax")
+                return _refused(400, f"Bad SIPREFERTOHDR: {err.reason}", "syntax", version)
             referrer = self.referrer()
             decision = policy.decide(refer_to, referrer=referrer)
             log.info(
@@ -155,12 +158,12 @@ class GuardSession:
                 self.channel or "(no channel)",
                 _summary(decision),
             )
-            return _variables(decision)
+            return _variables(decision, version)
         except Exception:
             log.exception(
                 "transfer guard failed on %s; refusing the transfer", self.channel or "(no channel)"
             )
-            return _refused(500, "Transfer guard internal error", "error")
+            return _refused(500, "Transfer guard internal error", "error", _version_of(policy))
 
 
 def _summary(decision: Decision) -> str:
@@ -169,7 +172,14 @@ def _summary(decision: Decision) -> str:
     return f"REJECT {decision.status} {decision.reason} (rule {decision.rule})"
 
 
-def _variables(decision: Decision) -> list[tuple[str, str]]:
+def _version_of(policy: Policy | None) -> str:
+    try:
+        return str(getattr(policy, "version", "") or "")
+    except Exception:  # the guard's own failure path must not fail
+        return ""
+
+
+def _variables(decision: Decision, version: str) -> list[tuple[str, str]]:
     target = decision.target
     return [
         ("REFEREE_STATUS", str(decision.status)),
@@ -178,11 +188,12 @@ def _variables(decision: Decision) -> list[tuple[str, str]]:
         ("REFEREE_TARGET", "" if target is None else str(target)),
         ("REFEREE_TARGET_USER", "" if target is None else target.user or ""),
         ("REFEREE_TENANT", decision.tenant or ""),
+        ("REFEREE_POLICY_VERSION", version),
         ("REFEREE_ALLOWED", "1" if decision.allowed else "0"),
     ]
 
 
-def _refused(status: int, reason: str, rule: str) -> list[tuple[str, str]]:
+def _refused(status: int, reason: str, rule: str, version: str = "") -> list[tuple[str, str]]:
     return [
         ("REFEREE_STATUS", str(status)),
         ("REFEREE_REASON", reason),
@@ -190,5 +201,6 @@ def _refused(status: int, reason: str, rule: str) -> list[tuple[str, str]]:
         ("REFEREE_TARGET", ""),
         ("REFEREE_TARGET_USER", ""),
         ("REFEREE_TENANT", ""),
+        ("REFEREE_POLICY_VERSION", version),
         ("REFEREE_ALLOWED", "0"),
     ]

@@ -35,8 +35,28 @@ def user_of(uri: str) -> str:
 
 
 def log(k: KSR, line: str, level: str = "info") -> None:
-    """Log one line at ``level`` (KSR log functions do not add the newline)."""
+    """Log one line at ``level`` (KSR log functions do not add the newline).
+
+    A NUL (a ``%00`` the policy decoded, quoted back in a reason) is written as ``\\x00``:
+    app_python3 cannot pass a string with a NUL to Kamailio."""
+    line = line.replace("\x00", "\\x00")
     getattr(k, level)(line if line.endswith("\n") else line + "\n")
+
+
+def reason_phrase(reason: str) -> str:
+    """A reply's reason phrase with its control characters percent-escaped: a policy reason may
+    quote a target whose ``%0D%0A`` or ``%00`` was decoded, and must not add a header to the reply."""
+    return "".join(ch if ch >= " " and ch != "\x7f" else f"%{ord(ch):02X}" for ch in reason)
+
+
+def has_nul(exc: BaseException) -> bool:
+    """Whether ``exc`` is app_python3 refusing a string with a NUL (a NUL from the message, such as
+    in a Call-ID, handed back to a KSR function): bad input, not a bug."""
+    while exc is not None:
+        if isinstance(exc, ValueError) and "null character" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
 
 
 def single_header(k: KSR, name: str) -> str:

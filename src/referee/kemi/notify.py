@@ -1,11 +1,28 @@
-"""NOTIFY outcome capture: the sipfrag status of each NOTIFY of a REFER's implicit subscription.
+"""NOTIFY outcome capture, and NOTIFYs kept behind the answer to their REFER.
 
-Never blocks the NOTIFY: the caller relays it whatever it carries. A native kamailio.cfg can
-call ``python_exec("route_notify")`` on an in-dialog NOTIFY before relaying it.
+:class:`NotifyCapture` writes the sipfrag status of each NOTIFY of a REFER's implicit
+subscription as an event. It never refuses the NOTIFY: the caller relays it whatever it
+carries. A native kamailio.cfg can call ``python_exec("route_notify")`` on an in-dialog
+NOTIFY before relaying it.
+
+:class:`ReferAnswers` keeps the order a stock relay keeps: the referrer gets the REFER's final
+response (202) before the first NOTIFY. In a multi-process Kamailio the two are handled by
+different workers: the 202 in one (the reply route, the tm onreply route with its
+``refer.response`` event), the NOTIFY, which the PBX sends right after it, in another. Under
+CPU contention the NOTIFY's worker can finish first, and the referrer sees a NOTIFY for a
+REFER it has no answer to (linphone answers ``491 Request pending`` and calls the transfer
+failed). So the REFER check marks each relayed REFER pending in an htable (Call-ID -> state),
+the onreply route marks it answered as its last step, and a NOTIFY of that dialog is held
+while its REFER is pending, then for ``grace`` seconds after the answer was marked (the
+answering worker still has to send the 202: tm's C code, microseconds unless the worker is
+preempted). Bounded: a NOTIFY is never held longer than ``hold_max`` (a 202 lost on the way to
+the proxy); without the htable (a cfg that declares none) nothing is held.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from referee import sip
@@ -26,10 +43,69 @@ def _refer_cseq(params: str) -> int | None:
     return None
 
 
+ANSWERS_TABLE = "referee_refer"  # htable declared in kamailio.cfg.j2
+HOLD_MAX = 0.2  # seconds a NOTIFY may wait for its REFER's answer
+GRACE = 0.02  # seconds after the answer was marked: the answering worker sends the 202
+POLL = 0.001
+_PENDING, _ANSWERED = "P", "A"
+
+
+class ReferAnswers:
+    """Relayed REFERs, pending or answered, by Call-ID (an htable all workers share)."""
+
+    def __init__(
+        self,
+        ksr: KSR,
+        table: str = ANSWERS_TABLE,
+        *,
+        hold_max: float = HOLD_MAX,
+        grace: float = GRACE,
+        clock: Callable[[], float] = time.monotonic,  # CLOCK_MONOTONIC: the same in every worker
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.k = ksr
+        self.table = table
+        self.hold_max = hold_max
+        self.grace = grace
+        self._clock = clock
+        self._sleep = sleep
+
+    def relayed(self, call_id: str) -> None:
+        """The REFER check allowed a REFER of this dialog: NOTIFYs wait for its answer."""
+        self.k.htable.sht_sets(self.table, call_id, _PENDING)
+
+    def answered(self, call_id: str) -> None:
+        """Its final response is about to be sent (the tm onreply route's last step)."""
+        self.k.htable.sht_sets(self.table, call_id, f"{_ANSWERED} {self._clock():.6f}")
+
+    def hold(self, call_id: str) -> float:
+        """Wait while the dialog's REFER is unanswered (bounded); the seconds waited."""
+        start = now = self._clock()
+        deadline = start + self.hold_max
+        while now < deadline:
+            state = self.k.htable.sht_get(self.table, call_id)
+            if not isinstance(state, str) or not state:
+                break  # no REFER relayed in this dialog (or no htable): nothing to wait for
+            kind, _, when = state.partition(" ")
+            if kind == _ANSWERED:
+                try:
+                    until = min(float(when) + self.grace, deadline)
+                except ValueError:
+                    break
+                if now < until:
+                    self._sleep(until - now)
+                    now = self._clock()
+                break
+            self._sleep(POLL)
+            now = self._clock()
+        return now - start
+
+
 class NotifyCapture:
-    def __init__(self, ksr: KSR, events: EventLog) -> None:
+    def __init__(self, ksr: KSR, events: EventLog, answers: ReferAnswers | None = None) -> None:
         self.k = ksr
         self.events = events
+        self.answers = answers
 
     def route_notify(self, msg: object) -> int:
         """For ``python_exec``: record the outcome; always 1 (relay the NOTIFY)."""
@@ -37,7 +113,8 @@ class NotifyCapture:
         return 1
 
     def capture(self) -> None:
-        """Write a refer.outcome event when the current NOTIFY is one of a REFER's."""
+        """Write a refer.outcome event when the current NOTIFY is one of a REFER's; then hold it
+        while that REFER is unanswered (see :class:`ReferAnswers`)."""
         k = self.k
         package, _, params = text(k.hdr.get("Event")).strip().partition(";")
         if package.strip().lower() != "refer":
@@ -66,3 +143,7 @@ class NotifyCapture:
         )
         self.events.write(event)
         log(k, f"referee: transfer {event.call_id} outcome {status if status is not None else error}")
+        if self.answers is not None:
+            held = self.answers.hold(event.call_id)
+            if held >= self.answers.hold_max:
+                log(k, f"referee: NOTIFY {event.call_id} relayed after {held:.3f} s: its REFER is unanswered")

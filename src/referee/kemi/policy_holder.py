@@ -7,6 +7,10 @@ the good version from disk any more. So a worker that loads a good file also pub
 (mtime, SHA-256, text) in Kamailio shared memory (``$shv(referee_policy)``), and a worker
 whose file is bad takes the published copy when it is newer than its own. Once the file
 settles, every worker applies the same version, whatever bad files came in between.
+
+The version (:attr:`referee.policy.Policy.version`, a short hash of the policy's canonical
+content) of that shared copy is also kept on its own, in ``$shv(referee_policy_version)``, for
+``referee policy status`` to read over Kamailio's ctl socket (``kamcmd pv.shvGet``).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ class PolicyHolder:
         interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedSlot | None = None,
+        shared_version: SharedSlot | None = None,
     ) -> None:
         self.path = path
         self._parse = parse
@@ -96,6 +101,7 @@ class PolicyHolder:
         self._interval = interval
         self._clock = clock
         self._shared: SharedSlot | None = None
+        self._shared_version = shared_version
         self._stamp: Stamp | None = None
         self._next_check = 0.0
         self.policy: Policy | None = None
@@ -105,6 +111,11 @@ class PolicyHolder:
         # so it need not be published (and shared memory is not touched outside a worker).
         self.check(force=True)
         self._shared = shared
+
+    @property
+    def policy_version(self) -> str | None:
+        """The version (short hash) of the policy in force, None without one."""
+        return self.policy.version if self.policy is not None else None
 
     def _stat(self) -> Stamp | None:
         try:
@@ -152,7 +163,7 @@ class PolicyHolder:
             return self.policy
         self.policy, self.version, self.error = policy, version, None
         self._publish(version)
-        self._log(f"referee: policy {self.path} loaded", "info")
+        self._log(f"referee: policy {self.path} loaded, version {policy.version}", "info")
         return policy
 
     def _shared_note(self) -> str:
@@ -166,8 +177,23 @@ class PolicyHolder:
             published = PolicyText.decode(self._shared.get())
             if published is None or version.newer_than(published):
                 self._shared.set(version.encode())
+                if self._shared_version is not None and self.policy is not None:
+                    self._shared_version.set(self.policy.version)
         except Exception as exc:  # sharing is a convergence aid: it must never stop a decision
             self._log(f"referee: cannot publish policy {self.path} to the other workers ({exc})", "warn")
+
+    def announce(self) -> None:
+        """In a new worker: make the startup policy's version known, unless a worker already did.
+
+        The first load runs before the workers fork and publishes nothing; without this the
+        proxy's version would stay unknown until a policy change."""
+        if self._shared_version is None or self.policy is None:
+            return
+        try:
+            if not self._shared_version.get():
+                self._shared_version.set(self.policy.version)
+        except Exception as exc:  # status only: never stop a worker
+            self._log(f"referee: cannot announce the policy version ({exc})", "warn")
 
     def _take_shared(self) -> bool:
         """Take the published good version if it is newer than ours; whether we did."""

@@ -23,7 +23,8 @@ from referee import sip
 from referee.events import ReferDecision, ReferResponse
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
-from referee.kemi.message import log, number, single_header, text, user_of
+from referee.kemi.message import log, number, reason_phrase, single_header, text, user_of
+from referee.kemi.notify import ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder, PvSlot
 from referee.kemi.settings import BadRequest, Settings
 from referee.policy import Decision, Dialog, parse_policy
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 RELOAD_PV = "$shv(referee_reload)"
 # Shared variable holding the last good policy file a worker loaded (see policy_holder).
 POLICY_PV = "$shv(referee_policy)"
+# ... and that file's policy version, for `referee policy status` (kamcmd pv.shvGet).
+POLICY_VERSION_PV = "$shv(referee_policy_version)"
 ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
 
 
@@ -50,6 +53,7 @@ class ReferCheck:
         dialogs: DialogStore,
         *,
         reply: Callable[[int, str], None] | None = None,
+        answers: ReferAnswers | None = None,
     ) -> None:
         self.k = ksr
         self.settings = settings
@@ -57,6 +61,7 @@ class ReferCheck:
         self.events = events
         self.dialogs = dialogs
         self._reply = reply or self._send_reply
+        self.answers = answers  # relayed REFERs pending / answered, for the NOTIFY order
         # The cfg's initial value (shvset referee_reload=i:0), not the first one this worker reads: a worker
         # that handled no REFER before a `kamcmd pv.shvSet referee_reload` must still reload on its first.
         self._reload_generation: object = 0
@@ -81,6 +86,8 @@ class ReferCheck:
                 self.events.write(
                     ReferResponse(self.events.now(), call_id, cseq, status, subscription=not no_sub)
                 )
+                if self.answers is not None:
+                    self.answers.answered(call_id)  # last: the 202 goes out right after
         except Exception:
             self._log_failure("referee: REFER onreply failed")
         return 1
@@ -148,6 +155,8 @@ class ReferCheck:
         if owner is not None:
             self.owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
+        if self.answers is not None:
+            self.answers.relayed(call_id)
         return True
 
     def refuse(self, src: str, referrer: str, status: int, reason: str, rule: str) -> None:
@@ -188,13 +197,27 @@ class ReferCheck:
 
     def _write(self, asked: dict[str, Any], summary: dict[str, Any]) -> None:
         verdict = {key: summary.pop(key) for key in ("allowed", "status", "reason", "rule")}
-        self.events.write(ReferDecision(time=self.events.now(), **asked, **verdict, decision=summary))
+        self.events.write(
+            ReferDecision(
+                time=self.events.now(),
+                **asked,
+                **verdict,
+                decision=summary,
+                policy_version=self.policies.policy_version,
+            )
+        )
 
     def _rejected(self, asked: dict[str, Any], status: int, reason: str, rule: str) -> bool:
         """A REFER the proxy answers itself, before or instead of the policy."""
         self.events.write(
             ReferDecision(
-                time=self.events.now(), **asked, allowed=False, status=status, reason=reason, rule=rule
+                time=self.events.now(),
+                **asked,
+                allowed=False,
+                status=status,
+                reason=reason,
+                rule=rule,
+                policy_version=self.policies.policy_version,
             )
         )
         log(
@@ -210,7 +233,7 @@ class ReferCheck:
         log(self.k, f"{what}:\n{traceback.format_exc()}", "err")
 
     def _send_reply(self, status: int, reason: str) -> None:
-        self.k.sl.sl_send_reply(status, reason)
+        self.k.sl.sl_send_reply(status, reason_phrase(reason))
 
 
 def _point_at(refer_to: str, pbx_uri: str) -> str:
@@ -237,6 +260,7 @@ def policy_holder(ksr: KSR, settings: Settings) -> PolicyHolder:
         lambda line, level: log(ksr, line, level),
         interval=settings.policy_check,
         shared=PvSlot(ksr, POLICY_PV),
+        shared_version=PvSlot(ksr, POLICY_VERSION_PV),
     )
 
 
@@ -245,5 +269,10 @@ def make_refer_check(ksr: KSR) -> ReferCheck:
     settings = Settings.from_defines(ksr.kx.get_def)
     events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
     return ReferCheck(
-        ksr, settings, policy_holder(ksr, settings), events, DialogStore(ksr, settings.dialog_table)
+        ksr,
+        settings,
+        policy_holder(ksr, settings),
+        events,
+        DialogStore(ksr, settings.dialog_table),
+        answers=ReferAnswers(ksr),
     )

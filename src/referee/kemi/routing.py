@@ -51,8 +51,8 @@ from referee import sip
 from referee.events import PbxHealth, ReferResponse
 from referee.kemi.dialogs import DialogDatabase, DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
-from referee.kemi.message import log, number, single_header, text, user_of
-from referee.kemi.notify import NotifyCapture
+from referee.kemi.message import has_nul, log, number, reason_phrase, single_header, text, user_of
+from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
 from referee.kemi.refer import ReferCheck, policy_holder
 from referee.kemi.settings import BadRequest, Settings
@@ -90,8 +90,11 @@ class ReferenceProxy:
         self.events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
         database = DialogDatabase(settings.dialog_db) if settings.dialog_db else None
         self.dialogs = DialogStore(ksr, settings.dialog_table, database)
-        self.refers = ReferCheck(ksr, settings, policies, self.events, self.dialogs, reply=self.reply)
-        self.notifies = NotifyCapture(ksr, self.events)
+        answers = ReferAnswers(ksr)  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
+        self.refers = ReferCheck(
+            ksr, settings, policies, self.events, self.dialogs, reply=self.reply, answers=answers
+        )
+        self.notifies = NotifyCapture(ksr, self.events, answers)
         self._pbx_hosts = settings.pbx_hosts
         self._replied = False
         self.method = ""  # of the request being routed
@@ -102,6 +105,7 @@ class ReferenceProxy:
     #    state would leak into the next KSR call) -----------------------------------------
 
     def child_init(self, rank: int) -> int:
+        self.policies.announce()  # the policy version, for `referee policy status`
         if self.dialogs.database is not None:
             self.dialogs.database.after_fork()
         return 0
@@ -120,8 +124,13 @@ class ReferenceProxy:
             log(self.k, f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
             if not self._replied and self.method != "ACK":
                 self.reply(400, "Bad Request (not UTF-8)")
-        except Exception:
-            self._fail(500, "Server Internal Error")
+        except Exception as exc:
+            if not has_nul(exc):
+                self._fail(500, "Server Internal Error")
+            else:  # bad input, found by tests/fuzz/refer_proxy.py
+                log(self.k, "referee: request with a NUL in a header value rejected", "notice")
+                if not self._replied and self.method != "ACK":
+                    self.reply(400, "Bad Request (NUL)")
         return 1
 
     def ksr_reply_route(self, msg: object) -> int:
@@ -186,7 +195,7 @@ class ReferenceProxy:
 
     def reply(self, status: int, reason: str) -> None:
         self._replied = True
-        self.k.sl.sl_send_reply(status, reason)
+        self.k.sl.sl_send_reply(status, reason_phrase(reason))
 
     def local_answer(self, status: int, reason: str) -> None:
         """The proxy answered a relayed (or to be relayed) REFER itself: its refer.response, like any

@@ -139,6 +139,7 @@ class Policy:
         overrides: dict[str, Override],
         numbers_allowed: bool,
         source: str,
+        version: str = "",
     ) -> None:
         self.settings = settings
         self.tenants = tenants
@@ -146,6 +147,7 @@ class Policy:
         self.overrides = overrides
         self.numbers_allowed = numbers_allowed
         self.source = source
+        self.version = version  # short hash of the canonical content (loader.policy_version)
 
         # Referrers repeat (a handful of phones): remember what each one resolves to.
         self._referrers: dict[str, tuple[str, Tenant, str] | SipSyntaxError] = {}

@@ -6,6 +6,8 @@ here, so that deciding a REFER later compiles nothing and reads nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -16,6 +18,7 @@ from referee.policy.model import PolicyError
 from referee.policy.uri_params import BY_VALUE, DEFAULT_ALLOWED, NEVER_ALLOWED
 from referee.sip import SipSyntaxError, Uri, parse_uri
 
+VERSION_LENGTH = 12  # hex digits of the policy version: 48 bits, plenty to tell files apart
 _SCOPE_POLICY, _SCOPE_TENANT, _SCOPE_REFERRER = 0, 1, 2
 _DIGITS_PLUS = re.compile(r"\+?[0-9]*")
 _TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")  # RFC 3261 token: a parameter name or a transport
@@ -38,7 +41,18 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise PolicyError("", f"{source} is not valid TOML: {err}") from None
-    return _compile(_Table(data, ""), source)
+    return _compile(_Table(data, ""), source, policy_version(data))
+
+
+def policy_version(data: dict[str, Any]) -> str:
+    """A short hash of the policy's canonical content: the parsed TOML as sorted, compact JSON.
+
+    Comments, whitespace, key order and quoting do not change it; any value that does change
+    a decision does. Every Kamailio worker and every FastAGI server computes the same version
+    from the same file, so ``referee policy status`` can compare them.
+    """
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:VERSION_LENGTH]
 
 
 class _Table:
@@ -144,7 +158,7 @@ def _prefix_rules(table: _Table, scope: str, rank: int) -> list[PrefixRule]:
     return rules
 
 
-def _compile(root: _Table, source: str) -> Policy:
+def _compile(root: _Table, source: str, version: str) -> Policy:
     top = root.table("policy")
     settings = Settings(
         id=top.string("id", "policy"),
@@ -206,7 +220,7 @@ def _compile(root: _Table, source: str) -> Policy:
         overrides[key] = Override(override_id, key, tuple(rules), table.integer("max_depth", None), send_as)
         table.done()
     root.done()
-    return Policy(settings, by_name, default, overrides, numbers_allowed, source)
+    return Policy(settings, by_name, default, overrides, numbers_allowed, source, version)
 
 
 def _allowed_uri_parameters(top: _Table) -> frozenset[str]:

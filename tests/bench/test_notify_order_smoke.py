@@ -1,0 +1,33 @@
+"""Smoke test of tests/bench/notify_order_load.py: how a lab capture is read (the runs need the lab)."""
+
+from __future__ import annotations
+
+from notify_order_load import HOLD_TABLE, REPO, first_to_referrer
+
+from referee_lab.ladder import Message
+
+TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
+
+
+def ladder(*order: str) -> list[Message]:
+    refer = Message(1.0, "bob", "proxy", "REFER", True, "c1", 2)
+    found = [refer, Message(1.01, "proxy", "bob", "100 Trying", False, "c1", 2)]
+    for n, kind in enumerate(order):
+        when = 1.02 + n / 100
+        if kind == "202":
+            found.append(Message(when, "proxy", "bob", "202 Accepted", False, "c1", 2))
+        else:
+            found.append(Message(when, "proxy", "bob", "NOTIFY (SIP/2.0 100 Trying)", True, "c1", 9))
+    return found
+
+
+def test_which_came_first_to_the_referrer() -> None:
+    assert first_to_referrer(ladder("202", "NOTIFY"), "bob") == "202"
+    assert first_to_referrer(ladder("NOTIFY", "202"), "bob") == "NOTIFY"
+    assert first_to_referrer(ladder(), "bob") is None
+    assert first_to_referrer([], "bob") is None
+
+
+def test_the_benchmark_knows_the_cfg_line_it_removes() -> None:
+    # The "without the hold" run renders the cfg without this line: it must be the template's.
+    assert HOLD_TABLE in TEMPLATE.read_text()

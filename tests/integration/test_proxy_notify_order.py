@@ -1,0 +1,25 @@
+"""The referrer gets the REFER's 202 before the first NOTIFY, as through a stock relay.
+
+A pbx1 stand-in answers each REFER 202 and sends the NOTIFY right after it; 16 phones REFER at
+once through a 4-worker proxy, so the 202 and its NOTIFY are handled by different workers at the
+same moment. Without the hold in referee.kemi.notify (a cfg without the referee_refer htable),
+about 1 NOTIFY in 40 reached the phone first on the 2-core test machine (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness import Kamailio
+from notify_order import race
+
+
+def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio]) -> None:
+    proxy = start_kamailio(kamailio__children=4)
+    tally = race(400, parallel=16)
+    assert (tally.overtaken, tally.lost) == (0, 0), str(tally)
+    assert tally.in_order == 400
+    outcomes = [e for e in proxy.events() if e["event"] == "refer.outcome"]
+    responses = [e for e in proxy.events() if e["event"] == "refer.response"]
+    assert len(outcomes) == len(responses) == 400
+    assert "Traceback" not in proxy.log()
