@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from referee import sip
@@ -39,6 +40,20 @@ POLICY_PV = "$shv(referee_policy)"
 # ... and that file's policy version, for `referee policy status` (kamcmd pv.shvGet).
 POLICY_VERSION_PV = "$shv(referee_policy_version)"
 ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
+
+
+@dataclass
+class _Asked:
+    """What the proxy learnt of the REFER so far: the fields of its ReferDecision event."""
+
+    call_id: str
+    cseq: int
+    referrer: str
+    src: str
+    refer_to: str | None = None
+    forwarded_refer_to: str | None = None
+    subscription: bool = True
+    replaces_pbx: str | None = None
 
 
 class ReferCheck:
@@ -107,9 +122,9 @@ class ReferCheck:
             refer_to = single_header(k, "Refer-To")
         except BadRequest as exc:
             return self._rejected(asked, exc.status, exc.reason, "bad-input")
-        asked["refer_to"] = refer_to
-        call_id, cseq, referrer = asked["call_id"], asked["cseq"], asked["referrer"]
-        asked["subscription"] = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
+        asked.refer_to = refer_to
+        call_id, cseq, referrer = asked.call_id, asked.cseq, asked.referrer
+        asked.subscription = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
 
         dialogs: tuple[Dialog, ...] = ()
         replaces = _embedded_replaces(refer_to)
@@ -120,16 +135,15 @@ class ReferCheck:
                 return self._rejected(asked, 481, "Replaced Dialog Unknown", "replaces-unknown")
             if owner.has_party(user_of(referrer)):
                 dialogs = (Dialog(owner.call_id, owner.from_tag, owner.to_tag),)
-            asked["replaces_pbx"] = owner.pbx
+            asked.replaces_pbx = owner.pbx
 
         policy = self.policies.check(force=self._reload_requested())
         if policy is None:
             return self._rejected(asked, 500, "Transfer Policy Unavailable", "no-policy")
         depth = self._depth(call_id)
         decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs, depth=depth)
-        summary = decision.to_dict()
         if not decision.allowed:
-            self._write(asked, summary)
+            self._write(asked, decision)
             log(
                 k,
                 f"referee: REFER {call_id} cseq {cseq} from {referrer} to {refer_to!r} rejected "
@@ -142,10 +156,8 @@ class ReferCheck:
         if owner is not None:
             # Attended transfer: the INVITE with Replaces must reach the PBX holding that dialog.
             new_refer_to = _point_at(new_refer_to, self.settings.pbxs[owner.pbx])
-        # An allowed decision's rule trace can be replayed offline (referee policy check
-        # --explain); leaving it out halves the cost of the event on the hot path.
-        summary.pop("trace", None)
-        self._write({**asked, "forwarded_refer_to": new_refer_to}, summary)
+        asked.forwarded_refer_to = new_refer_to
+        self._write(asked, decision)
         log(
             k,
             f"referee: REFER {call_id} cseq {cseq} from {referrer} allowed (rule {decision.rule}), "
@@ -163,9 +175,9 @@ class ReferCheck:
         """Answer the current REFER without asking the policy (recorded like any decision)."""
         self._rejected(self._asked(src, referrer), status, reason, rule)
 
-    def _asked(self, src: str, referrer: str | None) -> dict[str, Any]:
+    def _asked(self, src: str, referrer: str | None) -> _Asked:
         k = self.k
-        return dict(
+        return _Asked(
             call_id=text(k.kx.get_callid()),
             cseq=number(k.pv.get("$cs")),
             referrer=referrer or text(k.kx.get_furi()),
@@ -195,35 +207,45 @@ class ReferCheck:
         self._reload_generation = generation
         return True
 
-    def _write(self, asked: dict[str, Any], summary: dict[str, Any]) -> None:
-        verdict = {key: summary.pop(key) for key in ("allowed", "status", "reason", "rule")}
+    def _write(self, asked: _Asked, decision: Decision) -> None:
+        summary = decision.to_dict()
+        for copied in ("allowed", "status", "reason", "rule"):  # the event carries them as fields
+            del summary[copied]
+        if decision.allowed:
+            # An allowed decision's rule trace can be replayed offline (referee policy check
+            # --explain); leaving it out halves the cost of the event on the hot path.
+            del summary["trace"]
+        self._event(asked, decision.allowed, decision.status, decision.reason, decision.rule, summary)
+
+    def _event(
+        self, asked: _Asked, allowed: bool, status: int, reason: str, rule: str, summary: dict[str, Any]
+    ) -> None:
         self.events.write(
             ReferDecision(
                 time=self.events.now(),
-                **asked,
-                **verdict,
+                call_id=asked.call_id,
+                cseq=asked.cseq,
+                referrer=asked.referrer,
+                src=asked.src,
+                allowed=allowed,
+                status=status,
+                reason=reason,
+                rule=rule,
+                refer_to=asked.refer_to,
+                forwarded_refer_to=asked.forwarded_refer_to,
+                subscription=asked.subscription,
+                replaces_pbx=asked.replaces_pbx,
                 decision=summary,
                 policy_version=self.policies.policy_version,
             )
         )
 
-    def _rejected(self, asked: dict[str, Any], status: int, reason: str, rule: str) -> bool:
+    def _rejected(self, asked: _Asked, status: int, reason: str, rule: str) -> bool:
         """A REFER the proxy answers itself, before or instead of the policy."""
-        self.events.write(
-            ReferDecision(
-                time=self.events.now(),
-                **asked,
-                allowed=False,
-                status=status,
-                reason=reason,
-                rule=rule,
-                policy_version=self.policies.policy_version,
-            )
-        )
+        self._event(asked, False, status, reason, rule, {})
         log(
             self.k,
-            f"referee: REFER {asked['call_id']} cseq {asked['cseq']} rejected {status} {reason} "
-            f"(rule {rule})",
+            f"referee: REFER {asked.call_id} cseq {asked.cseq} rejected {status} {reason} (rule {rule})",
             "notice",
         )
         self._reply(status, reason)
