@@ -189,8 +189,8 @@ def after_checks(proxy: harness.Kamailio) -> list[str]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as phone:
             phone.bind((harness.PHONES["1002"], 0))
             port = str(phone.getsockname()[1]).encode()
-            phone.sendto(harness.refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"{port}", port),
-                         (harness.PROXY, harness.PORT))  # fmt: skip
+            refer = harness.refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"{port}", port)
+            harness.send_authenticated(phone, refer)  # a phone answers the proxy's 407
             try:
                 relayed = pbx.recv(70000)
             except TimeoutError:

@@ -184,6 +184,27 @@ def answer_challenge(
     return f"{head}\r\n{credentials}\r\n\r\n{body}".encode("utf-8", "surrogateescape")
 
 
+def send_authenticated(sock: socket.socket, payload: bytes, wait: float = 3.0) -> bytes:
+    """Send ``payload`` from ``sock`` (a phone's bound socket) to the proxy and, when the proxy answers 407,
+    send it again with the From user's credentials, as a phone does; the payload finally sent."""
+    call_id = re.search(rb"^Call-ID:\s*(\S+)", payload, re.M | re.I)
+    sock.sendto(payload, (PROXY, PORT))
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65535)
+        except TimeoutError:
+            break
+        if data.startswith(b"SIP/2.0 407 ") and call_id and call_id.group(0) in data:
+            payload = answer_challenge(payload, data)
+            sock.sendto(payload, (PROXY, PORT))
+            break
+        if not data.startswith(b"SIP/2.0 100 "):
+            break  # answered without a challenge (a trusted source): nothing to do
+    return payload
+
+
 def sip_request(
     payload: bytes,
     *,

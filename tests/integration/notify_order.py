@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from harness import PBX1, PHONES, PORT, PROXY, refer_bytes
+from harness import PBX1, PHONES, PORT, refer_bytes, send_authenticated
 
 CRLF = b"\r\n"
 
@@ -133,7 +133,7 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
         for _ in range(rounds):
             refer = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"{port}", str(port).encode())
             call_id = _all(_headers(refer)[1], b"call-id")[0]
-            phone.sendto(refer, (PROXY, PORT))
+            send_authenticated(phone, refer, wait)  # the proxy challenges phones (407)
             first = _first_at_phone(phone, call_id, wait)
             with lock:
                 tally.rounds += 1
