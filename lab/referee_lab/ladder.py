@@ -60,6 +60,14 @@ def notify_outcomes(messages: list[Message], src: str, dst: str) -> list[str]:
     return [seen[key] for key in sorted(seen)]
 
 
+def first_refer(messages: list[Message], referrer: str, proxy: str = "proxy") -> Message | None:
+    """``referrer``'s first REFER to ``proxy`` in the capture (a retransmission is not a new one)."""
+    return next(
+        (m for m in messages if m.is_request and m.label == "REFER" and m.src == referrer and m.dst == proxy),
+        None,
+    )
+
+
 def refer_to_notify_latency(messages: list[Message], referrer: str, proxy: str = "proxy") -> float | None:
     """Seconds from ``referrer``'s first REFER to ``proxy`` to the first NOTIFY with sipfrag 200 that
     ``proxy`` delivers to ``referrer`` in the REFER's dialog (its Call-ID); None if either is not captured.
@@ -67,10 +75,7 @@ def refer_to_notify_latency(messages: list[Message], referrer: str, proxy: str =
     Only REFER -> NOTIFY 200 is measured, not what the phones do before the REFER or after the NOTIFY.
     Retransmissions do not count: the first copy of each is taken.
     """
-    refer = next(
-        (m for m in messages if m.is_request and m.label == "REFER" and m.src == referrer and m.dst == proxy),
-        None,
-    )
+    refer = first_refer(messages, referrer, proxy)
     if refer is None:
         return None
     for m in messages:

@@ -114,10 +114,9 @@ def bench_lab(runs: int) -> int:
 
 def first_to_referrer(messages: list, referrer: str, proxy: str = "proxy") -> str | None:  # type: ignore[type-arg]
     """Which of the REFER's 202 and the first NOTIFY of its dialog ``proxy`` delivered to ``referrer`` first."""
-    refer = next(
-        (m for m in messages if m.is_request and m.label == "REFER" and m.src == referrer and m.dst == proxy),
-        None,
-    )
+    from referee_lab.ladder import first_refer  # noqa: PLC0415 - the lab, as in bench_lab
+
+    refer = first_refer(messages, referrer, proxy)
     if refer is None:
         return None
     for m in messages:
