@@ -481,7 +481,6 @@ KINDS: dict[str, Any] = {
         TransferMove,
     )
 }
-PROXY_KINDS = frozenset({ReferDecision.kind, ReferResponse.kind, NotifyOutcome.kind, PbxHealth.kind})
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
