@@ -16,7 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,29 +27,6 @@ pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-
-
-def _prerequisites() -> None:
-    if os.geteuid() != 0:
-        pytest.fail(
-            "the lab e2e tests need root (debootstrap, chroot, mount, tcpdump); run `make test` as root"
-        )
-    missing = [
-        tool for tool in ("debootstrap", "chroot", "tcpdump", "mount", "umount") if not shutil.which(tool)
-    ]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: `make deps` installs them")
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[object]:
-    _prerequisites()
-
-    try:
-        report = services.up(topology.load(), idempotence_check=True)
-        yield report
-    finally:
-        services.down()
 
 
 def test_rootfs_has_asterisk_22_and_kamailio_6(lab: object) -> None:
@@ -307,12 +283,3 @@ def test_lab_info_json_names_topology_and_credentials() -> None:
     assert phones["dave"]["user"] == "2001" and phones["dave"]["pbx"] == "pbx2"
     assert phones["alice"]["password"]
     assert info["ami"]["user"] and info["ami"]["secret"]
-
-
-def test_down_leaves_no_mount_and_no_process(lab: object) -> None:
-    services.down()
-    services.down()  # idempotent
-    root = rootfs.rootfs_path()
-    assert chroot.mounts_below(root) == []
-    assert chroot.processes_in(root) == []
-    assert chroot.LabState.load() is None
