@@ -273,8 +273,21 @@ def refer_bytes(refer_to_lines: list[bytes], *, user: str = "1002", extra: bytes
 class Kamailio:
     """The host's Kamailio in the foreground (-DD -E), stopped by its PID."""
 
-    def __init__(self, tmp: Path, cfg: Path, *, shm_mb: int = 64, port: int = PORT) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        cfg: Path,
+        *,
+        shm_mb: int = 64,
+        port: int = PORT,
+        address: str = PROXY,
+        ping_from: str = "127.0.1.39",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.port = port
+        self.address = address  # where the readiness OPTIONS goes, from ping_from
+        self.ping_from = ping_from
+        self.extra_args = extra_args  # e.g. -Y: a runtime dir for a cfg whose RPC sockets are not in it
         self.tmp = tmp
         self.cfg = cfg
         self.shm_mb = shm_mb
@@ -287,7 +300,19 @@ class Kamailio:
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
-            args = ["-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", str(self.shm_mb), "-M", "8"]
+            args = [
+                "-f",
+                str(self.cfg),
+                "-DD",
+                "-E",
+                "-x",
+                "tlsf",
+                "-m",
+                str(self.shm_mb),
+                "-M",
+                "8",
+                *self.extra_args,
+            ]
             env = {
                 **os.environ,
                 "ROOTFS": os.path.realpath(ROOTFS),
@@ -307,12 +332,16 @@ class Kamailio:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kamailio exited {self.proc.returncode}:\n{self.log()}")
             ping = (
-                b"OPTIONS sip:" + PROXY.encode() + b" SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.1.39:{port};"
+                b"OPTIONS sip:"
+                + self.address.encode()
+                + b" SIP/2.0\r\nVia: SIP/2.0/UDP "
+                + self.ping_from.encode()
+                + b":{port};"
                 b"branch=z9hG4bK" + uuid.uuid4().hex.encode() + b"\r\nMax-Forwards: 70\r\n"
-                b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + PROXY.encode() + b">\r\n"
+                b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + self.address.encode() + b">\r\n"
                 b"Call-ID: " + uuid.uuid4().hex.encode() + b"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
             )
-            if sip_request(ping, src="127.0.1.39", dst=(PROXY, self.port), wait=0.3):
+            if sip_request(ping, src=self.ping_from, dst=(self.address, self.port), wait=0.3):
                 return
         self.stop()
         raise RuntimeError(f"kamailio did not answer OPTIONS:\n{self.log()}")

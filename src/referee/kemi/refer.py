@@ -1,16 +1,11 @@
 """The REFER check: given a KSR, decide with referee.policy, rewrite or reply, write the event.
 
 Any KEMI script can use it (:class:`referee.kemi.routing.ReferenceProxy` does), and so can a
-native kamailio.cfg through app_python3's ``python_exec``::
-
-    if (is_method("REFER")) {
-        if (python_exec("route_refer") < 0) exit;   # answered: rejected or bad input
-        t_relay();                                  # allowed: Refer-To rewritten
-    }
-    onreply_route[ksr_onreply_refer] { python_exec("ksr_onreply_refer"); }
-
-with ``mod_init`` returning :func:`make_refer_check`'s object (it has ``route_refer`` and
-``ksr_onreply_refer``). This module translates, the policy decides.
+native kamailio.cfg through app_python3's ``python_exec`` (:mod:`referee.kemi.native`, whose
+``route[REFEREE]`` drop-in calls :meth:`ReferCheck.check` and names ``ksr_onreply_refer`` as the
+REFER's onreply route). ``python_exec`` returns 1 whatever the function returns: a native cfg learns
+the verdict from a variable the entry point sets, not from :meth:`ReferCheck.route_refer`'s value.
+This module translates, the policy decides.
 """
 
 from __future__ import annotations
