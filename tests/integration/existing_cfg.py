@@ -56,7 +56,8 @@ def dropin_vars(tmp: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def render_dropin(values: dict[str, Any]) -> str:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    """The drop-in as ansible's template module renders it (trim_blocks on)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True)
     return env.from_string(DROPIN_TEMPLATE.read_text()).render(**values)
 
 
