@@ -163,6 +163,7 @@ def test_allowed_refer_is_rewritten_relayed_by_the_stock_routing_and_its_outcome
         "<sip:1003@127.0.1.20:5060>"
     ]  # the policy's target, Call-ID stripped
     assert header(relayed, "Referred-By") == ["<sip:1002@lab.test>"]
+    assert header(relayed, "Proxy-Authorization") == []  # consumed by route[REFEREE]
     frags = [n.replace("\r\n", "\n").split("\n\n", 1)[1].strip() for n in bob.received("NOTIFY")]
     assert frags == ["SIP/2.0 100 Trying", "SIP/2.0 200 OK"]  # relayed by the stock in-dialog routing
     events = proxy.wait_events(4)
