@@ -235,6 +235,18 @@ def uas_notify(status_line: str, state: str, cseq: int, *, local: str = "1001", 
     )
 
 
+def uas_refer_outcome() -> list[str]:
+    """The referee's side of an in-dialog REFER: 202, then NOTIFYs 100 Trying and 200 OK (both answered)."""
+    return [
+        '<recv request="REFER"/>',
+        reply(202, "Accepted", contact=True),
+        uas_notify("SIP/2.0 100 Trying", "active;expires=60", 1),
+        '<recv response="200"/>',
+        uas_notify("SIP/2.0 200 OK", "terminated;reason=noresource", 2),
+        '<recv response="200"/>',
+    ]
+
+
 def register(user: str, password: str, expect: int) -> str:
     base = f"""
         REGISTER sip:lab.test SIP/2.0

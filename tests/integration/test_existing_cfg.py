@@ -149,14 +149,7 @@ def test_allowed_refer_is_rewritten_relayed_by_the_stock_routing_and_its_outcome
             '<recv request="NOTIFY"/>',
             g.reply(200, "OK"),
         ],
-        [
-            '<recv request="REFER"/>',
-            g.reply(202, "Accepted", contact=True),
-            g.uas_notify("SIP/2.0 100 Trying", "active;expires=60", 1),
-            '<recv response="200"/>',
-            g.uas_notify("SIP/2.0 200 OK", "terminated;reason=noresource", 2),
-            '<recv response="200"/>',
-        ],
+        g.uas_refer_outcome(),
     )
     (relayed,) = alice.received("REFER")
     assert header(relayed, "Refer-To") == [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kemi_fixtures import credentials, defines, events, refer, request
 
-from referee.kemi.native import ALLOWED_VAR, NativeHooks, make_native_hooks
+from referee.kemi.native import ALLOWED_VAR, REFERRER_AVP, NativeHooks, make_native_hooks
 from referee.testing.fake_ksr import FakeKSR
 
 
@@ -61,6 +61,20 @@ def test_from_mode_takes_the_from_uri(tmp_path: Path) -> None:
     assert fake.pvs[ALLOWED_VAR] == 1  # 1001's override allows international targets
     (event,) = events(tmp_path)
     assert event["from"] == "sip:1001@lab.test"
+
+
+def test_avp_mode_takes_the_identity_the_calling_cfg_set(tmp_path: Path) -> None:
+    fake, native = hooks(tmp_path, REFEREE_REFERRER='"avp"')
+    fake.request(refer("<sip:+33123456789@lab.test>", auth=False))
+    fake.pvs[REFERRER_AVP] = "sip:1001@lab.test"  # e.g. the dialog's party, found by a native proxy
+    native.route_refer(None)
+    assert fake.pvs[ALLOWED_VAR] == 1
+    (event,) = events(tmp_path)
+    assert event["from"] == "sip:1001@lab.test"
+    del fake.pvs[REFERRER_AVP]
+    fake.request(refer("<sip:1003@lab.test>", auth=False))
+    native.route_refer(None)
+    assert fake.replies == [(403, "Referrer Not Authenticated")]
 
 
 def test_unknown_referrer_source_stops_kamailio(tmp_path: Path) -> None:

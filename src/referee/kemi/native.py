@@ -13,8 +13,10 @@ runs only for what referee must see, everything else stays in the operator's nat
 
 Who the referrer is (``#!define REFEREE_REFERRER``): ``auth`` (default), the user the operator's
 cfg authenticated (``$au``) at the domain ``REFEREE_DOMAIN``, and a REFER without credentials is
-refused 403; ``from``, the From URI, only for an operator whose routing vouches for it (trusted
-sources only), since without authentication there is no identity.
+refused 403; ``avp``, the URI the calling cfg put in ``$avp(referee_referrer)`` (a proxy that knows
+the sender some other way, e.g. from its own dialog map), refused 403 when empty; ``from``, the From
+URI, only for an operator whose routing vouches for it (trusted sources only), since without
+authentication there is no identity.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ if TYPE_CHECKING:
 
     from referee.kemi.ksr import KSR
 
-REFERRER_SOURCES = ("auth", "from")
+REFERRER_SOURCES = ("auth", "avp", "from")
+REFERRER_AVP = "$avp(referee_referrer)"
 # python_exec returns 1 whatever the function returns (-1 only when it raises): the verdict goes back to
 # route[REFEREE] in this variable, which the route sets to 0 before the call.
 ALLOWED_VAR = "$var(referee_allowed)"
@@ -78,11 +81,15 @@ class NativeHooks:
             src = text(k.kx.get_srcip())
             if self.source == "from":
                 return ALLOWED if self.refers.check(src) else ANSWERED
-            user = text(k.kx.get_au())
-            if not user:
+            if self.source == "avp":
+                referrer = text(k.pv.get(REFERRER_AVP))
+            else:
+                user = text(k.kx.get_au())
+                referrer = f"sip:{user}@{self.settings.domain}" if user else ""
+            if not referrer:
                 self.refers.refuse(src, text(k.kx.get_furi()), *NOT_AUTHENTICATED, "no-identity")
                 return ANSWERED
-            return ALLOWED if self.refers.check(src, f"sip:{user}@{self.settings.domain}") else ANSWERED
+            return ALLOWED if self.refers.check(src, referrer) else ANSWERED
         except BadRequest as exc:
             self._answer(exc.status, exc.reason)
         except Exception:
