@@ -6,11 +6,14 @@ SIPp plays the phones, registered at the proxy (127.0.1.50) with the stock cfg's
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import existing_cfg as ex
+import harness
 import pytest
 import sippgen as g
 from harness import PASSWORDS, Kamailio, Sipp, header, running, scenario
@@ -184,3 +187,30 @@ def test_out_of_dialog_refer_is_relayed_by_the_stock_location_lookup(proxy: Kama
     events = proxy.wait_events(2)
     assert [e["event"] for e in events] == ["refer.decision", "refer.response"]
     assert (events[0]["decision"]["allowed"], events[1]["status"]) == (True, 202)
+
+
+def check_cfg(tmp: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
+    """``kamailio -c`` of the Kamailio under test (the rootfs's when REFEREE_KAMAILIO_ROOTFS is set)."""
+    env = {
+        **os.environ,
+        "ROOTFS": os.path.realpath(harness.ROOTFS),
+        "REPO": str(harness.REPO),
+        "TESTDIR": str(tmp),
+    }
+    command = harness.kamailio_command(tmp, ["-c", "-f", str(cfg)])
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_modules_the_operator_loads_are_not_loaded_again(tmp_path: Path) -> None:
+    # WITH_ANTIFLOOD: the stock cfg loads htable (and pike) itself, above the include line.
+    cfg = ex.prepare(tmp_path)
+    local = tmp_path / "kamailio-local.cfg"
+    local.write_text("#!define WITH_ANTIFLOOD\n#!define WITH_HTABLE\n" + local.read_text())
+    checked = check_cfg(tmp_path, cfg)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # The same drop-in without its #!ifndef MOD_htable guard: Kamailio refuses the second load.
+    dropin = tmp_path / "referee.cfg"
+    dropin.write_text(dropin.read_text().replace("#!ifndef MOD_htable\n", "#!ifdef WITH_ANTIFLOOD\n", 1))
+    unguarded = check_cfg(tmp_path, cfg)
+    assert unguarded.returncode != 0
+    assert "load the same module twice" in unguarded.stdout + unguarded.stderr
