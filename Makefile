@@ -13,6 +13,7 @@ help:
 	@echo "make bench  - policy decision benchmarks (pytest-benchmark)"
 	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see docs/lab.md)"
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
+	@echo "make existing-6x - referee's drop-in in Debian's stock kamailio.cfg, against the lab rootfs's Kamailio 6.x"
 	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
@@ -44,6 +45,13 @@ unit: venv
 
 test: deps venv lint
 	$(BIN)/pytest -q
+	$(MAKE) --no-print-directory existing-6x
+
+# referee's drop-in in Debian's stock kamailio.cfg, against the Kamailio 6.x of the lab's sid rootfs (`make test`
+# runs it after the host's 5.6 run of the same file; see docs/proxy.md, "An existing Kamailio").
+.PHONY: existing-6x
+existing-6x: deps venv
+	REFEREE_KAMAILIO_ROOTFS=$${REFEREE_KAMAILIO_ROOTFS:-/var/cache/referee-lab/rootfs} $(BIN)/pytest -q tests/integration/test_existing_cfg.py
 
 bench: venv
 	$(BIN)/pytest -q tests/bench --benchmark-enable --benchmark-columns=min,median,mean,max,ops
