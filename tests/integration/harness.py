@@ -300,19 +300,8 @@ class Kamailio:
 
     def start(self) -> None:
         with self.log_path.open("wb") as log:
-            args = [
-                "-f",
-                str(self.cfg),
-                "-DD",
-                "-E",
-                "-x",
-                "tlsf",
-                "-m",
-                str(self.shm_mb),
-                "-M",
-                "8",
-                *self.extra_args,
-            ]
+            args = ["-f", str(self.cfg), "-DD", "-E", "-x", "tlsf", "-m", str(self.shm_mb), "-M", "8"]
+            args += self.extra_args
             env = {
                 **os.environ,
                 "ROOTFS": os.path.realpath(ROOTFS),
@@ -331,14 +320,11 @@ class Kamailio:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"kamailio exited {self.proc.returncode}:\n{self.log()}")
+            proxy, pinger = self.address.encode(), self.ping_from.encode()
             ping = (
-                b"OPTIONS sip:"
-                + self.address.encode()
-                + b" SIP/2.0\r\nVia: SIP/2.0/UDP "
-                + self.ping_from.encode()
-                + b":{port};"
+                b"OPTIONS sip:" + proxy + b" SIP/2.0\r\nVia: SIP/2.0/UDP " + pinger + b":{port};"
                 b"branch=z9hG4bK" + uuid.uuid4().hex.encode() + b"\r\nMax-Forwards: 70\r\n"
-                b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + self.address.encode() + b">\r\n"
+                b"From: <sip:ping@lab.test>;tag=1\r\nTo: <sip:" + proxy + b">\r\n"
                 b"Call-ID: " + uuid.uuid4().hex.encode() + b"\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
             )
             if sip_request(ping, src=self.ping_from, dst=(self.address, self.port), wait=0.3):
