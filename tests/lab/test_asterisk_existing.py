@@ -472,7 +472,11 @@ def _transfers(tmp: Path) -> None:
 
     # 3. The proxy calls 6001 again: an AMI Atxfer of 6001's channel to 1003 (the guard allows it, the proxy's
     #    side answers), then the AMI hangup of 6001's channel completes the attended transfer.
-    bridged = {"Event": "BridgeEnter", "Channel": "PJSIP/6001-*", "BridgeNumChannels": "2"}
+    # 6001's channel in the bridge (the {Channel} of the actions), once the bridge holds both parties.
+    bridged = [
+        {"Event": "BridgeEnter", "Channel": "PJSIP/6001-*"},
+        {"Event": "BridgeEnter", "BridgeNumChannels": "2"},
+    ]
     consulted = {"Event": "DialEnd", "DialStatus": "ANSWER", "DestChannel": "PJSIP/referee-proxy-*"}
     _step(
         tmp,
@@ -498,9 +502,9 @@ def _transfers(tmp: Path) -> None:
         ],
         [
             _action(
-                [bridged], 0.5, Action="Atxfer", Channel="{Channel}", Exten="1003", Context="referee-transfer"
+                bridged, 0.5, Action="Atxfer", Channel="{Channel}", Exten="1003", Context="referee-transfer"
             ),
-            _action([bridged, consulted], 0.5, Action="Hangup", Channel="{Channel}"),
+            _action([*bridged, consulted], 0.5, Action="Hangup", Channel="{Channel}"),
         ],
     )
 
