@@ -249,6 +249,19 @@ def _provision(pbx: Pbx, root: Path) -> None:
     assert "changed=0" in second.stdout.split("PLAY RECAP")[-1], second.stdout
 
 
+def _add_referee(
+    running: Running, root: Path, pbx: Pbx, etc: Path
+) -> tuple[dict[str, list[str]], dict[str, tuple[bytes, int, int, int]]]:
+    """Start the PBX, run the role on it (`_provision`); the #include lines added, by file, and the snapshot
+    of ``etc`` before. Every file kept its owner, mode and bytes, and Asterisk was reloaded, not restarted."""
+    pid = _start_asterisk(running, root, pbx)
+    before = _snapshot(etc)
+    _provision(pbx, root)
+    added = _only_includes_added(before, etc)
+    assert chroot.alive(pid) and running.state.pids[pbx.name] == pid, "reloaded, not restarted"
+    return added, before
+
+
 @dataclass
 class Running:
     """The processes a test started in the rootfs, stopped (by PID) and forgotten at its end."""
@@ -513,18 +526,13 @@ def test_existing_mode_on_debians_sample_config(lab: object, running: Running, t
     root = _rootfs()
     try:
         etc = _stock_operator_pbx(root)
-        pid = _start_asterisk(running, root, OPERATOR)
-        before = _snapshot(etc)
-        _provision(OPERATOR, root)
-
-        added = _only_includes_added(before, etc)
+        added, _ = _add_referee(running, root, OPERATOR, etc)
         assert added == {
             "pjsip.conf": ["#include pjsip_referee.conf"],
             "extensions.conf": ["#include extensions_referee.conf"],
             "manager.conf": ["#include manager_referee.conf"],
             "features.conf": ["#include features_referee.conf"],
         }, added
-        assert chroot.alive(pid), "reloaded, not restarted"
 
         # What the drop-ins brought, as the running Asterisk sees it.
         globals_ = _cli(root, OPERATOR, "dialplan show globals")
@@ -625,12 +633,8 @@ def test_existing_mode_on_a_freepbx_layout(lab: object, running: Running) -> Non
     root = _rootfs()
     try:
         etc = _freepbx_layout(root)
-        pid = _start_asterisk(running, root, FREEPBX)
-        before = _snapshot(etc)
-        _provision(FREEPBX, root)
-
         # Only *_custom.conf files gained lines, #include lines only; every generated file is as it was.
-        added = _only_includes_added(before, etc)
+        added, before = _add_referee(running, root, FREEPBX, etc)
         assert added == {
             "pjsip_custom.conf": ["#include pjsip_referee.conf"],
             "pjsip.endpoint_custom_post.conf": ["#include pjsip_referee_guarded.conf"],
@@ -641,7 +645,6 @@ def test_existing_mode_on_a_freepbx_layout(lab: object, running: Running) -> Non
         }, added
         for name in FREEPBX_GENERATED:
             assert (etc / name).read_bytes() == before[name][0], name
-        assert chroot.alive(pid), "reloaded, not restarted"
         _referee_is_loaded(root)
 
         # FreePBX regenerates its files: referee is still there after the reload, next to the new extension.
