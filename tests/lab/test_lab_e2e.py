@@ -11,8 +11,6 @@ CI runs as root).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,7 +24,6 @@ from referee_lab.services import UpReport
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 
 
 def test_rootfs_has_asterisk_22_and_kamailio_6(lab: object) -> None:
@@ -171,105 +168,6 @@ def test_ami_user_can_run_the_orchestrator_but_not_commands(lab: object) -> None
     for action, answer in zip(allowed, answers[: len(allowed)], strict=True):
         assert answer != "Permission denied", f"{action['Action']} refused to the orchestrator's AMI user"
     assert answers[len(allowed) :] == ["Permission denied", "Permission denied"], answers
-
-
-OPERATOR_FILES = {
-    "asterisk.conf": (
-        "[directories]\nastetcdir => /etc/asterisk-operator\nastrundir => /run/asterisk-operator\n"
-        "astdbdir => /var/lib/asterisk-operator\nastspooldir => /var/spool/asterisk-operator\n"
-        "astlogdir => /var/log/asterisk-operator\n[options]\nsystemname = operator\n"
-    ),
-    "pjsip.conf": (
-        "; the operator's own PJSIP configuration\n[op-udp]\ntype = transport\nprotocol = udp\n"
-        "bind = 127.0.0.22:5060\n\n[op-phone]\ntype = endpoint\ncontext = operator\n"
-    ),
-    "extensions.conf": "; the operator's dialplan\n[operator]\nexten => 100,1,Answer()\n",
-    "manager.conf": "; the operator's AMI, without manager.d\n[general]\nenabled = yes\nbindaddr = 127.0.0.22\n",
-}
-
-
-def test_asterisk_existing_mode_only_adds_dropins_and_reloads(lab: object) -> None:
-    """An operator's running Asterisk: drop-ins and #include lines only, reloaded, never restarted."""
-    state = chroot.LabState.load()
-    assert state is not None
-    root = Path(state.rootfs)
-    etc = root / "etc/asterisk-operator"
-    shutil.rmtree(etc, ignore_errors=True)
-    etc.mkdir()
-    for name, text in OPERATOR_FILES.items():
-        (etc / name).write_text(text)
-    shutil.copy2(root / "etc/asterisk/modules.conf", etc / "modules.conf")
-    for d in ("run", "var/lib", "var/spool", "var/log"):
-        (root / d / "asterisk-operator").mkdir(parents=True, exist_ok=True)
-    conf = "/etc/asterisk-operator/asterisk.conf"
-    pid = chroot.start_daemon(
-        state,
-        "operator",
-        ["asterisk", "-f", "-n", "-C", conf],
-        services.LOG_DIR / "operator.log",
-        ready=Path("/run/asterisk-operator/asterisk.ctl"),
-    )
-    try:
-        services.chroot_run(root, "asterisk", "-C", conf, "-rx", "core waitfullybooted")
-        before = {name: (etc / name).read_text() for name in OPERATOR_FILES}
-        env = {"REFEREE_LAB_ROOTFS": str(root), "ANSIBLE_ROLES_PATH": str(REPO / "ansible" / "roles")}
-        runs = []
-        for extra in (["--check", "--diff"], [], []):
-            runs.append(
-                subprocess.run(
-                    [
-                        str(Path(sys.executable).parent / "ansible-playbook"),
-                        "-i",
-                        str(HERE / "existing_pbx" / "hosts.yml"),
-                        str(HERE / "existing_pbx" / "play.yml"),
-                        *extra,
-                    ],
-                    env={**os.environ, **env, "ANSIBLE_NOCOLOR": "1"},
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                    timeout=300,
-                )
-            )
-            if extra:  # --check --diff, as an operator would try first: it shows the change, makes none
-                assert runs[-1].returncode == 0, runs[-1].stdout + runs[-1].stderr
-                assert "+#include pjsip_referee.conf" in runs[-1].stdout
-                assert {name: (etc / name).read_text() for name in OPERATOR_FILES} == before
-                assert not (etc / "pjsip_referee.conf").exists()
-                runs.pop()
-        first, second = runs
-        assert first.returncode == 0, first.stdout + first.stderr
-        assert second.returncode == 0, second.stdout + second.stderr
-        assert "changed=0" in second.stdout.split("PLAY RECAP")[-1], second.stdout
-
-        # The operator's files keep every byte; only #include lines were appended.
-        for name, text in before.items():
-            after = (etc / name).read_text()
-            assert after.startswith(text), name
-            added = after[len(text) :].splitlines()
-            assert all(line.startswith("#include") for line in added if line.strip()), (name, added)
-        assert "#include pjsip_referee.conf" in (etc / "pjsip.conf").read_text()
-        assert "#include extensions_referee.conf" in (etc / "extensions.conf").read_text()
-        assert '#include "manager.d/referee.conf"' in (etc / "manager.conf").read_text()
-        for dropin in ("pjsip_referee.conf", "extensions_referee.conf", "manager.d/referee.conf"):
-            assert (etc / dropin).is_file(), dropin
-
-        # Reloaded, not restarted: the same process now knows the drop-ins.
-        assert chroot.alive(pid)
-        assert state.pids["operator"] == pid
-        show = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "dialplan show referee-transfer")
-        assert "Gosub(referee-guard,s,1(${EXTEN}))" in show.stdout, show.stdout
-        show = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "dialplan show globals")
-        assert "REFEREE_FASTAGI=agi://127.0.0.22:4573" in show.stdout, show.stdout
-        user = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "manager show user referee")
-        assert "referee" in user.stdout and "No such user" not in user.stdout, user.stdout
-        proxy = services.chroot_run(root, "asterisk", "-C", conf, "-rx", "pjsip show endpoint referee-proxy")
-        assert "referee-proxy" in proxy.stdout and "Unable to find" not in proxy.stdout, proxy.stdout
-    finally:
-        chroot.stop_pids([pid])
-        del state.pids["operator"]
-        state.save()
-        shutil.rmtree(etc, ignore_errors=True)
 
 
 def test_lab_info_json_names_topology_and_credentials() -> None:
