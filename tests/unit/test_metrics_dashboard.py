@@ -8,35 +8,13 @@ lab's live /metrics pages.
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
 from prometheus_client import CollectorRegistry
 
 from referee.agi.fastagi import Stats
 from referee.kemi.metrics import DECLARED
 from referee.metrics.fastagi import FastAgiMetrics
 from referee.metrics.orchestrator import OrchestratorMetrics
-
-DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "referee-dashboard.json"
-NAME = re.compile(r"\breferee_[a-z0-9_]+\b")
-
-
-def queries() -> list[str]:
-    def walk(node: object) -> list[str]:
-        if isinstance(node, dict):
-            found = [node["expr"]] if isinstance(node.get("expr"), str) else []
-            return found + [e for value in node.values() for e in walk(value)]
-        if isinstance(node, list):
-            return [e for item in node for e in walk(item)]
-        return []
-
-    return walk(json.loads(DASHBOARD.read_text()))
-
-
-def dashboard_names() -> set[str]:
-    return {name for expr in queries() for name in NAME.findall(expr)}
+from referee_lab.metrics import dashboard_names, dashboard_queries
 
 
 def exposed(registry: CollectorRegistry) -> set[str]:
@@ -71,7 +49,7 @@ def component_names() -> set[str]:
 
 
 def test_the_dashboard_has_queries() -> None:
-    assert len(queries()) >= 15
+    assert len(dashboard_queries()) >= 15
     assert "referee_proxy_refers_total" in dashboard_names()
 
 
