@@ -102,18 +102,24 @@ def test_fastagi_refused_connections_are_counted() -> None:
     assert samples.get("referee_fastagi_session_seconds_count") == 0  # a refused connection is no session
 
 
+async def with_metrics(who: str, *argv: str) -> tuple[asyncio.subprocess.Process, str]:
+    """``referee ARGV --metrics-listen HOST:0`` started, and the URL its first line gives."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "referee.cli", *argv, "--metrics-listen", f"{HOST}:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    assert first.startswith(f"{who}: metrics on http://{HOST}:"), first
+    return proc, first.split(" on ")[1].strip()
+
+
 def test_fastagi_daemon_serves_metrics_on_its_address(tmp_path: Path) -> None:
     async def main() -> None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "referee.cli", "fastagi", "--listen", HOST, "--port", "0",
-            "--policy", str(EXAMPLE), "--metrics-listen", f"{HOST}:0",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        argv = ("fastagi", "--listen", HOST, "--port", "0", "--policy", str(EXAMPLE))
+        proc, url = await with_metrics("referee fastagi", *argv)
         assert proc.stdout is not None
         try:
-            first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-            assert first.startswith(f"referee fastagi: metrics on http://{HOST}:"), first
-            url = first.split(" on ")[1].strip()
             listening = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
             port = int(listening.rsplit(":", 1)[1])
             assert (await call(HOST, port, agi_env("09001234567"), BOB)).allowed == "0"
@@ -252,16 +258,9 @@ def test_ingest_command_serves_its_metrics(tmp_path: Path) -> None:
     db = tmp_path / "audit.sqlite3"
 
     async def main() -> None:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "referee.cli", "audit", "ingest", "--follow", "--events", str(events),
-            "--db", str(db), "--metrics-listen", f"{HOST}:0", "--interval", "0.05",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        assert proc.stdout is not None
+        argv = ("audit", "ingest", "--follow", "--events", str(events), "--db", str(db), "--interval", "0.05")
+        proc, url = await with_metrics("referee audit ingest", *argv)
         try:
-            line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-            assert line.startswith(f"referee audit ingest: metrics on http://{HOST}:"), line
-            url = line.split(" on ")[1].strip()
             for _ in range(400):  # until the first poll read the file
                 samples = await asyncio.to_thread(fetch, url)
                 if samples.get("referee_ingest_lag_bytes") == 0:
