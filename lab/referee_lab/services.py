@@ -34,6 +34,9 @@ ASTERISKS = (
 )
 KAMAILIO_RUN_DIR = "/run/kamailio"
 POLICY_FILE = "/etc/referee/policy.toml"  # referee__policy_file
+FASTAGI_METRICS_PORT = (
+    9101  # each FastAGI's Prometheus /metrics, on its PBX's address (tests/lab/test_metrics.py)
+)
 
 
 @dataclass
@@ -93,6 +96,8 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
                 POLICY_FILE,
                 "--domain",
                 topo.domain,
+                "--metrics-listen",
+                f"{pbx.address}:{FASTAGI_METRICS_PORT}",
             ],
             LOG_DIR / f"fastagi-{pbx.name}.log",
         )

@@ -4,7 +4,8 @@ One asyncio loop holds the audit store, one tracker and AMI link per PBX, the or
 them, the proxy's event-file ingest and the operator API, which sees the rest only through the
 :class:`~referee.api.service.TransferService` the orchestrator offers. Prints one line when the
 API listens (``referee orchestrator: API on http://HOST:PORT, PBX(s) ...``) and runs until
-SIGTERM or SIGINT.
+SIGTERM or SIGINT. Its Prometheus metrics (:mod:`referee.metrics.orchestrator`) are on the API's
+``/metrics`` and, with ``--metrics-listen`` (``metrics`` in the settings file), on a port of their own.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from referee.api.app import Api
 from referee.api.http import HttpServer
 from referee.audit.ingest import EventFileIngest
 from referee.audit.store import AuditError, AuditStore, open_store
-from referee.orchestrator.api_service import OrchestratorService
+from referee.metrics.exposition import CONTENT_TYPE_LATEST, MetricsServer, announce, render
+from referee.metrics.exposition import serve as serve_metrics
+from referee.metrics.orchestrator import OrchestratorMetrics
+from referee.orchestrator.api_service import READY_WITHIN, OrchestratorService
 from referee.orchestrator.operations import Orchestrator
 from referee.orchestrator.pbx import PbxLink
-from referee.orchestrator.settings import Settings, SettingsError, check, load_file, parse_pbx_url
+from referee.orchestrator.settings import KEYS, Settings, SettingsError, check, load_file, parse_pbx_url
 from referee.orchestrator.tracker import Tracker
 from referee.policy import Policy, PolicyError, load_policy
 from referee.policy.check import PolicyCheck
@@ -43,8 +47,12 @@ class Service:
         self.store = store
         self.orchestrator = Orchestrator(store)
         checker = None if policy is None else PolicyCheck(policy)
-        self.server = HttpServer(Api(OrchestratorService(self.orchestrator, store), token, checker))
         self.ingest = EventFileIngest(store, settings.events) if settings.events else None
+        self.metrics = OrchestratorMetrics(self.orchestrator.links, self.ingest, ready_within=READY_WITHIN)
+        self.server = HttpServer(
+            Api(OrchestratorService(self.orchestrator, store), token, checker, self._metrics_text)
+        )
+        self.exporter: MetricsServer | None = None
         self.stopping = asyncio.Event()
         self.address: tuple[str, int] | None = None
 
@@ -59,7 +67,13 @@ class Service:
             link.start()
         host, port = self.settings.api_address
         self.address = await self.server.start(host, port)
+        if self.settings.metrics:
+            self.exporter = serve_metrics(self.metrics.registry, self.settings.metrics)
         return self.address
+
+    def _metrics_text(self) -> tuple[bytes, str]:
+        self.metrics.audit.refresh(self.store, force=True)  # the API runs in the loop: the store is ours
+        return render(self.metrics.registry), CONTENT_TYPE_LATEST
 
     async def run(self) -> None:
         while not self.stopping.is_set():
@@ -68,6 +82,10 @@ class Service:
                     self.ingest.poll()
                 except OSError as exc:
                     log.error("reading %s: %s", self.settings.events, exc)
+            try:
+                self.metrics.audit.refresh(self.store)
+            except Exception:  # metrics must never stop the daemon
+                log.exception("counting the audit records for /metrics failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.settings.poll_interval)
 
@@ -75,6 +93,8 @@ class Service:
         for link in self.orchestrator.links.values():
             link.close()
         await self.server.close()
+        if self.exporter is not None:
+            self.exporter.close()
         self.store.close()
 
 
@@ -102,6 +122,12 @@ def add_parser(commands: Any) -> None:
     daemon.add_argument(
         "--policy", metavar="FILE", help="a policy file for the page's playground (POST /policy/check)"
     )
+    daemon.add_argument(
+        "--metrics-listen",
+        dest="metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics too (default: off; the API has /metrics)",
+    )
     daemon.add_argument("--verbose", "-v", action="store_true")
     daemon.set_defaults(run=_run)
 
@@ -109,7 +135,7 @@ def add_parser(commands: Any) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = load_file(args.config) if args.config else Settings()
     settings.pbxs += [parse_pbx_url(text) for text in args.pbx]
-    for key in ("db", "events", "api", "token_file", "policy"):
+    for key in KEYS:
         value = getattr(args, key)
         if value is not None:
             setattr(settings, key, value)
@@ -142,11 +168,14 @@ async def serve(settings: Settings, store: AuditStore, token: str, policy: Polic
     try:
         host, port = await service.start()
     except OSError as exc:
-        print(f"referee: cannot listen on {settings.api}: {exc.strerror}", file=sys.stderr)
+        where = settings.api + (f" or {settings.metrics}" if settings.metrics else "")
+        print(f"referee: cannot listen on {where}: {exc.strerror}", file=sys.stderr)
         await service.close()
         return EXIT_UNAVAILABLE
     names = ", ".join(p.name for p in settings.pbxs)
     print(f"referee orchestrator: API on http://{host}:{port}, PBX(s) {names}", flush=True)
+    if service.exporter is not None:  # after the API line, which scripts read first
+        announce(service.exporter, "referee orchestrator")
     try:
         await service.run()
     finally:

@@ -63,6 +63,7 @@ def test_openapi_document_is_served_without_a_token(tmp_path: Path) -> None:
             "/openapi.json",
             "/health",
             "/ready",
+            "/metrics",
             "/transfers",
             "/transfers/{id}",
             "/transfers/{id}/complete",

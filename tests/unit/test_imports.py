@@ -141,6 +141,39 @@ def test_the_core_imports_nothing_else_of_referee() -> None:
     assert core_violations(FOUND) == []
 
 
+# Kamailio's embedded Python imports these with no virtualenv: prometheus-client is not there.
+STDLIB_ONLY = (*CORE, "referee.kemi")
+
+
+def third_party_violations(found: list[Import], package: str) -> list[str]:
+    return [
+        f"{imp.module}:{imp.line} imports {imp.target}"
+        for imp in found
+        if imp.target.split(".")[0] == package
+        and any(imp.module == part_ or imp.module.startswith(part_ + ".") for part_ in STDLIB_ONLY)
+    ]
+
+
+def test_prometheus_client_stays_out_of_the_core_and_the_kemi_adapter() -> None:
+    assert any(imp.target.startswith("prometheus_client") for imp in FOUND)  # the walk sees it at all
+    assert third_party_violations(FOUND, "prometheus_client") == []
+
+
+def test_a_core_import_of_prometheus_client_is_found(tmp_path: Path) -> None:
+    found = write(
+        tmp_path,
+        {
+            "referee/__init__.py": "",
+            "referee/events.py": "def f():\n    import prometheus_client\n",
+            "referee/kemi/metrics.py": "from prometheus_client import Counter\n",
+        },
+    )
+    assert third_party_violations(found, "prometheus_client") == [
+        "referee.events:2 imports prometheus_client",
+        "referee.kemi.metrics:1 imports prometheus_client",
+    ]
+
+
 def test_only_the_top_level_cli_may_import_the_lab() -> None:
     assert lab_violations(FOUND) == []
 

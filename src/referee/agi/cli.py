@@ -2,13 +2,14 @@
 
     referee fastagi [--policy FILE] [--policy-check S] [--listen ADDR] [--port N] [--domain DOMAIN]
                     [--max-connections N] [--header-timeout S] [--session-timeout S]
-                    [--log-level LEVEL]
+                    [--metrics-listen HOST:PORT] [--log-level LEVEL]
 
 The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
 A policy that cannot be loaded at startup exits with status 3, naming the key at fault. The
 tenant domain of bare extensions is the channel's ``${REFEREE_DOMAIN}``, else ``--domain``
 (which must name one of the policy's tenants: else exit status 2), else the policy's
-``default_tenant``.
+``default_tenant``. ``--metrics-listen`` serves Prometheus metrics (docs/metrics.md) on
+``http://HOST:PORT/metrics``; off by default.
 """
 
 from __future__ import annotations
@@ -78,6 +79,11 @@ def add_parser(commands: Any) -> None:
         metavar="S",
         help="seconds for a whole session (default 10)",
     )
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -127,6 +133,18 @@ def run(args: argparse.Namespace) -> int:
         header=HeaderLimits(timeout=args.header_timeout),
         session_timeout=args.session_timeout,
     )
+    metrics = None
+    exporter = None
+    if args.metrics_listen:
+        from referee.metrics.exposition import ListenError, serve_announced  # noqa: PLC0415
+        from referee.metrics.fastagi import FastAgiMetrics  # noqa: PLC0415
+
+        metrics = FastAgiMetrics()
+        try:
+            exporter = serve_announced(metrics.registry, args.metrics_listen, "referee fastagi")
+        except (ListenError, OSError) as err:
+            print(f"referee: fastagi: --metrics-listen: {err}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         asyncio.run(
             serve(
@@ -137,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
                 domain=args.domain,
                 policy_check=args.policy_check,
                 on_listening=announce,
+                metrics=metrics,
             )
         )
     except OSError as err:
@@ -145,4 +164,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    finally:
+        if exporter is not None:
+            exporter.close()
     return EXIT_OK

@@ -18,11 +18,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from referee.agi.fastagi import FastAgiServer, Handler, Limits
 from referee.agi.guard import GuardSession
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest
+
+if TYPE_CHECKING:
+    from referee.metrics.fastagi import FastAgiMetrics
 
 log = logging.getLogger("referee.agi.daemon")
 
@@ -30,14 +34,24 @@ TRANSFER_GUARD = "transfer-guard"
 POLICY_STATUS = "policy-status"
 
 
-def transfer_guard(source: PolicySource, domain: str | None = None) -> Handler:
+# Told each decision: allowed, and the rule that decided (referee.metrics.fastagi.FastAgiMetrics.decided).
+DecisionObserver = Callable[[bool, str], None]
+
+
+def transfer_guard(
+    source: PolicySource, domain: str | None = None, on_decision: DecisionObserver | None = None
+) -> Handler:
     """The ``agi://host:port/transfer-guard`` route; ``domain`` as in :class:`GuardSession`."""
 
     async def guard(request: AgiRequest) -> None:
         session = GuardSession(request.headers, domain)
         while (name := session.wanted()) is not None:
             session.give(name, await request.get_variable(name))
-        for name, value in session.decide(source.policy):
+        answer = session.decide(source.policy)
+        if on_decision is not None:
+            values = dict(answer)
+            on_decision(values["REFEREE_ALLOWED"] == "1", values["REFEREE_RULE"])
+        for name, value in answer:
             await request.set_variable(name, value)
 
     return guard
@@ -74,11 +88,15 @@ async def serve(
     domain: str | None = None,
     policy_check: float = 1.0,
     on_listening: Callable[[str, int], None] | None = None,
+    metrics: FastAgiMetrics | None = None,
 ) -> FastAgiServer:
     """Run until SIGTERM/SIGINT; SIGHUP (and, every ``policy_check`` seconds unless 0, a change
-    of the file) reloads the policy. Returns the stopped server."""
-    routes = {TRANSFER_GUARD: transfer_guard(source, domain), POLICY_STATUS: policy_status(source)}
-    server = FastAgiServer(routes, limits)
+    of the file) reloads the policy. Returns the stopped server. ``metrics``: counted into, when given."""
+    decided = metrics.decided if metrics is not None else None
+    routes = {TRANSFER_GUARD: transfer_guard(source, domain, decided), POLICY_STATUS: policy_status(source)}
+    server = FastAgiServer(routes, limits, metrics.ended if metrics is not None else None)
+    if metrics is not None:
+        metrics.watch(server.stats)
     bound = await server.start(host, port)
     watcher = asyncio.create_task(watch(source, policy_check)) if policy_check > 0 else None
     loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -66,14 +67,25 @@ class Stats:
         return ", ".join(f"{name} {value}" for name, value in vars(self).items() if name != "last_error")
 
 
+# Told how each session ended ("" decided by its route, else timeout, bad_request, unknown_route, error,
+# hangup) and how long it took from the accepted connection: referee.metrics.fastagi.FastAgiMetrics.ended.
+SessionObserver = Callable[[str, float], None]
+
+
 class FastAgiServer:
-    def __init__(self, routes: Mapping[str, Handler], limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Handler],
+        limits: Limits | None = None,
+        on_session: SessionObserver | None = None,
+    ) -> None:
         for path, handler in routes.items():
             if not asyncio.iscoroutinefunction(handler):
                 raise TypeError(f"route {path!r}: handler must be an async def")
         self.routes = dict(routes)
         self.limits = limits or Limits()
         self.stats = Stats()
+        self.on_session = on_session
         self.slots = Slots.of(
             self.limits.max_connections,
             self.limits.max_per_address
@@ -115,15 +127,19 @@ class FastAgiServer:
                 log.warning("FastAGI refused a connection (%s): %d refused so far", refused, stats.over_cap)
             writer.transport.abort()
             return
+        started = time.monotonic()
         stats.active += 1
         stats.peak = max(stats.peak, stats.active)
         task = asyncio.current_task()
         if task is not None:
             self._sessions.add(task)
-        clean = False
+        outcome = "error"
         try:
-            clean = await self._session(reader, writer)
+            outcome = await self._session(reader, writer)
         finally:
+            clean = outcome == ""
+            if self.on_session is not None:
+                self.on_session(outcome, time.monotonic() - started)
             stats.active -= 1
             self.slots.give(peer)
             if task is not None:
@@ -133,8 +149,8 @@ class FastAgiServer:
             else:
                 writer.transport.abort()  # drop what is unsent: the peer is not listening
 
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
-        """Run one session; True if it ended cleanly."""
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
+        """Run one session; "" if it ended cleanly, else how it ended (see :data:`SessionObserver`)."""
         peer = writer.get_extra_info("peername")
         stats = self.stats
         headers: dict[str, str] = {}
@@ -147,27 +163,27 @@ class FastAgiServer:
                     stats.unknown_routes += 1
                     stats.last_error = f"no route {script!r}"
                     log.error("FastAGI from %s: no route %r", peer, script)
-                    return False
+                    return "unknown_route"
                 await handler(AgiRequest(app=None, headers=headers, reader=reader, writer=writer))
         except BadRequest as err:
             stats.bad_requests += 1
             stats.last_error = str(err)
             log.info("FastAGI from %s: bad request: %s", peer, err)
-            return False
+            return "bad_request"
         except TimeoutError:
             stats.timeouts += 1
             stats.last_error = "timed out"
             log.info("FastAGI from %s: timed out", peer)
-            return False
+            return "timeout"
         except (AgiHangup, ConnectionError) as err:
             stats.completed += 1
             stats.last_error = f"channel gone: {err}"
             log.info("FastAGI from %s: channel gone: %s", peer, err)
-            return False
+            return "hangup"
         except Exception:
             stats.handler_errors += 1
             stats.last_error = "route failed"
             log.exception("FastAGI from %s: route %r failed", peer, headers.get("agi_network_script"))
-            return False
+            return "error"
         stats.completed += 1
-        return True
+        return ""

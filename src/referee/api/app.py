@@ -3,7 +3,9 @@
 =======  ============================  =================================================
 GET      /openapi.json                 the OpenAPI document (no token needed)
 GET      /health                       liveness: the daemon answers (no token needed)
-GET      /ready                        each PBX heard from lately; 503 when one is not (no token needed)
+GET      /ready                        each PBX heard from lately and the database reachable; else 503
+                                       (no token needed)
+GET      /metrics                      Prometheus metrics of the daemon (no token needed; docs/metrics.md)
 GET      /transfers                    audit records, newest first (``limit``, ``state``)
 POST     /transfers                    start one: ``{flow, pbx, channel, exten, context?}``
 GET      /transfers/{id}               one transfer: its live state and its audit record
@@ -14,15 +16,16 @@ POST     /policy/check                 decide one REFER: ``{refer_to, referrer, 
 GET      /ui, /ui/{asset}              the transfers page and its script and style (no token needed)
 =======  ============================  =================================================
 
-Every request but ``/openapi.json``, ``/health``, ``/ready`` and the page needs ``Authorization: Bearer
-<token>`` (those tell nothing about transfers: a monitor can probe them without the operator's token, and
-the page asks for the token before it asks the API for anything).
+Every request but ``/openapi.json``, ``/health``, ``/ready``, ``/metrics`` and the page needs
+``Authorization: Bearer <token>`` (those tell nothing about any one transfer: a monitor can probe them
+without the operator's token, and the page asks for the token before it asks the API for anything).
 """
 
 from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
 from typing import Any
 
 from referee.api import page
@@ -37,14 +40,23 @@ CREATE_FIELDS = {"flow": str, "pbx": str, "channel": str, "exten": str, "context
 REQUIRED = ("flow", "pbx", "channel", "exten")
 CHECK_FIELDS = {"refer_to", "referrer", "dialogs", "depth"}
 MAX_DIALOGS, MAX_DEPTH = 16, 1000
+# The daemon's metrics in the Prometheus text format, and its Content-Type (referee.metrics).
+Metrics = Callable[[], tuple[bytes, str]]
 
 
 class Api:
-    def __init__(self, service: TransferService, token: str, policy: PolicyService | None = None) -> None:
+    def __init__(
+        self,
+        service: TransferService,
+        token: str,
+        policy: PolicyService | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         if len(token) < MIN_TOKEN:
             raise ValueError(f"the API token must be at least {MIN_TOKEN} characters")
         self.service = service
         self.policy = policy
+        self.metrics = metrics
         self._token = token.encode()
 
     async def __call__(self, request: Request) -> Response:
@@ -57,6 +69,12 @@ class Api:
         if request.path == "/ready":
             self._method(request, "GET")
             return self._ready()
+        if request.path == "/metrics":
+            self._method(request, "GET")
+            if self.metrics is None:
+                raise HttpError(501, "this daemon serves no metrics")
+            body, content_type = self.metrics()
+            return Response(200, body, {"Content-Type": content_type})
         if request.path in ("/ui", "/ui/") or request.path.startswith("/ui/"):
             self._method(request, "GET")
             name = request.path.removeprefix("/ui").strip("/")
@@ -124,9 +142,12 @@ class Api:
 
     def _ready(self) -> Response:
         pbxs = self.service.readiness()
-        ready = all(pbx["ready"] for pbx in pbxs.values())
+        database = self.service.database()
+        ready = all(pbx["ready"] for pbx in pbxs.values()) and bool(database["reachable"])
         return Response(
-            200 if ready else 503, {"ready": ready, "pbxs": pbxs}, {} if ready else {"Retry-After": "2"}
+            200 if ready else 503,
+            {"ready": ready, "pbxs": pbxs, "database": database},
+            {} if ready else {"Retry-After": "2"},
         )
 
     def _list(self, request: Request) -> Response:

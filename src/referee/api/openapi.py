@@ -160,12 +160,26 @@ def document() -> dict[str, Any]:
             },
             "/ready": {
                 "get": {
-                    "summary": "readiness: every PBX answered the link's Ping or sent an event lately",
+                    "summary": "readiness: every PBX answered the link's Ping or sent an event lately,"
+                    " and the audit database answers",
                     "security": [],
                     "responses": {
-                        "200": {"description": "every PBX ready; per PBX: ready, connected, silent_seconds"},
-                        "503": {"description": "a PBX is not connected, or silent (frozen): the same body"},
+                        "200": {
+                            "description": "every PBX ready; per PBX: ready, connected, silent_seconds;"
+                            " database: reachable (and error when it is not)"
+                        },
+                        "503": {
+                            "description": "a PBX is not connected, or silent (frozen), or the database does"
+                            " not answer: the same body"
+                        },
                     },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics of the daemon (text format; docs/metrics.md)",
+                    "security": [],
+                    "responses": {"200": {"description": "text/plain; version=0.0.4"}},
                 }
             },
             "/transfers": {

@@ -31,6 +31,10 @@ class TransferService(Protocol):
         seconds), ``connected``, and ``silent_seconds`` since it last answered or sent anything."""
         ...
 
+    def database(self) -> Json:
+        """Whether the audit database answers a query now: ``reachable``, and ``error`` when it does not."""
+        ...
+
     def records(self, *, limit: int, state: State | None) -> list[Json]:
         """Audit records, newest first, without their entries."""
         ...

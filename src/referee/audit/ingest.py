@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -33,6 +34,10 @@ class EventFileIngest:
     bad: int = 0
     last_error: str = field(default="")
     correlator: Correlator = field(init=False)
+    # Where it got to, for its lag (referee.metrics.audit): (inode, offset) applied up to, and when
+    # (time.monotonic()) a poll last left nothing unread.
+    position: tuple[int, int] | None = field(default=None, init=False)
+    caught_up_at: float = field(default_factory=time.monotonic, init=False)
 
     def __post_init__(self) -> None:
         self.correlator = Correlator(self.store)
@@ -41,8 +46,18 @@ class EventFileIngest:
         """Apply every complete line written since the last poll, then fail the transfers that
         waited too long (:meth:`Correlator.expire`); how many lines were applied."""
         count = self._read()
+        self._measure()
         self.correlator.expire(self.store.now())
         return count
+
+    def _measure(self) -> None:
+        try:
+            size = os.stat(self.path).st_size
+        except OSError:
+            size = 0
+        self.position = self.store.ingest_offset(self.path)
+        if size == 0 or (self.position is not None and self.position[1] >= size):
+            self.caught_up_at = time.monotonic()
 
     def _read(self) -> int:
         try:

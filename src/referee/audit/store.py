@@ -229,6 +229,14 @@ class AuditStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         return None if row is None else int(row[0])
 
+    def ended_counts(self) -> dict[tuple[str, str], int]:
+        """Records in a final state by (flow, state), flow "" when unknown (referee.metrics.audit)."""
+        rows = self._conn.execute(
+            "SELECT COALESCE(flow, ''), state, COUNT(*) FROM transfers WHERE ended IS NOT NULL"
+            " GROUP BY COALESCE(flow, ''), state"
+        ).fetchall()
+        return {(str(flow), str(state)): int(count) for flow, state, count in rows}
+
     def ingest_offset(self, path: str) -> tuple[int, int] | None:
         row = self._conn.execute('SELECT inode, "offset" FROM ingest WHERE path = ?', (path,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))

@@ -52,6 +52,7 @@ from referee.events import PbxHealth, ReferResponse
 from referee.kemi.dialogs import DialogDatabase, DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
 from referee.kemi.message import has_nul, log, number, reason_phrase, single_header, text, user_of
+from referee.kemi.metrics import MeteredEventLog, proxy_metrics
 from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
 from referee.kemi.refer import ReferCheck, policy_holder
@@ -87,7 +88,10 @@ class ReferenceProxy:
         self.k = ksr
         self.settings = settings
         self.policies = policies
-        self.events = EventLog(settings.events_path, on_error=lambda line: log(ksr, line, "err"))
+        self.metrics = proxy_metrics(ksr)  # Prometheus counters, when the cfg serves them (kemi/metrics.py)
+        self.events: EventLog = MeteredEventLog(
+            settings.events_path, self.metrics, on_error=lambda line: log(ksr, line, "err")
+        )
         database = DialogDatabase(settings.dialog_db) if settings.dialog_db else None
         self.dialogs = DialogStore(ksr, settings.dialog_table, database)
         answers = ReferAnswers(ksr)  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
@@ -106,6 +110,7 @@ class ReferenceProxy:
 
     def child_init(self, rank: int) -> int:
         self.policies.announce()  # the policy version, for `referee policy status`
+        self.metrics.started(self.policies.policy_version)
         if self.dialogs.database is not None:
             self.dialogs.database.after_fork()
         return 0
@@ -170,6 +175,14 @@ class ReferenceProxy:
         except Exception:
             log(k, "referee: failure route failed:\n" + traceback.format_exc(), "err")
         return 1
+
+    def ksr_xhttp_event(self, msg: object, name: str = "") -> int:
+        """xhttp's ``event_callback``: Prometheus scrapes ``GET /metrics`` (kemi/metrics.py)."""
+        try:
+            return self.metrics.serve()
+        except Exception:
+            log(self.k, "referee: metrics request failed:\n" + traceback.format_exc(), "err")
+            return 1
 
     def ksr_dispatcher_event(self, msg: object, name: str = "") -> int:
         """The dispatcher's ``event_callback``: a PBX went down (``dispatcher:dst-down``) or came back

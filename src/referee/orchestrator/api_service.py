@@ -34,6 +34,13 @@ class OrchestratorService:
             }
         return out
 
+    def database(self) -> Json:
+        try:
+            self.store.last_seq()
+        except Exception as exc:  # any driver's error: the answer is "not reachable", and why
+            return {"reachable": False, "error": str(exc).strip()[:200]}
+        return {"reachable": True}
+
     def records(self, *, limit: int, state: State | None) -> list[Json]:
         states = None if state is None else str(state)
         return [r.to_dict(entries=False) for r in self.store.records(limit=limit, state=states)]

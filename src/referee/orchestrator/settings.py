@@ -8,6 +8,7 @@
     api = "127.0.0.1:8088"                       # loopback only
     token_file = "/var/lib/referee/api.token"    # created (0600, random) when missing
     policy = "/etc/referee/policy.toml"          # optional: the page's policy playground (POST /policy/check)
+    metrics = "127.0.0.1:9102"                   # optional: Prometheus /metrics there too (the API has one)
 
     [[pbx]]
     name = "pbx1"
@@ -30,10 +31,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from referee.api.access import DEFAULT_API, DEFAULT_TOKEN_FILE, AccessError, parse_api_address
+from referee.metrics.exposition import ListenError, parse_listen
 from referee.orchestrator.pbx import PbxConfig
 
 DEFAULT_DB = "/var/lib/referee/audit.sqlite3"
 DEFAULT_EVENTS = "/var/log/referee/events.jsonl"
+KEYS = ("db", "events", "api", "token_file", "policy", "metrics")  # of [orchestrator], all strings
 
 
 class SettingsError(Exception):
@@ -48,6 +51,7 @@ class Settings:
     api: str = DEFAULT_API
     token_file: str = DEFAULT_TOKEN_FILE
     policy: str = ""  # a policy file for POST /policy/check; "" for none
+    metrics: str = ""  # HOST:PORT of a /metrics server of its own; "" for none (the API serves /metrics)
     poll_interval: float = 0.5
 
     @property
@@ -120,7 +124,7 @@ def load_file(path: str) -> Settings:
     settings = Settings()
     section = data.get("orchestrator", {})
     for key, value in section.items():
-        if key not in ("db", "events", "api", "token_file", "policy") or not isinstance(value, str):
+        if key not in KEYS or not isinstance(value, str):
             raise SettingsError(f"{path}: orchestrator.{key}: unknown key or not a string")
         setattr(settings, key, value)
     pbxs = data.get("pbx", [])
@@ -137,3 +141,8 @@ def check(settings: Settings) -> None:
     if len(set(names)) != len(names):
         raise SettingsError(f"PBX names must be unique, got {', '.join(names)}")
     settings.api_address  # noqa: B018 - validates
+    if settings.metrics:
+        try:
+            parse_listen(settings.metrics)
+        except ListenError as exc:
+            raise SettingsError(str(exc)) from None

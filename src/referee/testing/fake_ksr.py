@@ -415,6 +415,44 @@ class _Dispatcher(_Sub):
         return 1
 
 
+class _Xhttp(_Sub):
+    def xhttp_reply(self, code: int, reason: str, ctype: str, body: str) -> int:
+        self.f.http_replies.append((code, reason, body))
+        return 1
+
+
+class _XhttpProm(_Sub):
+    """xhttp_prom's metrics, in the fake's ``prom``: (name, label values) -> value."""
+
+    def _add(self, name: str, number: float, *labels: str) -> int:
+        key = (name, labels)
+        self.f.prom[key] = self.f.prom.get(key, 0) + number
+        return 1
+
+    def dispatch(self) -> int:
+        self.f.http_replies.append((200, "OK", "metrics"))
+        return 1
+
+    def check_uri(self) -> int:
+        return 1 if self.f.http_path == "/metrics" else -1
+
+    def counter_inc_l0(self, name: str, number: int) -> int:
+        return self._add(name, number)
+
+    def counter_inc_l1(self, name: str, number: int, l1: str) -> int:
+        return self._add(name, number, l1)
+
+    def counter_inc_l2(self, name: str, number: int, l1: str, l2: str) -> int:
+        return self._add(name, number, l1, l2)
+
+    def counter_inc_l3(self, name: str, number: int, l1: str, l2: str, l3: str) -> int:
+        return self._add(name, number, l1, l2, l3)
+
+    def gauge_set_l1(self, name: str, number: str, l1: str) -> int:
+        self.f.prom[(name, (l1,))] = float(number)
+        return 1
+
+
 class _Kx(_Sub):
     def get_callid(self) -> XVal:
         return _decode(self.f.msg.get("Call-ID"))
@@ -470,6 +508,10 @@ class FakeKSR:
     # dispatcher: set -> destination URI (one per PBX, like dispatcher.list.j2) and the ones down
     ds_sets: dict[int, str] = field(default_factory=dict)
     ds_down: set[str] = field(default_factory=set)
+    # xhttp_prom's metrics: (name, label values) -> value; the xhttp replies; the path an HTTP request asks
+    prom: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
+    http_replies: list[tuple[int, str, str]] = field(default_factory=list)
+    http_path: str = "/metrics"
 
     def __post_init__(self) -> None:
         self.hdr = _Hdr(self)
@@ -489,6 +531,8 @@ class FakeKSR:
         self.dmq = _Dmq(self)
         self.dispatcher = _Dispatcher(self)
         self.kx = _Kx(self)
+        self.xhttp = _Xhttp(self)
+        self.xhttp_prom = _XhttpProm(self)
         self.request("OPTIONS sip:127.0.0.1 SIP/2.0\r\n\r\n")
 
     # -- loading a message (resets the per-message records) --------------------------------
