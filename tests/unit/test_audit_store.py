@@ -299,7 +299,7 @@ def test_a_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
     store = open_store(path)
     store._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.close()
-    with pytest.raises(AuditError, match="has schema 1, this referee reads schema 2"):
+    with pytest.raises(AuditError, match="has schema 1, this referee reads schema 3"):
         open_store(path)
 
 
