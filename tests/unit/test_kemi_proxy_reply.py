@@ -71,6 +71,17 @@ def test_a_timeout_toward_a_phone_names_no_pbx(tmp_path: Path) -> None:
     assert (reply.status, reply.pbx, reply.src) == (408, "", PBX1)
 
 
+def test_a_qualify_ping_that_timed_out_writes_nothing(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    fake.locations["1001"] = "sip:1001@127.0.1.31:5060"
+    fake.request(request("OPTIONS", frm="<sip:pbx1@lab.test>;tag=q", call_id="qualify"), src_ip=PBX1)
+    handler.ksr_request_route(None)
+    assert len(fake.relays) == 1
+    fake.branch_timeout = True
+    handler.ksr_failure_relay(None)
+    assert events(tmp_path) == []
+
+
 def test_a_relay_that_fails_is_the_proxys_500(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.request(request("INVITE", call_id="norelay"), src_ip=BOB)

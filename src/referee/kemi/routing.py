@@ -202,8 +202,9 @@ class ReferenceProxy:
     def local_answer(self, status: int, reason: str, pbx: str = "") -> None:
         """The proxy answered a relayed (or to be relayed) request itself: written like any other final
         answer, a REFER's as its refer.response marked ``local``, any other method's as a proxy.reply
-        (``pbx``: the PBX it went or was to go to)."""
-        if self.method in ("", "ACK", "CANCEL"):
+        (``pbx``: the PBX it went or was to go to). Not an OPTIONS: keepalives and qualify pings carry
+        no call, and one to a phone that is off would write a line every qualify interval."""
+        if self.method in ("", "ACK", "CANCEL", "OPTIONS"):
             return
         k = self.k
         call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
