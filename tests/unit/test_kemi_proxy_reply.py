@@ -10,6 +10,7 @@ import pytest
 from kemi_fixtures import PBX1, events, make, refer, request
 
 from referee.events import ProxyReply, ReferResponse, from_dict
+from referee.kemi import DialogRecord
 
 PBX1_URI = f"sip:{PBX1}:5060"
 BOB = "127.0.1.32"
@@ -69,6 +70,28 @@ def test_a_timeout_toward_a_phone_names_no_pbx(tmp_path: Path) -> None:
     reply = from_dict(line)
     assert isinstance(reply, ProxyReply)
     assert (reply.status, reply.pbx, reply.src) == (408, "", PBX1)
+
+
+def test_a_bye_to_a_dead_pbx_is_the_proxys_408_naming_the_pbx_of_its_contact(tmp_path: Path) -> None:
+    fake, handler = make(tmp_path)
+    handler.dialogs.put(DialogRecord("gone", "pbx1", "b", "pb", "1002", "1001", party="1002"))
+    bye = request(
+        "BYE",
+        ruri=f"sip:1001@{PBX1}:5060",
+        frm="<sip:1002@lab.test>;tag=b",
+        to="<sip:1001@lab.test>;tag=pb",
+        call_id="gone",
+        route=True,
+    )
+    fake.request(bye, src_ip=BOB)
+    handler.ksr_request_route(None)
+    assert len(fake.relays) == 1 and fake.relays[0].dsturi == ""  # to the R-URI, the PBX's Contact
+    fake.branch_timeout = True
+    handler.ksr_failure_relay(None)
+    (line,) = events(tmp_path)
+    reply = from_dict(line)
+    assert isinstance(reply, ProxyReply)
+    assert (reply.method, reply.status, reply.pbx) == ("BYE", 408, "pbx1")
 
 
 def test_a_qualify_ping_that_timed_out_writes_nothing(tmp_path: Path) -> None:

@@ -452,8 +452,15 @@ class ReferenceProxy:
     # -- helpers -------------------------------------------------------------------------------
 
     def destination_pbx(self) -> str:
-        """The PBX the request is sent to (the dispatcher's ``$du``), "" when it goes to a phone."""
-        return self.settings.pbx_of_uri(text(self.k.pv.get("$du"))) or ""
+        """The PBX the request is sent to, by the host of its next hop (``$du``: the dispatcher's
+        choice, a loose route; else the request URI, an in-dialog request to the PBX's Contact); ""
+        when it goes to a phone."""
+        k = self.k
+        try:
+            host = sip.parse_uri(text(k.pv.get("$du")) or text(k.kx.get_ruri())).host
+        except sip.SipSyntaxError:
+            return ""
+        return self._pbx_hosts.get(host, "")
 
     def source_pbx(self) -> str | None:
         return self._pbx_hosts.get(self.srcip)
