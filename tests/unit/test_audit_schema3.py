@@ -1,45 +1,27 @@
 """Audit schema 3: each record keeps its decision's policy version and its evidence, shown by ``referee
-transfers --json`` and the API; a schema 2 database is upgraded in place (SQLite and a real PostgreSQL,
-:mod:`pg_server`); and the proxy's own answers (``proxy.reply``) are ingested."""
+transfers --json`` and the API; and the proxy's own answers (``proxy.reply``) are ingested. (The upgrade of
+a schema 2 database is tested on both backends in test_audit_store.py.)"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from pg_server import PgServer, pg_server
-from recorded_store import Ticker, filled_store, first_time, proxy_lines
+from recorded_store import Ticker, first_time, proxy_lines
 
 from referee.audit import open_store
 from referee.audit.correlate import Correlator
 from referee.audit.ingest import EventFileIngest
 from referee.audit.ladder import svg
-from referee.audit.migrate import upgrade_v2
 from referee.audit.render import show
-from referee.audit.schema import SCHEMA_VERSION
 from referee.cli import main
 from referee.events import ProxyReply, ReferDecision, from_json, to_json
 from referee.orchestrator.api_service import OrchestratorService
 
 VERSION = "5d41402abc4b"
 BLIND = "recorded_blind_refer"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PgServer]:
-    with pg_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "a.db")
-    server: PgServer = request.getfixturevalue("postgres")
-    return server.new_database()
 
 
 def versioned_decision(line: str) -> str:
@@ -79,51 +61,6 @@ def test_a_decision_without_a_version_leaves_none(tmp_path: Path) -> None:
     Correlator(store).proxy(from_json(proxy_lines(BLIND)[0]))
     (record,) = store.records()
     assert record.policy_version is None
-
-
-def downgrade_to_v2(dsn: str) -> None:
-    """What schema 2 left: the same tables and entries, without the two columns, version 2."""
-    store = open_store(dsn)
-    for column in ("evidence", "policy_version"):
-        store._conn.execute(f"ALTER TABLE transfers DROP COLUMN {column}")
-    store._conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    store.close()
-
-
-def test_a_schema_2_database_is_upgraded_in_place(dsn: str) -> None:
-    store = filled_store(dsn)
-    before = {r.id: r for r in store.records()}
-    one = max(before)
-    decision = ReferDecision(
-        first_time(BLIND) + 100, "v@h", 1, "sip:1002@lab.test", "127.0.0.32", True, 202, "Accepted", "r"
-    )
-    Correlator(store).proxy(from_json(versioned_decision(to_json(decision))))
-    store.close()
-    downgrade_to_v2(dsn)
-
-    upgraded = open_store(dsn)
-    assert upgraded.schema_version() == SCHEMA_VERSION == 3
-    after = {r.id: r for r in upgraded.records()}
-    assert set(after) == {*before, one + 1}
-    for transfer_id, record in before.items():  # the evidence recomputed from the entries kept
-        assert (after[transfer_id].evidence, after[transfer_id].state) == (record.evidence, record.state)
-    assert after[1].evidence == "pbx: BlindTransfer Success + target bridged"
-    assert after[one + 1].policy_version == VERSION
-    assert {after[i].policy_version for i in before} == {None}
-    upgraded.close()
-    again = open_store(dsn)  # a second open finds schema 3: nothing to do
-    assert again.schema_version() == 3 and len(again.records()) == len(after)
-    again.close()
-
-
-def test_an_upgrade_another_process_did_first_is_not_done_twice(dsn: str) -> None:
-    """Between seeing schema 2 and taking the lock, another process may have upgraded the database:
-    the version is read again under the lock, and the columns are not added twice."""
-    store = open_store(dsn)
-    with store.transaction():
-        assert upgrade_v2(store._conn.execute, store.get, postgres=dsn.startswith("postgresql")) is False
-    assert store.schema_version() == 3
-    store.close()
 
 
 def test_the_proxys_own_answers_are_ingested_into_the_transfer_of_their_call(tmp_path: Path) -> None:
