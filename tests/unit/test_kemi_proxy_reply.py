@@ -10,10 +10,28 @@ import pytest
 from kemi_fixtures import PBX1, events, make, refer, request
 
 from referee.events import ProxyReply, ReferResponse, from_dict
-from referee.kemi import DialogRecord
+from referee.kemi import DialogRecord, ReferenceProxy
+from referee.testing.fake_ksr import FakeKSR
 
 PBX1_URI = f"sip:{PBX1}:5060"
 BOB = "127.0.1.32"
+
+
+def time_out(fake: FakeKSR, handler: ReferenceProxy, raw: str, src_ip: str) -> None:
+    """Route ``raw``, see it relayed once, then run tm's failure route as for a branch that timed out."""
+    fake.request(raw, src_ip=src_ip)
+    handler.ksr_request_route(None)
+    assert len(fake.relays) == 1
+    fake.branch_timeout = True
+    handler.ksr_failure_relay(None)
+
+
+def the_reply(tmp: Path) -> ProxyReply:
+    """The one event written: a proxy.reply."""
+    (line,) = events(tmp)
+    reply = from_dict(line)
+    assert isinstance(reply, ProxyReply)
+    return reply
 
 
 def test_an_invite_toward_a_pbx_that_is_down_is_answered_503_and_written(tmp_path: Path) -> None:
@@ -36,9 +54,7 @@ def test_an_invite_that_timed_out_is_the_proxys_408_naming_its_pbx(tmp_path: Pat
     assert fake.relays[0].dsturi == PBX1_URI and fake.on_failure == "ksr_failure_relay"
     fake.branch_timeout = True  # tm runs the failure route: no reply before the timer fired
     handler.ksr_failure_relay(None)
-    (line,) = events(tmp_path)
-    reply = from_dict(line)
-    assert isinstance(reply, ProxyReply)
+    reply = the_reply(tmp_path)
     assert (reply.method, reply.status, reply.reason, reply.call_id, reply.cseq) == (
         "INVITE",
         408,
@@ -61,14 +77,8 @@ def test_a_branch_that_was_answered_writes_nothing(tmp_path: Path) -> None:
 def test_a_timeout_toward_a_phone_names_no_pbx(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.locations["1001"] = "sip:1001@127.0.1.31:5060"
-    fake.request(request("INVITE", frm="<sip:1003@lab.test>;tag=p", call_id="to-phone"), src_ip=PBX1)
-    handler.ksr_request_route(None)
-    assert len(fake.relays) == 1
-    fake.branch_timeout = True
-    handler.ksr_failure_relay(None)
-    (line,) = events(tmp_path)
-    reply = from_dict(line)
-    assert isinstance(reply, ProxyReply)
+    time_out(fake, handler, request("INVITE", frm="<sip:1003@lab.test>;tag=p", call_id="to-phone"), PBX1)
+    reply = the_reply(tmp_path)
     assert (reply.status, reply.pbx, reply.src) == (408, "", PBX1)
 
 
@@ -83,25 +93,16 @@ def test_a_bye_to_a_dead_pbx_is_the_proxys_408_naming_the_pbx_of_its_contact(tmp
         call_id="gone",
         route=True,
     )
-    fake.request(bye, src_ip=BOB)
-    handler.ksr_request_route(None)
-    assert len(fake.relays) == 1 and fake.relays[0].dsturi == ""  # to the R-URI, the PBX's Contact
-    fake.branch_timeout = True
-    handler.ksr_failure_relay(None)
-    (line,) = events(tmp_path)
-    reply = from_dict(line)
-    assert isinstance(reply, ProxyReply)
+    time_out(fake, handler, bye, BOB)
+    assert fake.relays[0].dsturi == ""  # to the R-URI, the PBX's Contact
+    reply = the_reply(tmp_path)
     assert (reply.method, reply.status, reply.pbx) == ("BYE", 408, "pbx1")
 
 
 def test_a_qualify_ping_that_timed_out_writes_nothing(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.locations["1001"] = "sip:1001@127.0.1.31:5060"
-    fake.request(request("OPTIONS", frm="<sip:pbx1@lab.test>;tag=q", call_id="qualify"), src_ip=PBX1)
-    handler.ksr_request_route(None)
-    assert len(fake.relays) == 1
-    fake.branch_timeout = True
-    handler.ksr_failure_relay(None)
+    time_out(fake, handler, request("OPTIONS", frm="<sip:pbx1@lab.test>;tag=q", call_id="qualify"), PBX1)
     assert events(tmp_path) == []
 
 
@@ -111,9 +112,7 @@ def test_a_relay_that_fails_is_the_proxys_500(tmp_path: Path) -> None:
     fake.relay_ok = False
     handler.ksr_request_route(None)
     assert fake.replies == [(500, "Relay Failed")]
-    (line,) = events(tmp_path)
-    reply = from_dict(line)
-    assert isinstance(reply, ProxyReply)
+    reply = the_reply(tmp_path)
     assert (reply.method, reply.status, reply.pbx) == ("INVITE", 500, "pbx1")
 
 
@@ -129,9 +128,7 @@ def test_an_internal_error_is_the_proxys_500_and_written(
     fake.request(request("INVITE", call_id="bug-1", cseq=9), src_ip=BOB)
     handler.ksr_request_route(None)
     assert fake.replies == [(500, "Server Internal Error")]
-    (line,) = events(tmp_path)
-    reply = from_dict(line)
-    assert isinstance(reply, ProxyReply)
+    reply = the_reply(tmp_path)
     assert (reply.method, reply.status, reply.call_id, reply.cseq) == ("INVITE", 500, "bug-1", 9)
 
 
