@@ -10,6 +10,8 @@ kind               source    what happened
 ``refer.decision`` proxy     the proxy decided a REFER (allowed and relayed, or answered itself)
 ``refer.response`` proxy     the final response a relayed REFER got (202, 4xx, the proxy's 408)
 ``refer.outcome``  notify    a NOTIFY of the REFER's implicit subscription (its sipfrag status)
+``proxy.reply``    proxy     the proxy's own final answer to a request it was to relay, not a REFER
+                             (503 toward a PBX that is down, 408 after a timeout, 500 on a failure)
 ``pbx.health``     proxy     the proxy's probes found a PBX down (no answer) or up again
 ``pbx.event``      pbx       an AMI event about a transfer's channels (BlindTransfer, DialEnd...)
 ``operator.action``operator  an AMI action the orchestrator sent for an operator, and its answer
@@ -284,6 +286,59 @@ class ReferResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyReply:
+    """A final answer the proxy gave itself to a request it was to relay: ``503`` toward a PBX its
+    probes found down, ``408`` when the relayed request got no answer in time, ``500`` when relaying
+    failed or the routing script failed. A REFER's own answer is a :class:`ReferResponse` with
+    ``local`` instead (its record is keyed by the REFER's CSeq); this is every other method's.
+
+    ``pbx`` is the PBX the request went (or was to go) to, "" when it was going to a phone;
+    ``src`` the address the request came from.
+    """
+
+    kind: ClassVar[str] = "proxy.reply"
+    source: ClassVar[str] = "proxy"
+
+    time: float
+    method: str
+    status: int
+    reason: str
+    call_id: str
+    cseq: int | None = None  # None: the request's CSeq could not be read (a 500 on bad input)
+    pbx: str = ""
+    src: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "time": self.time,
+            "event": self.kind,
+            "method": self.method,
+            "status": self.status,
+            "reason": self.reason,
+            "call_id": self.call_id,
+            "cseq": self.cseq,
+        }
+        if self.pbx:
+            out["pbx"] = self.pbx
+        if self.src:
+            out["src"] = self.src
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ProxyReply:
+        return cls(
+            time=_time(raw),
+            method=_str(raw, "method"),
+            status=_status(_int(raw, "status")) or 0,
+            reason=_str(raw, "reason", ""),
+            call_id=_str(raw, "call_id", ""),
+            cseq=_opt_int(raw, "cseq"),
+            pbx=_str(raw, "pbx", ""),
+            src=_str(raw, "src", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyOutcome:
     """One NOTIFY of a REFER's implicit subscription (``Event: refer;id=<REFER CSeq>``).
 
@@ -468,12 +523,22 @@ class TransferMove:
         )
 
 
-Event = ReferDecision | ReferResponse | NotifyOutcome | PbxHealth | PbxEvent | OperatorAction | TransferMove
+Event = (
+    ReferDecision
+    | ReferResponse
+    | ProxyReply
+    | NotifyOutcome
+    | PbxHealth
+    | PbxEvent
+    | OperatorAction
+    | TransferMove
+)
 KINDS: dict[str, Any] = {
     cls.kind: cls
     for cls in (
         ReferDecision,
         ReferResponse,
+        ProxyReply,
         NotifyOutcome,
         PbxHealth,
         PbxEvent,

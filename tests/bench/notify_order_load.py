@@ -12,7 +12,9 @@ without the ``referee_refer`` htable (no hold: the proxy before the fix), for co
 
 ``lab`` (default N 200): the lab's ``attended_transfer`` scenario N times (real Kamailio 6.1 and
 Asterisk 22; brings the lab up or reuses it, takes it down at the end); from each run's pcap, whether
-bob got the first NOTIFY of his REFER's subscription before the 202.
+bob got the first NOTIFY of his REFER's subscription before the 202. A run where the NOTIFY came first
+says by how much, and in which order pbx1 had sent the two to the proxy (the proxy reordered them, or
+the PBX did); its capture is kept as ``notify-first-<run>.pcap`` beside the scenario's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
@@ -97,12 +100,17 @@ def bench_lab(runs: int) -> int:
         with both_cores_loaded(30 * runs + 60):
             for i in range(1, runs + 1):
                 res = scenario.run(attended, state, topo)
-                first = first_to_referrer(ladder.read_pcap(res.pcap, names), "bob")
+                messages = ladder.read_pcap(res.pcap, names)
+                first = first_to_referrer(messages, "bob")
                 overtaken += first == "NOTIFY"
                 in_order += first == "202"
                 unknown += first is None
                 verdict = "PASS" if res.passed else f"FAIL ({res.error})"
-                print(f"  run {i:3}: first to bob {first or 'n/a'}, scenario {verdict}", flush=True)
+                how = ""
+                if first == "NOTIFY":
+                    how = f" ({overtaking(messages, 'bob')})"
+                    shutil.copy(res.pcap, Path(res.pcap).with_name(f"notify-first-{i}.pcap"))
+                print(f"  run {i:3}: first to bob {first or 'n/a'}{how}, scenario {verdict}", flush=True)
     finally:
         report = services.down()
         print(f"lab down: stopped {len(report['stopped'])} process(es), unmounted {len(report['unmounted'])}")
@@ -114,19 +122,43 @@ def bench_lab(runs: int) -> int:
 
 def first_to_referrer(messages: list, referrer: str, proxy: str = "proxy") -> str | None:  # type: ignore[type-arg]
     """Which of the REFER's 202 and the first NOTIFY of its dialog ``proxy`` delivered to ``referrer`` first."""
+    accepted, notify = on_hop(messages, referrer, proxy, referrer)
+    if accepted is None and notify is None:
+        return None
+    if accepted is None or (notify is not None and notify.time < accepted.time):
+        return "NOTIFY"
+    return "202"
+
+
+def on_hop(messages: list, referrer: str, src: str, dst: str) -> tuple[Any, Any]:  # type: ignore[type-arg]
+    """The first 202 to ``referrer``'s first REFER and the first NOTIFY of its dialog that went ``src`` ->
+    ``dst`` after the REFER (each None when not captured)."""
     from referee_lab.ladder import first_refer  # noqa: PLC0415 - the lab, as in bench_lab
 
-    refer = first_refer(messages, referrer, proxy)
+    refer = first_refer(messages, referrer)
     if refer is None:
-        return None
-    for m in messages:
-        if m.src != proxy or m.dst != referrer or m.call_id != refer.call_id or m.time < refer.time:
-            continue
-        if m.is_request and m.label.startswith("NOTIFY"):
-            return "NOTIFY"
-        if not m.is_request and m.label.startswith("202") and m.cseq == refer.cseq:
-            return "202"
-    return None
+        return None, None
+    hop = [m for m in messages if m.src == src and m.dst == dst and m.call_id == refer.call_id]
+    hop = [m for m in hop if m.time >= refer.time]
+    accepted = next(
+        (m for m in hop if not m.is_request and m.label.startswith("202") and m.cseq == refer.cseq), None
+    )
+    notify = next((m for m in hop if m.is_request and m.label.startswith("NOTIFY")), None)
+    return accepted, notify
+
+
+def overtaking(messages: list, referrer: str, proxy: str = "proxy", pbx: str = "pbx1") -> str:  # type: ignore[type-arg]
+    """How a NOTIFY overtook its 202 on the way to ``referrer``: by how much, and the order ``pbx`` sent them."""
+    accepted, notify = on_hop(messages, referrer, proxy, referrer)
+    if notify is None:
+        return "no NOTIFY captured"
+    lead = "no 202" if accepted is None else f"{(accepted.time - notify.time) * 1000:.1f} ms before the 202"
+    sent_202, sent_notify = on_hop(messages, referrer, pbx, proxy)
+    if sent_202 is None or sent_notify is None:
+        return f"{lead}; {pbx}'s pair not captured"
+    gap = abs(sent_notify.time - sent_202.time) * 1000
+    order = "the 202 first" if sent_202.time <= sent_notify.time else "the NOTIFY first"
+    return f"{lead}; {pbx} sent {order}, {gap:.1f} ms apart"
 
 
 def main() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notify_order_load import HOLD_TABLE, REPO, first_to_referrer
+from notify_order_load import HOLD_TABLE, REPO, first_to_referrer, overtaking
 
 from referee_lab.ladder import Message
 
@@ -26,6 +26,17 @@ def test_which_came_first_to_the_referrer() -> None:
     assert first_to_referrer(ladder("NOTIFY", "202"), "bob") == "NOTIFY"
     assert first_to_referrer(ladder(), "bob") is None
     assert first_to_referrer([], "bob") is None
+
+
+def test_an_overtaking_says_by_how_much_and_in_which_order_the_pbx_sent_them() -> None:
+    found = ladder("NOTIFY", "202")  # to bob: NOTIFY at 1.02, the 202 at 1.03
+    pbx = [
+        Message(1.015, "pbx1", "proxy", "202 Accepted", False, "c1", 2),
+        Message(1.0153, "pbx1", "proxy", "NOTIFY (SIP/2.0 100 Trying)", True, "c1", 9),
+    ]
+    assert overtaking(found + pbx, "bob") == "10.0 ms before the 202; pbx1 sent the 202 first, 0.3 ms apart"
+    assert overtaking(found, "bob") == "10.0 ms before the 202; pbx1's pair not captured"
+    assert overtaking(ladder("NOTIFY"), "bob") == "no 202; pbx1's pair not captured"
 
 
 def test_the_benchmark_knows_the_cfg_line_it_removes() -> None:

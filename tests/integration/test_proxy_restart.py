@@ -19,6 +19,8 @@ from typing import Any
 import sippgen as g
 from harness import PASSWORDS, PBX1, PHONES, PROXY, Kamailio, Sipp, header, running, scenario
 
+from referee import events
+
 
 def sipp(tmp: Path, name: str, ip: str, body: str, remote: str | None = f"{PROXY}:5060") -> Sipp:
     return Sipp(tmp, name, scenario(tmp, name, body), ip, remote=remote)
@@ -128,6 +130,10 @@ def test_a_pbx_that_answers_no_probe_gets_503_at_once_until_it_answers(
     assert time.monotonic() - started < 3  # SIPp's own start-up included; a timeout would be 5 s
     (answer,) = [m for m in bob.received() if m.startswith("SIP/2.0 503")]
     assert header(answer, "Retry-After") == ["10"]
+    # The proxy's own answer is an event like any other response.
+    reply = events.from_dict(wait_for(kamailio, lambda e: e["event"] == "proxy.reply", 3))
+    assert isinstance(reply, events.ProxyReply)
+    assert (reply.method, reply.status, reply.pbx, reply.src) == ("INVITE", 503, "pbx1", PHONES["1002"])
 
     carol = sipp(tmp_path, "carol", PHONES["1003"], g.ood_refer("<sip:1001@lab.test>", 503, user="1003"))
     assert carol.run() == 0, carol.output()

@@ -16,10 +16,14 @@ from pathlib import Path
 
 import pytest
 from pg_server import PgServer, pg_server
+from recorded_store import RUNS, filled_store, first_time
 
 from referee.audit import AuditError, open_store
 from referee.audit.cli import EXIT_STORE
+from referee.audit.correlate import Correlator
 from referee.audit.dsn import Target, parse_dsn
+from referee.audit.migrate import upgrade_v2
+from referee.audit.schema import SCHEMA_VERSION
 from referee.audit.store import sqlite_path
 from referee.cli import main
 from referee.events import NotifyOutcome, PbxEvent, ReferDecision, State, TransferMove
@@ -299,7 +303,7 @@ def test_a_database_of_an_older_schema_is_refused(tmp_path: Path) -> None:
     store = open_store(path)
     store._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.close()
-    with pytest.raises(AuditError, match="has schema 1, this referee reads schema 2"):
+    with pytest.raises(AuditError, match="has schema 1, this referee reads schema 3"):
         open_store(path)
 
 
@@ -322,3 +326,52 @@ def test_entries_are_typed_events_in_both_dialects(dsn: str) -> None:
         ("notify", 5),
         ("pbx", None),
     ]
+
+
+VERSION = "5d41402abc4b"  # a policy version, as the proxy writes it
+
+
+def downgrade_to_v2(dsn: str) -> None:
+    """What schema 2 left: the same tables and entries, without the two columns, version 2."""
+    store = open_store(dsn)
+    for column in ("evidence", "policy_version"):
+        store._conn.execute(f"ALTER TABLE transfers DROP COLUMN {column}")
+    store._conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    store.close()
+
+
+def test_a_schema_2_database_is_upgraded_in_place(dsn: str) -> None:
+    store = filled_store(dsn)
+    before = {r.id: r for r in store.records()}
+    one = max(before)
+    when = first_time(RUNS[0]) + 100
+    decision = ReferDecision(
+        when, "v@h", 1, "sip:1002@lab.test", "127.0.0.32", True, 202, "Accepted", "r", policy_version=VERSION
+    )
+    Correlator(store).proxy(decision)
+    store.close()
+    downgrade_to_v2(dsn)
+
+    upgraded = open_store(dsn)
+    assert upgraded.schema_version() == SCHEMA_VERSION == 3
+    after = {r.id: r for r in upgraded.records()}
+    assert set(after) == {*before, one + 1}
+    for transfer_id, record in before.items():  # the evidence recomputed from the entries kept
+        assert (after[transfer_id].evidence, after[transfer_id].state) == (record.evidence, record.state)
+    assert after[1].evidence == "pbx: BlindTransfer Success + target bridged"
+    assert after[one + 1].policy_version == VERSION
+    assert {after[i].policy_version for i in before} == {None}
+    upgraded.close()
+    again = open_store(dsn)  # a second open finds schema 3: nothing to do
+    assert again.schema_version() == 3 and len(again.records()) == len(after)
+    again.close()
+
+
+def test_an_upgrade_another_process_did_first_is_not_done_twice(dsn: str) -> None:
+    """Between seeing schema 2 and taking the lock, another process may have upgraded the database:
+    the version is read again under the lock, and the columns are not added twice."""
+    store = open_store(dsn)
+    with store.transaction():
+        assert upgrade_v2(store._conn.execute, store.get, postgres=dsn.startswith("postgresql")) is False
+    assert store.schema_version() == 3
+    store.close()

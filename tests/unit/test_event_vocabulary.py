@@ -15,8 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 EVENT_ONLY_KEYS = frozenset(
     {"event", "forwarded_refer_to", "replaces_pbx", "subscription_state", "refer_cseq", "policy_version"}
 )
-# refer_cseq is also a column and a field of the audit record.
-SHARED_ELSEWHERE = {"refer_cseq": {"audit/store.py", "audit/record.py", "api/openapi.py"}}
+# refer_cseq and policy_version are also columns and fields of the audit record.
+RECORD_FIELD = {"audit/store.py", "audit/record.py", "api/openapi.py"}
+SHARED_ELSEWHERE = {"refer_cseq": RECORD_FIELD, "policy_version": RECORD_FIELD}
 
 
 def sources() -> list[Path]:

@@ -18,6 +18,7 @@ from referee.events import (
     OperatorAction,
     PbxEvent,
     PbxHealth,
+    ProxyReply,
     ReferDecision,
     ReferResponse,
     State,
@@ -89,6 +90,8 @@ EXAMPLES: list[Event] = [
     ),
     ReferResponse(time=8.0, call_id="c1@h", cseq=8, status=200, reason="OK", subscription=False),
     PbxHealth(time=8.0, pbx="pbx1", uri="sip:127.0.0.20:5060", up=False),
+    ProxyReply(9.0, "INVITE", 503, "Service Unavailable", "c3@h", 1, pbx="pbx1", src="127.0.1.32"),
+    ProxyReply(9.5, "BYE", 500, "Server Internal Error", "c4@h"),
 ]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from lab_fixtures import load_scenario
 
-from referee.events import NotifyOutcome, ReferDecision, ReferResponse, to_json
+from referee.events import NotifyOutcome, ProxyReply, ReferDecision, ReferResponse, to_json
 from referee_lab import ami, chroot, ladder, scenario, topology
 from referee_lab.scenario import checks, proxy_log
 from referee_lab.scenario.checks.ami import AmiCheck
@@ -103,6 +103,18 @@ def test_refer_statuses_are_the_proxys_decisions_in_order() -> None:
         "proxy REFER decisions [202], expected [403]"
     ]
     assert SipCheck(refer_statuses=()).check([], []) == []
+
+
+def test_proxy_replies_are_the_proxys_own_answers_by_method_status_and_pbx() -> None:
+    events = [
+        _decision(),
+        ProxyReply(2.0, "INVITE", 503, "Service Unavailable", "c2", 1, pbx="pbx1"),
+        ProxyReply(3.0, "BYE", 408, "Request Timeout", CALL, 3),
+    ]
+    assert SipCheck(proxy_replies=("INVITE 503 pbx1", "BYE 408")).check([], events) == []
+    assert SipCheck(proxy_replies=("INVITE 503 pbx2",)).check([], events) == [
+        "no proxy.reply INVITE 503 pbx2 in the proxy's events (got ['INVITE 503 pbx1', 'BYE 408'])"
+    ]
 
 
 def _frag(cseq: int, sipfrag: str) -> ladder.Message:

@@ -147,6 +147,7 @@ def test_the_page_lists_the_transfers_draws_their_ladders_and_checks_the_policy(
         ["1", "completed", "blind", "refer"],
     ]
     assert listed[2][4:6] == ["sip:1002@lab.test", "<sip:1003@127.0.0.20:5060>"]
+    assert listed[2][8] == "pbx: BlindTransfer Success + target bridged"  # what the outcome rests on
     assert listed[0][4:6] == [HOSTILE_FROM, HOSTILE_REFER_TO]  # shown as text...
     assert browser.execute_script("return window.pwned") is None  # ...and never run
 

@@ -137,6 +137,11 @@ def document() -> dict[str, Any]:
                         "created": {"type": "number"},
                         "updated": {"type": "number"},
                         "ended": {"type": ["number", "null"]},
+                        "evidence": {
+                            "type": ["string", "null"],
+                            "description": "what the outcome rests on: the PBX's view or the proxy's alone",
+                        },
+                        "policy_version": {"type": ["string", "null"]},
                         "entries": {"type": "array", "items": {"type": "object"}},
                         "live": {"oneOf": [{"$ref": "#/components/schemas/Transfer"}, {"type": "null"}]},
                     },

@@ -17,12 +17,22 @@ say; never by matching text.
   decision, no response of 300 or more) and that no PBX transfer event has joined yet; else it
   opens a record of origin ``pbx``.
 
+- A proxy reply (``proxy.reply``: the proxy's own 503, 408 or 500 to an INVITE or another request)
+  goes to the newest record of its Call-ID (a re-INVITE or a BYE in a transfer's dialog) and opens
+  none: a call that never reached its PBX is no transfer.
+
 What the proxy's events do to the record's state: a refused REFER (the decision, or a response of
 300 or more) is ``failed``; a 2xx with ``Refer-Sub: false`` (RFC 4488: no subscription, so no NOTIFY)
 is ``unconfirmed``, the outcome unknown by design; a provisional NOTIFY moves ``starting`` to
 ``ringback``; a final NOTIFY makes it ``completed`` (2xx) or ``failed``. A final state is never
 overwritten: the first final word stands, so a 100 NOTIFY read after the 200 does not undo the
 completion. The PBX side's moves are the orchestrator's (:mod:`referee.orchestrator.transfer`).
+
+``completed`` must agree with the PBX where the record has its view (:mod:`referee.audit.evidence`): a
+NOTIFY 200 for a transfer the PBX reports failed makes the record ``failed`` (``pbx reports Fail``), and
+a record completed on a NOTIFY 200 before the PBX's contrary event arrived is failed when it does (the
+store reassesses a record whenever a PBX event joins it). Every record says what its outcome rests on
+(``evidence``): ``pbx: AttendedTransfer Success + target bridged``, or ``notify-200 (proxy view only)``.
 
 Every accepted REFER reaches a final state within a bound: a ``pbx.health`` event saying its PBX
 went down fails it at once (``pbx lost``), and :meth:`Correlator.expire` fails one whose PBX said
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from referee.audit.evidence import TRANSFER_EVENTS, assess
 from referee.audit.record import TransferRecord
 from referee.audit.store import AuditStore
 from referee.events import (
@@ -43,6 +54,7 @@ from referee.events import (
     NotifyOutcome,
     PbxEvent,
     PbxHealth,
+    ProxyReply,
     ReferDecision,
     ReferResponse,
     State,
@@ -55,9 +67,6 @@ ProxyEvent = ReferDecision | ReferResponse | NotifyOutcome
 NOTIFY_TIMEOUT = 32.0
 PBX_LOST = "pbx lost"
 NO_FINAL_NOTIFY = "no final NOTIFY"
-
-# The PBX events that say a transfer happened; a record joins at most one of them.
-TRANSFER_EVENTS = frozenset({"BlindTransfer", "AttendedTransfer"})
 
 
 def flow_of(decision: ReferDecision) -> Flow:
@@ -158,10 +167,16 @@ class Correlator:
         if event.status is None or record.final:
             return
         if event.final:
+            state = State.COMPLETED if event.status < 300 else State.FAILED
+            result = f"NOTIFY {event.status} {event.reason}".strip()
+            now = self.store.get(record.id)  # with this NOTIFY: the PBX may already have said otherwise
+            contradiction = None if now is None else assess(now).contradiction
+            if state == State.COMPLETED and contradiction:
+                state, result = State.FAILED, f"{contradiction} (NOTIFY {event.status} says otherwise)"
             self.store.update(
                 record.id,
-                state=State.COMPLETED if event.status < 300 else State.FAILED,
-                result=f"NOTIFY {event.status} {event.reason}".strip(),
+                state=state,
+                result=result,
                 when=event.time,
                 cause=f"NOTIFY {event.status}",
             )
@@ -194,9 +209,18 @@ class Correlator:
             parties=parties,
             state=State.FAILED if failed else None,
             result=f"rejected {event.status} {event.reason}".strip() if failed else None,
+            policy_version=event.policy_version,
             when=event.time,
             cause=event.kind,
         )
+
+    def proxy_reply(self, event: ProxyReply) -> int | None:
+        """Record the proxy's own answer to a request in the newest record of its Call-ID; None (not
+        stored) when no transfer has that Call-ID."""
+        found = self.store.find(event.call_id) if event.call_id else None
+        if found is not None:
+            self.store.add_entry(found, event)
+        return found
 
     # -- the bound on every transfer ----------------------------------------------------------
 

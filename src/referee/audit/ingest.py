@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from referee.audit.correlate import Correlator
 from referee.audit.store import AuditStore
-from referee.events import BadEvent, PbxHealth, from_json
+from referee.events import BadEvent, PbxHealth, ProxyReply, from_json
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,8 @@ class EventFileIngest:
                     event = from_json(line)
                     if isinstance(event, PbxHealth):
                         self.correlator.pbx_health(event)
+                    elif isinstance(event, ProxyReply):
+                        self.correlator.proxy_reply(event)
                     else:
                         self.correlator.proxy(event)
                     applied = 1

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 
 from referee.audit.record import Entry, TransferRecord
 from referee.audit.render import stamp, summarize
-from referee.events import NotifyOutcome, OperatorAction, PbxEvent, ReferDecision, ReferResponse, TransferMove
+from referee.events import (
+    NotifyOutcome,
+    OperatorAction,
+    PbxEvent,
+    ProxyReply,
+    ReferDecision,
+    ReferResponse,
+    TransferMove,
+)
 
 PHONE, PROXY, API = "referrer", "proxy", "API"
 COL, LEFT, TOP, ROW, CHAR = 280, 120, 96, 28, 7.2  # pixels; CHAR: one character of 12 px monospace
@@ -80,6 +88,9 @@ def _rows(entry: Entry, pbx: str) -> list[Row]:
         if event.local:
             return [Row(t, answer, PROXY, PHONE, colour)]
         return [Row(t, answer, pbx, PROXY, colour), Row(t, answer, PROXY, PHONE, colour)]
+    if isinstance(event, ProxyReply):  # toward a PBX: the phone asked; from one: the PBX did
+        asker = PHONE if event.pbx else pbx
+        return [Row(t, f"{event.status} {event.reason} ({event.method}, the proxy's)", PROXY, asker, REFUSAL)]
     if isinstance(event, NotifyOutcome):
         frag = f"{event.status} {event.reason}".strip() if event.status is not None else event.error
         label = f"NOTIFY ({frag})"

@@ -70,6 +70,10 @@ class TransferRecord:
     updated: float
     ended: float | None
     entries: tuple[Entry, ...] = field(default=())
+    # What the outcome rests on (referee.audit.evidence): ``pbx: AttendedTransfer Success + target
+    # bridged``, ``notify-200 (proxy view only)``; None while nothing reported one.
+    evidence: str | None = None
+    policy_version: str | None = None  # the policy version of the proxy's decision on the REFER
 
     @property
     def final(self) -> bool:
@@ -110,6 +114,8 @@ class TransferRecord:
             "created": self.created,
             "updated": self.updated,
             "ended": self.ended,
+            "evidence": self.evidence,
+            "policy_version": self.policy_version,
         }
         if entries:
             out["entries"] = [e.to_dict() for e in self.ladder()]

@@ -9,6 +9,7 @@ from referee.events import (
     NotifyOutcome,
     OperatorAction,
     PbxHealth,
+    ProxyReply,
     ReferDecision,
     ReferResponse,
     TransferMove,
@@ -26,14 +27,16 @@ def list_line(record: TransferRecord) -> str:
     initiator = parties.get("referrer") or parties.get("initiator") or "?"
     target = parties.get("target") or parties.get("destination") or parties.get("recipient") or "?"
     who = f"{initiator} -> {target}"
+    evidence = f" [{record.evidence}]" if record.evidence else ""
     return (
         f"{record.id:>6}  {stamp(record.created)}  {record.state!s:<9}  {record.flow or '-':<8}  "
-        f"{record.origin:<8}  {who}  {record.result or ''}".rstrip()
+        f"{record.origin:<8}  {who}  {record.result or ''}{evidence}".rstrip()
     )
 
 
 def list_header() -> str:
-    return f"{'ID':>6}  {'CREATED (UTC)':<24}  {'STATE':<9}  {'FLOW':<8}  {'ORIGIN':<8}  PARTIES  RESULT"
+    columns = f"{'ID':>6}  {'CREATED (UTC)':<24}  {'STATE':<9}  {'FLOW':<8}  {'ORIGIN':<8}"
+    return f"{columns}  PARTIES  RESULT [EVIDENCE]"
 
 
 def summarize(entry: Entry) -> str:
@@ -51,6 +54,9 @@ def summarize(entry: Entry) -> str:
     if isinstance(event, TransferMove):
         text = str(event.after) if event.before is None else f"{event.before} -> {event.after}"
         return text + (f" ({event.result})" if event.result else "")
+    if isinstance(event, ProxyReply):
+        where = f" toward {event.pbx}" if event.pbx else ""
+        return f"{event.method} cseq {event.cseq} answered {event.status} {event.reason} by the proxy{where}"
     if isinstance(event, PbxHealth):
         return f"PBX {event.pbx or event.uri} {'up' if event.up else 'down'} (the proxy's probes)"
     if isinstance(event, OperatorAction):
@@ -97,6 +103,7 @@ def show(record: TransferRecord) -> str:
         + (f", REFER CSeq {record.refer_cseq}" if record.refer_cseq else ""),
         f"  created {stamp(record.created)}, updated {stamp(record.updated)}"
         + (f", ended {stamp(record.ended)}" if record.ended is not None else ""),
+        f"  evidence {record.evidence or '-'}, policy version {record.policy_version or '-'}",
     ]
     for role, who in sorted(record.parties.items()):
         lines.append(f"  {role:<12} {who}")

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: every entry is a typed event (referee.events)
+# 2: every entry is a typed event (referee.events); 3: a transfer's evidence and policy version
+# (referee.audit.migrate upgrades a schema 2 database in place).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -21,7 +23,9 @@ CREATE TABLE IF NOT EXISTS transfers (
     parties TEXT NOT NULL DEFAULT '{{}}',
     created {real} NOT NULL,
     updated {real} NOT NULL,
-    ended {real}
+    ended {real},
+    evidence TEXT,
+    policy_version TEXT
 );
 CREATE INDEX IF NOT EXISTS transfers_call_id ON transfers (call_id, refer_cseq);
 CREATE TABLE IF NOT EXISTS entries (

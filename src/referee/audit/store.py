@@ -10,6 +10,11 @@ which commits once at its end), so a record the daemon has written survives a SI
 
 An entry is one of :mod:`referee.events`' typed events, kept as its ``to_dict()`` and read
 back with ``from_dict``; a state change is a :class:`~referee.events.TransferMove` entry.
+
+Whoever adds a PBX event or a NOTIFY to a record (the correlator, the orchestrator's tracker), the store
+assesses the record again (:mod:`referee.audit.evidence`): its ``evidence`` is kept current, and a
+REFER's record ``completed`` on a NOTIFY 200 that the PBX then contradicts becomes ``failed`` with the
+PBX's words (``pbx reports Fail``): the one case where a final state changes.
 """
 
 from __future__ import annotations
@@ -21,11 +26,22 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from referee.audit.dsn import AuditError, parse_dsn, sqlite_path
+from referee.audit.evidence import assess
+from referee.audit.migrate import FROM_VERSION, upgrade_v2
 from referee.audit.postgres_db import describe, open_postgres
 from referee.audit.record import Entry, TransferRecord, label
 from referee.audit.schema import SCHEMA_VERSION
 from referee.audit.sqlite_db import open_sqlite
-from referee.events import FINAL_STATES, BadEvent, Event, NotifyOutcome, State, TransferMove, from_dict
+from referee.events import (
+    FINAL_STATES,
+    BadEvent,
+    Event,
+    NotifyOutcome,
+    PbxEvent,
+    State,
+    TransferMove,
+    from_dict,
+)
 
 __all__ = ["SCHEMA_VERSION", "AuditError", "AuditStore", "open_store", "sqlite_path"]
 
@@ -45,10 +61,14 @@ class Db(Protocol):
 
 def open_store(dsn: str, *, clock: Callable[[], float] = time.time) -> AuditStore:
     target = parse_dsn(dsn)
-    if target.kind == "postgresql":
+    postgres = target.kind == "postgresql"
+    if postgres:
         store = AuditStore(open_postgres(target.where), describe(target.where), clock)
     else:
         store = AuditStore(open_sqlite(target.where), target.where, clock)
+    if store.schema_version() == FROM_VERSION:
+        with store.transaction():
+            upgrade_v2(store._conn.execute, store.get, postgres=postgres)
     version = store.schema_version()
     if version != SCHEMA_VERSION:
         store.close()
@@ -157,6 +177,7 @@ class AuditStore:
         refer_cseq: str | None = None,
         origin: str | None = None,
         parties: dict[str, str] | None = None,
+        policy_version: str | None = None,
         when: float | None = None,
         cause: str = "",
     ) -> None:
@@ -190,6 +211,8 @@ class AuditStore:
                 sets["refer_cseq"] = refer_cseq
             if origin is not None:
                 sets["origin"] = origin
+            if policy_version is not None:
+                sets["policy_version"] = policy_version
             if parties:
                 merged = {**json.loads(old_parties), **parties}
                 sets["parties"] = _dumps(merged)
@@ -197,14 +220,32 @@ class AuditStore:
             self._conn.execute(f"UPDATE transfers SET {columns} WHERE id = ?", (*sets.values(), transfer_id))
 
     def add_entry(self, transfer_id: int, event: Event) -> int:
-        """Record an event in a transfer (at the event's time)."""
+        """Record an event in a transfer (at the event's time); a PBX event or a NOTIFY has the record
+        assessed again."""
         with self.transaction():
             seq = self._entry(transfer_id, event)
             self._conn.execute(
                 "UPDATE transfers SET updated = CASE WHEN updated < ? THEN ? ELSE updated END WHERE id = ?",
                 (event.time, event.time, transfer_id),
             )
+            if isinstance(event, PbxEvent | NotifyOutcome):
+                self._reassess(transfer_id, event.time)
         return seq
+
+    def _reassess(self, transfer_id: int, when: float) -> None:
+        """Keep the record's evidence current; fail a REFER's completion the PBX contradicts."""
+        record = self.get(transfer_id)
+        if record is None:
+            return
+        found = assess(record)
+        if found.evidence != record.evidence:
+            self._conn.execute(
+                "UPDATE transfers SET evidence = ? WHERE id = ?", (found.evidence, transfer_id)
+            )
+        if found.contradiction and record.state == State.COMPLETED and record.origin == "refer":
+            self.update(
+                transfer_id, state=State.FAILED, result=found.contradiction, when=when, cause="the PBX's view"
+            )
 
     def _entry(self, transfer_id: int, event: Event) -> int:
         cseq = event.cseq if isinstance(event, NotifyOutcome) else None
@@ -305,7 +346,10 @@ class AuditStore:
         return int(row[0])
 
 
-_COLUMNS = "id, call_id, refer_cseq, origin, flow, pbx, state, result, parties, created, updated, ended"
+_COLUMNS = (
+    "id, call_id, refer_cseq, origin, flow, pbx, state, result, parties, created, updated, ended,"
+    " evidence, policy_version"
+)
 
 
 def _record_from(row: tuple[Any, ...], entries: tuple[Entry, ...]) -> TransferRecord:
@@ -323,6 +367,8 @@ def _record_from(row: tuple[Any, ...], entries: tuple[Entry, ...]) -> TransferRe
         updated=float(row[10]),
         ended=None if row[11] is None else float(row[11]),
         entries=entries,
+        evidence=row[12],
+        policy_version=row[13],
     )
 
 

@@ -48,7 +48,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from referee import sip
-from referee.events import PbxHealth, ReferResponse
+from referee.events import PbxHealth, ProxyReply, ReferResponse
 from referee.kemi.dialogs import DialogDatabase, DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
 from referee.kemi.message import has_nul, log, number, reason_phrase, single_header, text, user_of
@@ -162,14 +162,15 @@ class ReferenceProxy:
 
     def ksr_failure_relay(self, msg: object) -> int:
         """tm failure route of relayed requests: a branch that timed out without any reply is the
-        proxy's own 408. A REFER's is written as its refer.response; the PBX it went to (when the
-        dispatcher chose it) is marked down and probed until it answers again."""
+        proxy's own 408, written as an event (a REFER's as its refer.response); the PBX it went to
+        (when the dispatcher chose it) is marked down and probed until it answers again."""
         k = self.k
         try:
             if k.tm.t_branch_timeout() < 0 or k.tm.t_branch_replied() > 0:
                 return 1
             self.method = text(k.kx.get_method()).upper()
-            self.local_answer(408, "Request Timeout")
+            self.srcip = text(k.kx.get_srcip())
+            self.local_answer(408, "Request Timeout", self.destination_pbx())
             if self.settings.pbx_probing and k.dispatcher.ds_mark_dst_state("ip") > 0:
                 log(k, f"referee: {self.method} {text(k.kx.get_callid())} timed out, its PBX is marked down")
         except Exception:
@@ -203,6 +204,7 @@ class ReferenceProxy:
         try:
             if not self._replied and self.method != "ACK":
                 self.reply(status, reason)
+                self.local_answer(status, reason)
         except Exception:
             log(self.k, "referee: could not send the failure reply:\n" + traceback.format_exc(), "err")
 
@@ -210,14 +212,21 @@ class ReferenceProxy:
         self._replied = True
         self.k.sl.sl_send_reply(status, reason_phrase(reason))
 
-    def local_answer(self, status: int, reason: str) -> None:
-        """The proxy answered a relayed (or to be relayed) REFER itself: its refer.response, like any
-        other final answer, marked ``local``."""
-        if self.method != "REFER":
+    def local_answer(self, status: int, reason: str, pbx: str = "") -> None:
+        """The proxy answered a relayed (or to be relayed) request itself: written like any other final
+        answer, a REFER's as its refer.response marked ``local``, any other method's as a proxy.reply
+        (``pbx``: the PBX it went or was to go to). Not an OPTIONS: keepalives and qualify pings carry
+        no call, and one to a phone that is off would write a line every qualify interval."""
+        if self.method in ("", "ACK", "CANCEL", "OPTIONS"):
             return
         k = self.k
         call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
-        self.events.write(ReferResponse(self.events.now(), call_id, cseq, status, reason, local=True))
+        now = self.events.now()
+        if self.method == "REFER":
+            self.events.write(ReferResponse(now, call_id, cseq, status, reason, local=True))
+        else:
+            reply = ProxyReply(now, self.method, status, reason, call_id, cseq or None, pbx, self.srcip)
+            self.events.write(reply)
 
     # -- the request route -------------------------------------------------------------------
 
@@ -437,7 +446,7 @@ class ReferenceProxy:
             k.tm.t_on_failure("ksr_failure_relay")
         if k.tm.t_relay() < 0:
             k.sl.sl_send_reply(500, "Relay Failed")
-            self.local_answer(500, "Relay Failed")
+            self.local_answer(500, "Relay Failed", self.destination_pbx())
         self._replied = True
         return EXIT
 
@@ -450,10 +459,21 @@ class ReferenceProxy:
         log(k, f"referee: {self.method} {text(k.kx.get_callid())} not relayed, PBX {name} is down", "warn")
         k.hdr.append_to_reply(f"Retry-After: {RETRY_AFTER}\r\n")
         self.reply(*PBX_DOWN_REPLY)
-        self.local_answer(*PBX_DOWN_REPLY)
+        self.local_answer(*PBX_DOWN_REPLY, pbx=name)
         return False
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def destination_pbx(self) -> str:
+        """The PBX the request is sent to, by the host of its next hop (``$du``: the dispatcher's
+        choice, a loose route; else the request URI, an in-dialog request to the PBX's Contact); ""
+        when it goes to a phone."""
+        k = self.k
+        try:
+            host = sip.parse_uri(text(k.pv.get("$du")) or text(k.kx.get_ruri())).host
+        except sip.SipSyntaxError:
+            return ""
+        return self._pbx_hosts.get(host, "")
 
     def source_pbx(self) -> str | None:
         return self._pbx_hosts.get(self.srcip)

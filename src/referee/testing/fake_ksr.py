@@ -203,6 +203,7 @@ class _Pv(_Sub):
             "$ft": lambda: _param(f.msg.get("From"), "tag") or None,
             "$tt": lambda: _param(f.msg.get("To"), "tag") or None,
             "$ci": lambda: f.msg.get("Call-ID") or None,
+            "$du": lambda: f.dsturi or None,
             "$rm": lambda: f.msg.method,
             "$si": lambda: f.msg.src_ip,
             "$fu": lambda: _uri_of(f.msg.get("From")) or None,

@@ -16,7 +16,9 @@ nothing. Its keys, each optional:
 - ``invite_after_refer``: hops (``"pbx1>proxy"``...) that each carry an INVITE once the first REFER was
   captured (where the transfer's new call went);
 - ``no_invite_to``: Request-URI users (``09098790000``...) that no INVITE of the capture names (a
-  transfer the PBX refused calls nobody, even one that never passed the proxy).
+  transfer the PBX refused calls nobody, even one that never passed the proxy);
+- ``proxy_replies``: the proxy's own final answers (``"INVITE 503 pbx1"``: method, status, the PBX it
+  went to) its event file must hold (:mod:`referee.events` ``ProxyReply``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from referee.events import Event, ReferDecision
+from referee.events import Event, ProxyReply, ReferDecision
 from referee_lab import ladder
 from referee_lab.scenario import proxy_log
 from referee_lab.scenario.context import Run
@@ -39,6 +41,7 @@ KEYS = (
     "no_invite_after_refer_from",
     "invite_after_refer",
     "no_invite_to",
+    "proxy_replies",
 )
 OWNS = tuple(f"expect.{key}" for key in KEYS)
 
@@ -53,6 +56,7 @@ class SipCheck:
     no_invite_after_refer_from: tuple[str, ...] = ()
     invite_after_refer: tuple[str, ...] = ()
     no_invite_to: tuple[str, ...] = ()
+    proxy_replies: tuple[str, ...] = ()
 
     def start(self, run: Run) -> None:
         pass
@@ -105,6 +109,10 @@ class SipCheck:
                 m for m in messages if m.is_request and m.label == "INVITE" and ladder.uri_user(m.uri) == user
             ]:
                 problems.append(f"{len(sent)} INVITE(s) to {user} ({sent[0].src} -> {sent[0].dst} first)")
+        replies = [f"{e.method} {e.status} {e.pbx}".strip() for e in events if isinstance(e, ProxyReply)]
+        for wanted in self.proxy_replies:
+            if wanted not in replies:
+                problems.append(f"no proxy.reply {wanted} in the proxy's events (got {replies})")
         return problems
 
     def notes(self, run: Run) -> list[str]:
@@ -129,4 +137,5 @@ def load(scenario: str, data: Mapping[str, Any]) -> SipCheck:
         no_invite_after_refer_from=tuple(str(n) for n in raw.get("no_invite_after_refer_from", ())),
         invite_after_refer=tuple(str(h) for h in raw.get("invite_after_refer", ())),
         no_invite_to=tuple(str(u) for u in raw.get("no_invite_to", ())),
+        proxy_replies=tuple(str(r) for r in raw.get("proxy_replies", ())),
     )

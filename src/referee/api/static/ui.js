@@ -100,7 +100,8 @@ function row(record) {
   const state = element("td");
   state.append(element("span", record.state, "state " + record.state));
   tr.append(state);
-  for (const text of [record.flow || "-", record.origin, from, to, utc(record.created), record.result || ""]) {
+  const cells = [record.flow || "-", record.origin, from, to, utc(record.created), record.result || ""];
+  for (const text of [...cells, record.evidence || ""]) {
     tr.append(element("td", text));
   }
   if (selected && selected.id === record.id) tr.classList.add("selected");
@@ -153,6 +154,7 @@ async function select(record) {
   $("detail-title").textContent = "Transfer " + record.id;
   $("detail-hint").hidden = true;
   const parties = [["call-id", record.call_id], ["pbx", record.pbx], ["result", record.result]];
+  parties.push(["evidence", record.evidence], ["policy version", record.policy_version]);
   for (const [role, party] of Object.entries(record.parties || {}).sort()) parties.push([role, party]);
   $("parties").replaceChildren(
     ...parties.filter(([, value]) => value).flatMap(([key, value]) => [element("dt", key), element("dd", value)]),
