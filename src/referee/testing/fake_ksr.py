@@ -415,6 +415,12 @@ class _Dispatcher(_Sub):
         return 1
 
 
+class _Siptrace(_Sub):
+    def hlog_cid(self, correlation_id: str, message: str) -> int:
+        self.f.hep_logs.append((correlation_id, message))
+        return 1
+
+
 class _Kx(_Sub):
     def get_callid(self) -> XVal:
         return _decode(self.f.msg.get("Call-ID"))
@@ -470,6 +476,8 @@ class FakeKSR:
     # dispatcher: set -> destination URI (one per PBX, like dispatcher.list.j2) and the ones down
     ds_sets: dict[int, str] = field(default_factory=dict)
     ds_down: set[str] = field(default_factory=set)
+    # siptrace.hlog_cid: (correlation id, message) of every HEP log sent (kept across messages)
+    hep_logs: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.hdr = _Hdr(self)
@@ -488,6 +496,7 @@ class FakeKSR:
         self.siputils = _Siputils(self)
         self.dmq = _Dmq(self)
         self.dispatcher = _Dispatcher(self)
+        self.siptrace = _Siptrace(self)
         self.kx = _Kx(self)
         self.request("OPTIONS sip:127.0.0.1 SIP/2.0\r\n\r\n")
 
