@@ -49,42 +49,9 @@ def sip_lines(packets: list[HepPacket], call_id: str) -> list[str]:
 
 def transfer(tmp: Path) -> tuple[Sipp, Sipp]:
     """1002 calls 1001 through pbx1 and transfers the call to 1003: REFER, 202, NOTIFY 100 and 200."""
-    pbx1 = Sipp(
-        tmp,
-        "pbx1",
-        scenario(
-            tmp,
-            "pbx1",
-            "\n".join(
-                [
-                    g.uas_invite(capture_tag=True),
-                    g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
-                    '<recv request="ACK"/>',
-                    '<recv request="REFER"/>',
-                    g.reply(202, "Accepted", contact=True),
-                    g.uas_notify("SIP/2.0 100 Trying", "active;expires=60", 1),
-                    '<recv response="200"/>',
-                    g.uas_notify("SIP/2.0 200 OK", "terminated;reason=noresource", 2),
-                    '<recv response="200"/>',
-                    '<recv request="BYE"/>',
-                    g.reply(200, "OK"),
-                ]
-            ),
-        ),
-        PBX1,
-    )
-    body = [
-        g.answered_call("1002", "1001"),
-        g.in_dialog("REFER", "1002", "1001", 2, extra_headers="Refer-To: <sip:1003@lab.test>"),
-        g.recv_response(202),
-        '<recv request="NOTIFY"/>',
-        g.reply(200, "OK"),
-        '<recv request="NOTIFY"/>',
-        g.reply(200, "OK"),
-        g.in_dialog("BYE", "1002", "1001", 3),
-        g.recv_response(200),
-    ]
-    bob = Sipp(tmp, "bob", scenario(tmp, "bob", "\n".join(body)), PHONES["1002"], remote=f"{PROXY}:5060")
+    pbx1 = Sipp(tmp, "pbx1", scenario(tmp, "pbx1", g.pbx_carries_out_transfer()), PBX1)
+    bob_does = g.phone_transfers("1002", "1001", "<sip:1003@lab.test>")
+    bob = Sipp(tmp, "bob", scenario(tmp, "bob", bob_does), PHONES["1002"], remote=f"{PROXY}:5060")
     return pbx1, bob
 
 
