@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,13 @@ def is_complete(path: Path) -> bool:
     return stamp.is_file() and stamp.read_text().splitlines()[:1] == [cache_key()]
 
 
-def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> RootfsInfo:
+def ensure_rootfs(
+    cache: Path = DEFAULT_CACHE, log: Path | None = None, progress: Callable[[str], None] = lambda line: None
+) -> RootfsInfo:
     """Return the cached rootfs, building it first when there is none."""
     target = rootfs_path(cache)
     if is_complete(target):
+        progress(f"rootfs: reusing {target} (cache key {cache_key()})")
         _link_current(cache, target)
         return RootfsInfo(target, built=False, seconds=0.0)
     if shutil.which("debootstrap") is None:
@@ -90,8 +94,10 @@ def ensure_rootfs(cache: Path = DEFAULT_CACHE, log: Path | None = None) -> Rootf
         ]
         logfile = log or cache / "debootstrap.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)
+        progress(f"rootfs: building {target} (cache key {cache_key()}) with debootstrap, log {logfile}")
         with logfile.open("w") as out:
             subprocess.run(cmd, check=True, stdout=out, stderr=subprocess.STDOUT, timeout=1800)
+        progress("rootfs: debootstrap done, finishing the tree")
         _post_build(tmp)
         if target.exists():  # an incomplete tree from an older layout: replace it
             shutil.rmtree(target)

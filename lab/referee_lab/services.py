@@ -48,6 +48,11 @@ class UpReport:
     start_seconds: float = 0.0
 
 
+def say(line: str) -> None:
+    """A progress line, shown at once also when stdout is a pipe (make, CI logs)."""
+    print(line, flush=True)
+
+
 def in_root(root: Path, path: str) -> Path:
     return root / path.lstrip("/")
 
@@ -58,30 +63,38 @@ def chroot_run(root: Path, *argv: str, timeout: float = 30.0) -> subprocess.Comp
     )
 
 
-def prepare(log: Callable[[str], None] = print) -> tuple[chroot.LabState, rootfs.RootfsInfo]:
+def prepare(log: Callable[[str], None] = say) -> tuple[chroot.LabState, rootfs.RootfsInfo]:
     """Build or reuse the rootfs and mount it (any leftover of an earlier lab is torn down first)."""
-    info = rootfs.ensure_rootfs(log=WORK_DIR / "debootstrap.log")
-    how = f"built in {info.seconds:.0f} s" if info.built else "cached"
-    log(f"rootfs: {info.path} ({how})")
+    info = rootfs.ensure_rootfs(log=WORK_DIR / "debootstrap.log", progress=log)
+    if info.built:
+        log(f"rootfs: {info.path} built in {info.seconds:.0f} s")
     chroot.teardown(info.path)
     state = chroot.LabState(str(info.path))
     state.save()
+    log("rootfs: mounting /proc, /dev, /dev/pts and a fresh /run in the chroot")
     chroot.mount_all(info.path)
     return state, info
 
 
-def start_services(state: chroot.LabState, topo: Topology) -> None:
+def start_services(
+    state: chroot.LabState, topo: Topology, log: Callable[[str], None] = lambda line: None
+) -> None:
     root = Path(state.rootfs)
     for d in (KAMAILIO_RUN_DIR, "/run/referee-lab", *(a.run_dir for a in ASTERISKS)):
         in_root(root, d).mkdir(parents=True, exist_ok=True)
     for a in ASTERISKS:
         chroot_run(root, "chown", "asterisk:asterisk", a.run_dir)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
+    transports = "+".join(topo.proxy_transports)
+    log(f"start: kamailio, proxy {topo.proxy_address}:{topo.proxy_port} ({transports})")
     _start_kamailio(state)
+    addresses = {p.name: f"{p.address}:{p.sip_port}" for p in topo.pbxs}
     for a in ASTERISKS:
+        log(f"start: asterisk {a.name}, sip {addresses.get(a.name, '?')}")
         _start_asterisk(state, a)
     # The FastAGI transfer guard of each PBX (the referee role's daemon; systemd runs it outside the lab).
     for pbx in topo.pbxs:
+        log(f"start: fastagi-{pbx.name}, agi {pbx.address}:{pbx.agi_port}")
         chroot.start_daemon(
             state,
             f"fastagi-{pbx.name}",
@@ -101,6 +114,7 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             ],
             LOG_DIR / f"fastagi-{pbx.name}.log",
         )
+    log("start: waiting for the Asterisks to boot and every SIP and AGI port to listen")
     for a in ASTERISKS:
         _wait_booted(root, a)
     _wait_listening(topo)
@@ -242,7 +256,7 @@ def _tcp_listening() -> set[tuple[str, int]]:
     return _sockets("tcp", "0A")
 
 
-def up(topo: Topology, log: Callable[[str], None] = print, idempotence_check: bool = False) -> UpReport:
+def up(topo: Topology, log: Callable[[str], None] = say, idempotence_check: bool = False) -> UpReport:
     """rootfs, mounts, provisioning and daemons. On any failure everything is torn down again."""
     ok = False
     try:
@@ -250,11 +264,13 @@ def up(topo: Topology, log: Callable[[str], None] = print, idempotence_check: bo
         report = UpReport(info.path, info.built, info.seconds)
         runs = 2 if idempotence_check else 1
         for i in range(runs):
-            res = provision.provision(info.path, WORK_DIR / f"provision-{i + 1}.log")
+            path = WORK_DIR / f"provision-{i + 1}.log"
+            log(f"provision run {i + 1}: ansible-playbook site.yml, log {path}")
+            res = provision.provision(info.path, path, progress=log)
             report.provision.append(res)
             log(f"provision run {i + 1}: changed={res.changed} failed={res.failed} in {res.seconds:.0f} s")
         start = time.monotonic()
-        start_services(state, topo)
+        start_services(state, topo, log)
         report.start_seconds = time.monotonic() - start
         log(
             "services: "

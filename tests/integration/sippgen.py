@@ -247,6 +247,38 @@ def uas_refer_outcome() -> list[str]:
     ]
 
 
+def pbx_carries_out_transfer() -> str:
+    """The PBX's side of an in-dialog transfer: answers the call, accepts the REFER (202), NOTIFYs
+    100 then 200 (subscription terminated), answers the BYE."""
+    return "\n".join(
+        [
+            uas_invite(capture_tag=True),
+            reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
+            '<recv request="ACK"/>',
+            *uas_refer_outcome(),
+            '<recv request="BYE"/>',
+            reply(200, "OK"),
+        ]
+    )
+
+
+def phone_transfers(user: str, peer: str, refer_to: str) -> str:
+    """The phone's side of it: calls ``peer``, sends the REFER, answers both NOTIFYs, hangs up."""
+    return "\n".join(
+        [
+            answered_call(user, peer),
+            in_dialog("REFER", user, peer, 2, extra_headers=f"Refer-To: {refer_to}"),
+            recv_response(202),
+            '<recv request="NOTIFY"/>',
+            reply(200, "OK"),
+            '<recv request="NOTIFY"/>',
+            reply(200, "OK"),
+            in_dialog("BYE", user, peer, 3),
+            recv_response(200),
+        ]
+    )
+
+
 def register(user: str, password: str, expect: int) -> str:
     base = f"""
         REGISTER sip:lab.test SIP/2.0

@@ -75,39 +75,8 @@ def test_embedded_call_id_is_stripped(kamailio: Kamailio, tmp_path: Path) -> Non
 
 
 def test_in_dialog_refer_notify_relayed_and_outcome_recorded(kamailio: Kamailio, tmp_path: Path) -> None:
-    uas = pbx(
-        tmp_path,
-        "pbx1",
-        PBX1,
-        "\n".join(
-            [
-                g.uas_invite(capture_tag=True),
-                g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
-                '<recv request="ACK"/>',
-                *g.uas_refer_outcome(),
-                '<recv request="BYE"/>',
-                g.reply(200, "OK"),
-            ]
-        ),
-    )
-    bob = phone(
-        tmp_path,
-        "bob",
-        "1002",
-        "\n".join(
-            [
-                g.answered_call("1002", "1001"),
-                g.in_dialog("REFER", "1002", "1001", 2, extra_headers="Refer-To: <sip:1003@lab.test>"),
-                g.recv_response(202),
-                '<recv request="NOTIFY"/>',
-                g.reply(200, "OK"),
-                '<recv request="NOTIFY"/>',
-                g.reply(200, "OK"),
-                g.in_dialog("BYE", "1002", "1001", 3),
-                g.recv_response(200),
-            ]
-        ),
-    )
+    uas = pbx(tmp_path, "pbx1", PBX1, g.pbx_carries_out_transfer())
+    bob = phone(tmp_path, "bob", "1002", g.phone_transfers("1002", "1001", "<sip:1003@lab.test>"))
     with running(uas):
         assert bob.run() == 0, bob.output() + kamailio.log()
         assert uas.wait() == 0, uas.output()

@@ -19,6 +19,7 @@ from referee import sip
 from referee.events import ReferDecision, ReferResponse
 from referee.kemi.dialogs import DialogRecord, DialogStore
 from referee.kemi.event_log import EventLog
+from referee.kemi.hep import HepLog
 from referee.kemi.message import log, number, reason_phrase, single_header, text, user_of
 from referee.kemi.notify import ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder, PvSlot
@@ -72,6 +73,7 @@ class ReferCheck:
         self.dialogs = dialogs
         self._reply = reply or self._send_reply
         self.answers = answers  # relayed REFERs pending / answered, for the NOTIFY order
+        self.hep = HepLog(ksr, settings.hep)  # each decision to Homer too, when siptrace is on
         # The cfg's initial value (shvset referee_reload=i:0), not the first one this worker reads: a worker
         # that handled no REFER before a `kamcmd pv.shvSet referee_reload` must still reload on its first.
         self._reload_generation: object = 0
@@ -215,25 +217,25 @@ class ReferCheck:
     def _event(
         self, asked: _Asked, allowed: bool, status: int, reason: str, rule: str, summary: dict[str, Any]
     ) -> None:
-        self.events.write(
-            ReferDecision(
-                time=self.events.now(),
-                call_id=asked.call_id,
-                cseq=asked.cseq,
-                referrer=asked.referrer,
-                src=asked.src,
-                allowed=allowed,
-                status=status,
-                reason=reason,
-                rule=rule,
-                refer_to=asked.refer_to,
-                forwarded_refer_to=asked.forwarded_refer_to,
-                subscription=asked.subscription,
-                replaces_pbx=asked.replaces_pbx,
-                decision=summary,
-                policy_version=self.policies.policy_version,
-            )
+        event = ReferDecision(
+            time=self.events.now(),
+            call_id=asked.call_id,
+            cseq=asked.cseq,
+            referrer=asked.referrer,
+            src=asked.src,
+            allowed=allowed,
+            status=status,
+            reason=reason,
+            rule=rule,
+            refer_to=asked.refer_to,
+            forwarded_refer_to=asked.forwarded_refer_to,
+            subscription=asked.subscription,
+            replaces_pbx=asked.replaces_pbx,
+            decision=summary,
+            policy_version=self.policies.policy_version,
         )
+        self.events.write(event)
+        self.hep.decision(event)
 
     def _rejected(self, asked: _Asked, status: int, reason: str, rule: str) -> bool:
         """A REFER the proxy answers itself, before or instead of the policy."""

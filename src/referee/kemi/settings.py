@@ -69,6 +69,7 @@ class Settings:
     out_of_dialog_refer: str = "refuse"  # a phone's REFER outside a dialog: "refuse" (403) or "relay"
     dialog_db: str = ""  # SQLite file the dialog map is written through to ("": htable only)
     pbx_probing: bool = False  # the dispatcher probes the PBXs (a timed-out PBX is marked down)
+    hep: bool = False  # siptrace is loaded: each decision also goes out as a HEP log (kemi/hep.py)
 
     def pbx_set(self, name: str) -> int:
         """The PBX's dispatcher set: its position in REFEREE_PBXS, from 1 (dispatcher.list.j2)."""
@@ -128,4 +129,5 @@ class Settings:
             out_of_dialog_refer=ood_refer,
             dialog_db=text("REFEREE_DIALOG_DB", "-").removeprefix("-"),
             pbx_probing=text("REFEREE_PBX_PROBING", "0") not in ("0", ""),
+            hep=text("REFEREE_HEP", "0") not in ("0", ""),
         )

@@ -454,6 +454,12 @@ class _XhttpProm(_Sub):
         return 1
 
 
+class _Siptrace(_Sub):
+    def hlog_cid(self, correlation_id: str, message: str) -> int:
+        self.f.hep_logs.append((correlation_id, message))
+        return 1
+
+
 class _Kx(_Sub):
     def get_callid(self) -> XVal:
         return _decode(self.f.msg.get("Call-ID"))
@@ -513,6 +519,8 @@ class FakeKSR:
     prom: dict[tuple[str, tuple[str, ...]], float] = field(default_factory=dict)
     http_replies: list[tuple[int, str, str]] = field(default_factory=list)
     http_path: str = "/metrics"
+    # siptrace.hlog_cid: (correlation id, message) of every HEP log sent (kept across messages)
+    hep_logs: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.hdr = _Hdr(self)
@@ -531,6 +539,7 @@ class FakeKSR:
         self.siputils = _Siputils(self)
         self.dmq = _Dmq(self)
         self.dispatcher = _Dispatcher(self)
+        self.siptrace = _Siptrace(self)
         self.kx = _Kx(self)
         self.xhttp = _Xhttp(self)
         self.xhttp_prom = _XhttpProm(self)
