@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 from referee.agi.fastagi import FastAgiServer, Handler, Limits
-from referee.agi.guard import GuardSession
+from referee.agi.guard import GuardSession, set_variable_command
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest
 
@@ -35,10 +35,10 @@ def transfer_guard(source: PolicySource, domain: str | None = None) -> Handler:
 
     async def guard(request: AgiRequest) -> None:
         session = GuardSession(request.headers, domain)
-        while (name := session.wanted()) is not None:
+        while (name := session.wanted()) is not None:  # nothing to ask when the request carried it all
             session.give(name, await request.get_variable(name))
-        for name, value in session.decide(source.policy):
-            await request.set_variable(name, value)
+        for name, value in session.answer(source.policy):
+            await request.command(set_variable_command(name, value))
 
     return guard
 
