@@ -139,7 +139,8 @@ def _ascii_escapes() -> dict[str, str]:
     """Every two-digit hex escape of an ASCII character, in any case mix ("3b", "3B"), to the character."""
     table = {}
     for code in range(128):
-        high, low = f"{code:02x}"
+        hex_digits = f"{code:02x}"
+        high, low = hex_digits[0], hex_digits[1]
         for h in {high, high.upper()}:
             for lo in {low, low.upper()}:
                 table[h + lo] = chr(code)
