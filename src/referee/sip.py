@@ -265,6 +265,8 @@ class Uri(NamedTuple):
         return "".join(parts)
 
 
+# Parameters repeat (user=phone, transport=tcp, a screened maddr): their escaped forms are remembered.
+@lru_cache(maxsize=1024)
 def uri_param_text(name: str, value: str | None) -> str:
     """``;name=value`` as a URI writes it, escaped: safe to show in a trace or a log line."""
     if value is None:
@@ -519,6 +521,8 @@ def parse_name_addr(value: str) -> NameAddr:
     text = value.strip(_LWS)
     if not text:
         raise SipSyntaxError("empty address")
+    if text[0] == "<" and text.find(">") == len(text) - 1:  # "<uri>" alone, the usual Refer-To
+        return NameAddr(parse_uri(text[1:-1]))
     display: str | None = None
     if text[0] == '"':
         display, i = _read_quoted(text, 0)
