@@ -236,11 +236,13 @@ def _cpus() -> tuple[int | None, set[int]]:
     return (cpus[-1], set(cpus[:-1])) if len(cpus) > 1 else (None, set(cpus))
 
 
+SERVER_CPU, CLIENT_CPUS = _cpus()  # before the client pins itself
+
+
 async def bench(n_fastagi: int, n_process: int, rate: float, seconds: float) -> dict[str, Result]:
-    server_cpu, client_cpus = _cpus()
-    os.sched_setaffinity(0, client_cpus)
+    os.sched_setaffinity(0, CLIENT_CPUS)
     results: dict[str, Result] = {}
-    with fastagi_server(cpu=server_cpu) as (port, pid):
+    with fastagi_server(cpu=SERVER_CPU) as (port, pid):
         await fastagi_sequential(port, 20, ONE_ROUND_TRIP)  # warm-up: imports, policy caches
         for name, run in (
             ("one", fastagi_sequential(port, n_fastagi, ONE_ROUND_TRIP)),
@@ -256,8 +258,7 @@ async def bench(n_fastagi: int, n_process: int, rate: float, seconds: float) -> 
 
 def report(results: dict[str, Result], rate: float, seconds: float) -> list[str]:
     one, older, process, steady = results["one"], results["older"], results["process"], results["rate"]
-    server_cpu, _ = _cpus()
-    pinned = f"server on CPU {server_cpu}" if server_cpu is not None else "one CPU shared"
+    pinned = f"server on CPU {SERVER_CPU}" if SERVER_CPU is not None else "one CPU shared"
     return [
         f"transfer guard round trip, {EXTEN} referred by 1002, examples/policy.toml, {os.cpu_count()} CPUs",
         one.line("FastAGI, one round trip"),
