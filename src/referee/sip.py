@@ -120,15 +120,10 @@ def _unescape(text: str, what: str) -> str:
     # Escapes of ASCII characters (%40, %3B: an embedded Replaces) decode one by one, about twice
     # as fast as unquote; an escaped UTF-8 sequence goes to unquote, which decodes it whole.
     parts = text.split("%")
-    out = [parts[0]]
-    for part in parts[1:]:
-        ch = _ASCII_ESCAPES.get(part[:2])
-        if ch is None:
-            break
-        out.append(ch)
-        out.append(part[2:])
-    else:
-        return "".join(out)
+    try:
+        return parts[0] + "".join([_ASCII_ESCAPES[part[:2]] + part[2:] for part in parts[1:]])
+    except KeyError:  # an escaped byte above 0x7f: part of a UTF-8 sequence
+        pass
     try:
         return unquote(text, errors="strict")
     except UnicodeDecodeError:
