@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 MAX_VALUE = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def agi_quote(value: str, limit: int = MAX_VALUE) -> str:
@@ -14,5 +17,5 @@ def agi_quote(value: str, limit: int = MAX_VALUE) -> str:
     control characters have no escape, so they become spaces. Values are cut to ``limit`` characters
     (512 by default: a command line, escapes included, stays within res_agi's 2,048-byte buffer).
     """
-    text = "".join(ch if ch >= " " and ch != "\x7f" else " " for ch in value[:limit])
+    text = _CONTROL.sub(" ", value[:limit])  # one regex pass: a per-character loop cost more than the rest
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
