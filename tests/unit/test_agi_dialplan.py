@@ -155,3 +155,24 @@ def test_the_answer_is_split_in_the_guards_order_allowed_last(plan: Dialplan) ->
     assert steps[-1][1] == "Return"
     # Without an answer from either guard, the subroutine returns before the split: REFEREE_ALLOWED stays 0.
     assert [app for _, app, _ in steps[answer - 2 : answer]] == ["Log", "Return"]
+
+
+# The dialplan functions the snippet uses, and the module each lives in (Asterisk 22).
+FUNCTION_MODULES = {
+    "URIENCODE": "func_uri.so",
+    "URIDECODE": "func_uri.so",
+    "CUT": "func_cut.so",
+    "IF": "func_logic.so",
+    "GLOBAL": "func_global.so",
+    "LOCAL": "app_stack.so",
+}
+
+
+def test_the_asterisk_role_loads_every_function_the_snippet_uses() -> None:
+    # modules.conf has autoload = no: a function whose module is not listed reads as empty (the lab
+    # once sent `target=&domain=...` because func_uri was missing).
+    used = set(re.findall(r"\$\{([A-Z]+)\(", SNIPPET.read_text())) | {"LOCAL"}
+    assert used <= set(FUNCTION_MODULES), used - set(FUNCTION_MODULES)
+    modules = ROOT / "ansible" / "roles" / "asterisk" / "templates" / "modules.conf.j2"
+    loaded = set(re.findall(r"^load = (\S+)$", modules.read_text(), re.MULTILINE))
+    assert {FUNCTION_MODULES[name] for name in used} <= loaded
