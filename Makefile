@@ -113,7 +113,7 @@ bench-notify-order: deps venv
 bench-lab: deps venv
 	$(BIN)/python tests/bench/lab_attended_latency.py
 
-# FastAGI guard vs process AGI guard round-trip, as a ratio; 200 concurrent FastAGI sessions (loopback only).
+# FastAGI guard (one round trip) vs process AGI, as a ratio; steady arrivals at 2,000 sessions/s (loopback only).
 .PHONY: bench-agi
 bench-agi: venv
 	$(BIN)/python tests/bench/agi_guard_ratio.py

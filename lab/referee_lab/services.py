@@ -92,32 +92,51 @@ def start_services(
     for a in ASTERISKS:
         log(f"start: asterisk {a.name}, sip {addresses.get(a.name, '?')}")
         _start_asterisk(state, a)
-    # The FastAGI transfer guard of each PBX (the referee role's daemon; systemd runs it outside the lab).
     for pbx in topo.pbxs:
         log(f"start: fastagi-{pbx.name}, agi {pbx.address}:{pbx.agi_port}")
-        chroot.start_daemon(
-            state,
-            f"fastagi-{pbx.name}",
-            [
-                "/usr/local/bin/referee",  # the referee role's virtualenv, /opt/referee
-                "fastagi",
-                "--listen",
-                pbx.address,
-                "--port",
-                str(pbx.agi_port),
-                "--policy",
-                POLICY_FILE,
-                "--domain",
-                topo.domain,
-                "--metrics-listen",
-                f"{pbx.address}:{FASTAGI_METRICS_PORT}",
-            ],
-            LOG_DIR / f"fastagi-{pbx.name}.log",
-        )
+        _start_fastagi(state, topo, pbx.name)
     log("start: waiting for the Asterisks to boot and every SIP and AGI port to listen")
     for a in ASTERISKS:
         _wait_booted(root, a)
     _wait_listening(topo)
+
+
+def _start_fastagi(state: chroot.LabState, topo: Topology, name: str) -> int:
+    """The FastAGI transfer guard of one PBX (the referee role's daemon; systemd runs it outside the lab)."""
+    pbx = next(p for p in topo.pbxs if p.name == name)
+    return chroot.start_daemon(
+        state,
+        f"fastagi-{pbx.name}",
+        [
+            "/usr/local/bin/referee",  # the referee role's virtualenv, /opt/referee
+            "fastagi",
+            "--listen",
+            pbx.address,
+            "--port",
+            str(pbx.agi_port),
+            "--policy",
+            POLICY_FILE,
+            "--domain",
+            topo.domain,
+            "--metrics-listen",
+            f"{pbx.address}:{FASTAGI_METRICS_PORT}",
+        ],
+        LOG_DIR / f"fastagi-{pbx.name}.log",
+    )
+
+
+def stop_fastagi(name: str, state: chroot.LabState) -> None:
+    """Stop a PBX's FastAGI guard (SIGTERM by its PID): its dialplan falls back to the process AGI."""
+    pid = state.pids.get(f"fastagi-{name}")
+    if pid is not None:
+        chroot.stop_pids([pid])
+
+
+def start_fastagi(name: str, topo: Topology, state: chroot.LabState) -> int:
+    """Start a PBX's FastAGI guard again and wait until it listens; its new PID."""
+    pid = _start_fastagi(state, topo, name)
+    _wait_listening(topo)
+    return pid
 
 
 def _start_kamailio(state: chroot.LabState) -> None:

@@ -117,14 +117,58 @@ def _unescape(text: str, what: str) -> str:
         return text
     if _BAD_ESCAPE.search(text):
         raise SipSyntaxError(f"bad percent-escape in {what}")
+    # Escapes of ASCII characters (%40, %3B: an embedded Replaces) decode one by one, about twice
+    # as fast as unquote; an escaped UTF-8 sequence goes to unquote, which decodes it whole.
+    parts = text.split("%")
+    try:
+        return parts[0] + "".join([_ASCII_ESCAPES[part[:2]] + part[2:] for part in parts[1:]])
+    except KeyError:  # an escaped byte above 0x7f: part of a UTF-8 sequence
+        pass
     try:
         return unquote(text, errors="strict")
     except UnicodeDecodeError:
         raise SipSyntaxError(f"{what} is not valid UTF-8 once unescaped") from None
 
 
+def _ascii_escapes() -> dict[str, str]:
+    """Every two-digit hex escape of an ASCII character, in any case mix ("3b", "3B"), to the character."""
+    table = {}
+    for code in range(128):
+        hex_digits = f"{code:02x}"
+        high, low = hex_digits[0], hex_digits[1]
+        for h in {high, high.upper()}:
+            for lo in {low, low.upper()}:
+                table[h + lo] = chr(code)
+    return table
+
+
+_ASCII_ESCAPES: Final = _ascii_escapes()
+
+
 def _escape(text: str, safe: frozenset[str]) -> str:
     return _NOT_IN[safe].sub(_percent, text)
+
+
+# User parts and header names repeat (extensions, "Replaces"): their escaped forms are remembered.
+@lru_cache(maxsize=4096)
+def _escape_user(text: str) -> str:
+    return _escape(text, _USER_SAFE)
+
+
+@lru_cache(maxsize=64)
+def _escape_header_name(text: str) -> str:
+    return _escape(text, _HEADER_SAFE)
+
+
+# An embedded Replaces value (call-id@host;to-tag=..;from-tag=..) needs "@", ";" and "=" escaped and
+# nothing else: three replaces, where the general escape calls back once per character.
+_HEADER_SAFE_AND_REPLACES_PUNCTUATION: Final = re.compile(f"[{_class(_HEADER_SAFE | frozenset('@;='))}]*")
+
+
+def _escape_header_value(text: str) -> str:
+    if _HEADER_SAFE_AND_REPLACES_PUNCTUATION.fullmatch(text):
+        return text.replace("@", "%40").replace(";", "%3B").replace("=", "%3D")
+    return _escape(text, _HEADER_SAFE)
 
 
 def _percent(match: re.Match[str]) -> str:
@@ -202,7 +246,7 @@ class Uri(NamedTuple):
             parts.append(_escape(self.user or "", _TEL_SAFE))
         else:
             if self.user is not None:
-                parts.append(_escape(self.user, _USER_SAFE))
+                parts.append(_escape_user(self.user))
                 if self.password is not None:
                     parts += [":", _escape(self.password, _PASSWORD_SAFE)]
                 parts.append("@")
@@ -211,11 +255,13 @@ class Uri(NamedTuple):
         if self.headers:
             parts.append("?")
             parts.append(
-                "&".join(f"{_escape(k, _HEADER_SAFE)}={_escape(v, _HEADER_SAFE)}" for k, v in self.headers)
+                "&".join(f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in self.headers)
             )
         return "".join(parts)
 
 
+# Parameters repeat (user=phone, transport=tcp, a screened maddr): their escaped forms are remembered.
+@lru_cache(maxsize=1024)
 def uri_param_text(name: str, value: str | None) -> str:
     """``;name=value`` as a URI writes it, escaped: safe to show in a trace or a log line."""
     if value is None:
@@ -223,6 +269,9 @@ def uri_param_text(name: str, value: str | None) -> str:
     return f";{_escape(name, _PARAM_SAFE)}={_escape(value, _PARAM_SAFE)}"
 
 
+# Hosts repeat (the tenants' domains, the PBXs' addresses): a checked one is remembered. Only valid
+# hosts are (a refused one raises, and lru_cache keeps no exception).
+@lru_cache(maxsize=1024)
 def _parse_host(text: str) -> str:
     """Check a host: a host name whose top label starts with a letter, IPv4, or [IPv6]."""
     if _HOST_NAME.fullmatch(text) or _IPV4.fullmatch(text):
@@ -259,14 +308,17 @@ def _split_hostport(text: str) -> tuple[str, int | None]:
     else:
         host, sep, port_text_ = text.partition(":")
         port_text = port_text_ if sep else None
-    port = None
-    if port_text is not None:
-        if len(port_text) > 5 or not _all_digits(port_text):
-            raise SipSyntaxError("bad port")
-        port = int(port_text)
-        if not 0 < port < 65536:
-            raise SipSyntaxError("port out of range")
+    port = None if port_text is None else _parse_port(port_text)
     return _parse_host(host), port
+
+
+def _parse_port(text: str) -> int:
+    if len(text) > 5 or not _all_digits(text):
+        raise SipSyntaxError("bad port")
+    port = int(text)
+    if not 0 < port < 65536:
+        raise SipSyntaxError("port out of range")
+    return port
 
 
 def _parse_params(text: str, what: str) -> Params:
@@ -297,9 +349,32 @@ def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(headers)
 
 
+# The usual SIP URI in one match: a lower-case scheme, no password, a host name or IPv4 address,
+# parameters without "@". Its parts then go through the same checks, in the same order, as in
+# _parse_uri_general, which takes every other URI (tests/unit/test_sip_fast_path.py compares them).
+_NOT_IN_URI = r'\x00-\x20"<>\x7f'
+_USUAL_SIP_URI: Final = re.compile(
+    rf"(sips?):(?:([{_class(_USER_SAFE)}%]+)@)?([A-Za-z0-9.-]+)(?::([^;?@{_NOT_IN_URI}]*))?"
+    rf"(;[^?@{_NOT_IN_URI}]*)?(?:\?([^{_NOT_IN_URI}]*))?"
+)
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a sip:, sips: or tel: URI; any other absolute URI becomes an opaque :class:`Uri`."""
     _check_length(text, "URI")
+    usual = _USUAL_SIP_URI.fullmatch(text)
+    if usual is None:
+        return _parse_uri_general(text)
+    scheme, user_text, host, port_text, param_text, header_text = usual.groups()
+    headers = _parse_headers(header_text) if header_text is not None else ()
+    user = None if user_text is None else _unescape(user_text, "user part")
+    port = None if port_text is None else _parse_port(port_text)
+    host = _parse_host(host)
+    params = _parse_params(param_text[1:], "URI") if param_text is not None else ()
+    return Uri(scheme, user, None, host, port, params, headers)
+
+
+def _parse_uri_general(text: str) -> Uri:
     scheme, sep, rest = text.partition(":")
     if not sep or not scheme or not scheme[0].isascii() or not scheme[0].isalpha():
         raise SipSyntaxError("URI has no scheme")
@@ -441,6 +516,8 @@ def parse_name_addr(value: str) -> NameAddr:
     text = value.strip(_LWS)
     if not text:
         raise SipSyntaxError("empty address")
+    if text[0] == "<" and text.find(">") == len(text) - 1:  # "<uri>" alone, the usual Refer-To
+        return NameAddr(parse_uri(text[1:-1]))
     display: str | None = None
     if text[0] == '"':
         display, i = _read_quoted(text, 0)
@@ -563,9 +640,28 @@ def _check_call_id(call_id: str) -> None:
         raise SipSyntaxError("bad Call-ID in Replaces")
 
 
+# The usual Replaces in one match: no whitespace, lower-case names, the tags in either order, no other
+# parameter. Anything else takes the general parser (tests/unit/test_sip_fast_path.py compares them).
+_CALL_ID_HALF = f"[{_class(_WORD)}]+"
+_TAG = f"[{_class(_TOKEN)}]+"
+_USUAL_REPLACES: Final = re.compile(
+    rf"({_CALL_ID_HALF}(?:@{_CALL_ID_HALF})?)"
+    rf"(?:;to-tag=(?P<to>{_TAG});from-tag=(?P<from>{_TAG})|;from-tag=(?P<from2>{_TAG});to-tag=(?P<to2>{_TAG}))"
+    r"(;early-only)?"
+)
+
+
 def parse_replaces(value: str) -> Replaces:
     """Parse a Replaces value: ``call-id;to-tag=..;from-tag=..[;early-only]``."""
     _check_length(value, "Replaces")
+    usual = _USUAL_REPLACES.fullmatch(value)
+    if usual is not None:
+        call_id, to_tag, from_tag, from2, to2, early = usual.groups()
+        return Replaces(call_id, to_tag or to2, from_tag or from2, early is not None)
+    return _parse_replaces_general(value)
+
+
+def _parse_replaces_general(value: str) -> Replaces:
     call_id, *items = (part.strip(_LWS) for part in value.strip(_LWS).split(";"))
     _check_call_id(call_id)
     tags: dict[str, str] = {}

@@ -41,3 +41,9 @@ def test_decision_latency(benchmark: BenchmarkFixture, case: str) -> None:
         p50, p99 = data[len(data) // 2], data[int(len(data) * 0.99)]
         benchmark.extra_info.update(p50_us=round(p50 * 1e6, 2), p99_us=round(p99 * 1e6, 2))
         print(f"\n{case:>20}: p50 {p50 * 1e6:6.2f} us   p99 {p99 * 1e6:6.2f} us")
+
+
+def test_the_cpu_time_script_runs_every_case() -> None:
+    from policy_cpu import cpu_per_decision  # noqa: PLC0415
+
+    assert all(cpu_per_decision(refer_to, rounds=1, per_round=3) > 0 for refer_to in CASES.values())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from referee.agi.daemon import TRANSFER_GUARD
-from referee.agi.guard import OUTPUT_VARIABLES
+from referee.agi.guard import OUTPUT_VARIABLES, QUERY_VARIABLES, RESULT_VARIABLE
 from referee.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +92,8 @@ def test_guard_tries_fastagi_then_the_process_agi_and_fails_closed(plan: Dialpla
     steps = plan["referee-guard"]["s"]
     assert steps[0][1:] == ("Set", "REFEREE_ALLOWED=0")  # before any guard runs
     agis = [args for _, app, args in steps if app == "AGI"]
-    assert agis == [f"${{url}}/{TRANSFER_GUARD},${{ARG1}}", "referee_transfer_guard.py,${ARG1}"]
+    # One round trip: the inputs in the request (FastAGI: the URL's query; process AGI: its argument).
+    assert agis == [f"${{url}}/{TRANSFER_GUARD}?${{query}}", "referee_transfer_guard.py,?${query}"]
     # Without a REFEREE_FASTAGI global: where `referee fastagi` listens by default, not a lab address.
     defaults = build_parser().parse_args(["fastagi"])
     url = f"agi://{defaults.listen}:{defaults.port}"
@@ -124,6 +125,54 @@ def test_execif_never_carries_a_colon(plan: Dialplan) -> None:
 
 def test_the_dialplan_reads_only_variables_the_guard_sets(plan: Dialplan) -> None:
     read = set(re.findall(r"\$\{(REFEREE_\w+)\}", SNIPPET.read_text()))
-    own = {"REFEREE_PROXY"}  # set by the snippet itself (from the global REFEREE_PROXY_ENDPOINT)
+    # Set by the snippet itself (from the global REFEREE_PROXY_ENDPOINT), the channel's own domain (an
+    # input), and the guard's one answer.
+    own = {"REFEREE_PROXY", "REFEREE_DOMAIN", RESULT_VARIABLE}
     assert read - own <= set(OUTPUT_VARIABLES)
     assert {"REFEREE_ALLOWED", "REFEREE_STATUS", "REFEREE_REASON", "REFEREE_RULE"} <= read
+
+
+def test_the_request_carries_every_input_urlencoded(plan: Dialplan) -> None:
+    steps = plan["referee-guard"]["s"]
+    query = next(args for _, app, args in steps if app == "Set" and args.startswith("LOCAL(query)="))
+    pairs = [pair.split("=", 1) for pair in query.removeprefix("LOCAL(query)=").split("&")]
+    expected = {"target": "ARG1", **QUERY_VARIABLES}
+    assert [key for key, _ in pairs] == list(expected)
+    for key, value in pairs:
+        assert value == f"${{URIENCODE(${{{expected[key]}}})}}", key
+
+
+def test_the_answer_is_split_in_the_guards_order_allowed_last(plan: Dialplan) -> None:
+    steps = plan["referee-guard"]["s"]
+    answer = [label for label, _, _ in steps].index("answer")
+    sets = [args for _, app, args in steps[answer:] if app == "Set"]
+    assert [args.split("=", 1)[0] for args in sets] == list(OUTPUT_VARIABLES)
+    for number, args in enumerate(sets[:-1], 1):
+        assert args.split("=", 1)[1] == f"${{URIDECODE(${{CUT({RESULT_VARIABLE},|,{number})}})}}"
+    # REFEREE_ALLOWED is 1 only when the last field is exactly 1 (an answer cut short has no such field).
+    last = len(OUTPUT_VARIABLES)
+    assert sets[-1] == f'REFEREE_ALLOWED=${{IF($["${{CUT({RESULT_VARIABLE},|,{last})}}" = "1"]?1:0)}}'
+    assert steps[-1][1] == "Return"
+    # Without an answer from either guard, the subroutine returns before the split: REFEREE_ALLOWED stays 0.
+    assert [app for _, app, _ in steps[answer - 2 : answer]] == ["Log", "Return"]
+
+
+# The dialplan functions the snippet uses, and the module each lives in (Asterisk 22).
+FUNCTION_MODULES = {
+    "URIENCODE": "func_uri.so",
+    "URIDECODE": "func_uri.so",
+    "CUT": "func_cut.so",
+    "IF": "func_logic.so",
+    "GLOBAL": "func_global.so",
+    "LOCAL": "app_stack.so",
+}
+
+
+def test_the_asterisk_role_loads_every_function_the_snippet_uses() -> None:
+    # modules.conf has autoload = no: a function whose module is not listed reads as empty (the lab
+    # once sent `target=&domain=...` because func_uri was missing).
+    used = set(re.findall(r"\$\{([A-Z]+)\(", SNIPPET.read_text())) | {"LOCAL"}
+    assert used <= set(FUNCTION_MODULES), used - set(FUNCTION_MODULES)
+    modules = ROOT / "ansible" / "roles" / "asterisk" / "templates" / "modules.conf.j2"
+    loaded = set(re.findall(r"^load = (\S+)$", modules.read_text(), re.MULTILINE))
+    assert {FUNCTION_MODULES[name] for name in used} <= loaded

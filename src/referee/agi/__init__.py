@@ -2,9 +2,9 @@
 
 - :mod:`referee.agi.guard`: channel variables in, :meth:`Policy.decide`, channel variables
   out (sans-I/O, shared by both transports);
-- :mod:`referee.agi.process`: the process AGI (pyst2), run by ``agi/referee_transfer_guard.py``;
+- :mod:`referee.agi.process`: the process AGI (a stdlib AGI loop), run by ``agi/referee_transfer_guard.py``;
 - :mod:`referee.agi.fastagi` and :mod:`referee.agi.daemon`: the FastAGI server
   (``referee fastagi``), bounded against bad clients.
 
-Importing this package imports neither pyst2 nor panoramisk.
+Importing this package does not import panoramisk; nothing here needs pyst2.
 """

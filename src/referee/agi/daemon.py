@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from referee.agi.fastagi import FastAgiServer, Handler, Limits
-from referee.agi.guard import GuardSession
+from referee.agi.guard import GuardSession, set_variable_command
 from referee.agi.policy_source import PolicySource
 from referee.agi.protocol import AgiRequest
 
@@ -45,14 +45,14 @@ def transfer_guard(
 
     async def guard(request: AgiRequest) -> None:
         session = GuardSession(request.headers, domain)
-        while (name := session.wanted()) is not None:
+        while (name := session.wanted()) is not None:  # nothing to ask when the request carried it all
             session.give(name, await request.get_variable(name))
-        answer = session.decide(source.policy)
+        variables = session.decide(source.policy)
         if on_decision is not None:
-            values = dict(answer)
+            values = dict(variables)
             on_decision(values["REFEREE_ALLOWED"] == "1", values["REFEREE_RULE"])
-        for name, value in answer:
-            await request.set_variable(name, value)
+        for name, value in session.package(variables):
+            await request.command(set_variable_command(name, value))
 
     return guard
 

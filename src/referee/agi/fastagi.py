@@ -156,7 +156,7 @@ class FastAgiServer:
         headers: dict[str, str] = {}
         try:
             async with asyncio.timeout(self.limits.session_timeout):
-                headers = await read_request(reader, self.limits.header)
+                headers = await read_request(reader, self.limits.header, self.limits.max_line)
                 script = headers.get("agi_network_script", "")
                 handler = self.routes.get(script.split("?", 1)[0].strip("/"))
                 if handler is None:

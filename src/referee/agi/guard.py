@@ -2,13 +2,22 @@
 
 Thin on purpose: it builds the Refer-To and the referrer the policy expects from what the
 dialplan knows, asks :meth:`Policy.decide`, and writes the answer back as variables. It is
-sans-I/O, so the process AGI (pyst2) and the FastAGI server (asyncio) drive the same code:
+sans-I/O, so the process AGI (a stdlib loop) and the FastAGI server (asyncio) drive the same code:
 
     session = GuardSession(env, domain)
     while (name := session.wanted()) is not None:
         session.give(name, <GET VARIABLE name>)
-    for name, value in session.decide(policy):
+    for name, value in session.answer(policy):
         <SET VARIABLE name value>
+
+One round trip: the dialplan (``[referee-guard]``) passes every input in the request itself,
+``agi://HOST:PORT/transfer-guard?target=1003&referred_by=...`` (FastAGI), or ``?target=...`` as the
+process AGI's first argument: each value ``URIENCODE``d, keys as in :data:`QUERY_VARIABLES`. Then
+nothing is asked (``wanted()`` is None at once) and the answer is one ``SET VARIABLE REFEREE_RESULT``:
+the output variables in :data:`OUTPUT_VARIABLES` order, each percent-encoded, joined by ``|``; the
+dialplan splits it with ``CUT`` and ``URIDECODE`` (:func:`decode_result` does the same in Python). Its
+last field is ``REFEREE_ALLOWED``: a value cut short allows nothing. A request without a query is
+the older dialplan's, answered as before: ``GET VARIABLE`` per input, one ``SET VARIABLE`` per output.
 
 Inputs, in the transfer context (``TRANSFER_CONTEXT``):
 
@@ -42,7 +51,9 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from urllib.parse import quote, unquote
 
+from referee.agi.quoting import MAX_VALUE, agi_quote
 from referee.policy import Decision, Policy
 from referee.sip import SipSyntaxError, Uri, parse_name_addr
 
@@ -65,6 +76,26 @@ OUTPUT_VARIABLES = (
     "REFEREE_ALLOWED",
 )
 
+#: The one-round-trip request's query keys, and the channel variable each carries; ``target`` is the
+#: transfer target (what ``agi_arg_1``/``${EXTEN}`` is otherwise). Unknown keys are ignored.
+QUERY_VARIABLES = {
+    "domain": "REFEREE_DOMAIN",
+    "refer_to": "SIPREFERTOHDR",
+    "referred_by": "SIPREFERREDBYHDR",
+    "transferer": "TRANSFERERNAME",
+    "blind": "BLINDTRANSFER",
+    "attended": "ATTENDEDTRANSFER",
+}
+
+#: The one variable a one-round-trip answer sets; and the longest value it may have. res_agi reads a
+#: command line of 2,048 bytes in older Asterisks: a longer answer would be cut, so it is a refusal.
+RESULT_VARIABLE = "REFEREE_RESULT"
+MAX_RESULT = 1800
+_RESULT_SEPARATOR = "|"
+# Kept as they are in the encoded fields, for legible VarSet events; the rest is %XX. Never "|", "%",
+# nor anything the dialplan parses ("," "(" ")" '"' "\\" "$" "[" "]" "{" "}"); URIDECODE leaves "+" alone.
+_RESULT_SAFE = ":/@;=+"
+
 # "PJSIP/1002-0000001a", "SIP/bob-00000001", "Local/1002@ctx-00000001;2": tech/RESOURCE-sequence.
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9_]+/(?P<resource>[^/]+?)-[0-9a-fA-F]{8}(?:;[12])?")
 
@@ -74,13 +105,19 @@ class GuardSession:
 
     def __init__(self, env: Mapping[str, str], domain: str | None = None) -> None:
         """``domain``: the tenant domain the adapter was configured with, if any."""
-        # AGI(url,TARGET) from a Gosub passes ${EXTEN} as the first argument.
-        self.exten = env.get("agi_arg_1") or env.get("agi_extension", "")
         self.callerid = env.get("agi_callerid", "")
         self.channel = env.get("agi_channel", "")
         self.configured_domain = domain or ""
         self.policy_domain = ""  # the policy's default tenant: decide() fills it in
         self.values: dict[str, str] = {}
+        self._wanted: list[str] = []
+        self.query = request_query(env)
+        if self.query is not None:  # one round trip: everything came with the request
+            self.exten = self.query.get("target", "").strip()
+            self.values = {var: self.query.get(key, "").strip() for key, var in QUERY_VARIABLES.items()}
+            return
+        # AGI(url,TARGET) from a Gosub passes ${EXTEN} as the first argument.
+        self.exten = env.get("agi_arg_1") or env.get("agi_extension", "")
         self._wanted = ["REFEREE_DOMAIN"]
         if self.exten == EXTERNAL_REPLACES:
             self._wanted.append("SIPREFERTOHDR")
@@ -138,6 +175,22 @@ class GuardSession:
             return str(Uri("sip", user=self.callerid, host=self.domain))
         return ""
 
+    def answer(self, policy: Policy | None) -> list[tuple[str, str]]:
+        """The SET VARIABLEs to send: :data:`RESULT_VARIABLE` alone for a one-round-trip request, else
+        :meth:`decide`'s variables one by one."""
+        return self.package(self.decide(policy))
+
+    def package(self, variables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """:meth:`decide`'s variables as they are sent: one encoded result for a one-round-trip request."""
+        if self.query is None:
+            return variables
+        result = encode_result(variables)
+        if len(result) > MAX_RESULT:
+            log.error("transfer guard answer of %d characters on %s: refusing", len(result), self.channel)
+            version = dict(variables)["REFEREE_POLICY_VERSION"]
+            result = encode_result(_refused(500, "Transfer guard answer too long", "error", version))
+        return [(RESULT_VARIABLE, result)]
+
     def decide(self, policy: Policy | None) -> list[tuple[str, str]]:
         """The output variables, in order. Never raises: a failure is a 500 and a refusal."""
         try:
@@ -164,6 +217,49 @@ class GuardSession:
                 "transfer guard failed on %s; refusing the transfer", self.channel or "(no channel)"
             )
             return _refused(500, "Transfer guard internal error", "error", _version_of(policy))
+
+
+def set_variable_command(name: str, value: str) -> str:
+    """The ``SET VARIABLE`` command line for one of :meth:`GuardSession.answer`'s variables. The
+    one-round-trip result may be longer than other values: it is %-encoded, so quoting adds nothing."""
+    limit = MAX_RESULT if name == RESULT_VARIABLE else MAX_VALUE
+    return f"SET VARIABLE {agi_quote(name)} {agi_quote(value, limit)}"
+
+
+def request_query(env: Mapping[str, str]) -> dict[str, str] | None:
+    """The one-round-trip request's query (None when there is none): after the ``?`` of the FastAGI
+    script (``agi_network_script``), or the process AGI's first argument when it starts with ``?``.
+
+    Values are percent-decoded (``URIENCODE`` never writes ``+`` for a space, so ``+`` stays ``+``);
+    the first of a repeated key wins.
+    """
+    script = env.get("agi_network_script", "")
+    _, mark, text = script.partition("?")
+    if not mark:
+        arg = env.get("agi_arg_1", "")
+        if not arg.startswith("?"):
+            return None
+        text = arg[1:]
+    query: dict[str, str] = {}
+    for pair in text.split("&"):
+        key, _, value = pair.partition("=")
+        if key and key not in query:
+            query[key] = unquote(value, errors="replace")
+    return query
+
+
+def encode_result(variables: list[tuple[str, str]]) -> str:
+    """The one value of a one-round-trip answer: the variables' values, in order, %-encoded, ``|``-joined."""
+    return _RESULT_SEPARATOR.join(quote(value, safe=_RESULT_SAFE) for _, value in variables)
+
+
+def decode_result(value: str) -> dict[str, str]:
+    """What the dialplan makes of :data:`RESULT_VARIABLE` (``CUT`` then ``URIDECODE``): the output
+    variables; ``REFEREE_ALLOWED`` is 1 only when the last field is exactly 1."""
+    fields = value.split(_RESULT_SEPARATOR)
+    out = {name: unquote(field) for name, field in zip(OUTPUT_VARIABLES, fields, strict=False)}
+    out["REFEREE_ALLOWED"] = "1" if len(fields) == len(OUTPUT_VARIABLES) and fields[-1] == "1" else "0"
+    return out
 
 
 def _summary(decision: Decision) -> str:

@@ -20,6 +20,7 @@ closed connection is an :class:`AgiHangup`.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,42 +49,66 @@ class HeaderLimits:
     max_lines: int = 256
 
 
-async def read_request(reader: asyncio.StreamReader, limits: HeaderLimits) -> dict[str, str]:
+async def read_request(
+    reader: asyncio.StreamReader, limits: HeaderLimits, max_line: int = 8 * 1024
+) -> dict[str, str]:
     """Read ``agi_name: value`` lines up to the blank line; raise BadRequest or TimeoutError.
 
-    Each line is also bounded by the reader's own ``limit`` (``asyncio.start_server(limit=)``).
+    The header usually arrives in one segment: it is read as it comes (whatever is buffered, at
+    once) and split here, rather than awaited line by line. Each line is bounded by ``max_line``.
+    Anything after the blank line (Asterisk sends nothing before the first command, but a HANGUP
+    may come early) is given back to the reader for the commands' results.
     """
     headers: dict[str, str] = {}
     size = 0
+    pending = b""  # an unfinished line
     async with asyncio.timeout(limits.timeout):
         while True:
-            try:
-                line = await reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as err:
-                where = "mid-header" if err.partial or headers else "before the header"
-                raise BadRequest(f"connection closed {where}") from None
-            except asyncio.LimitOverrunError:
-                raise BadRequest("header line too long") from None
-            size += len(line)
-            if size > limits.max_bytes:
-                raise BadRequest("header too large")
-            text = line.rstrip(b"\r\n")
-            if not text:
-                if not headers:
-                    raise BadRequest("empty header")
-                return headers
-            if len(headers) >= limits.max_lines:
-                raise BadRequest("too many header lines")
-            headers.update([_header_line(text)])
+            chunk = await reader.read(_READ_ALL)
+            if not chunk:
+                where = "mid-header" if pending or headers else "before the header"
+                raise BadRequest(f"connection closed {where}")
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            for number, line in enumerate(lines):
+                size += len(line) + 1
+                if len(line) >= max_line:
+                    raise BadRequest("header line too long")
+                if size > limits.max_bytes:
+                    raise BadRequest("header too large")
+                text = line.rstrip(b"\r")
+                if not text:
+                    if not headers:
+                        raise BadRequest("empty header")
+                    _give_back(reader, b"\n".join([*lines[number + 1 :], pending]))
+                    return headers
+                if len(headers) >= limits.max_lines:
+                    raise BadRequest("too many header lines")
+                headers.update([_header_line(text)])
+            if len(pending) >= max_line:
+                raise BadRequest("header line too long")
+
+
+# More than a reader ever buffers (asyncio reads 256 KiB at most at once, and pauses at twice its limit):
+# one read takes everything that has arrived, so bytes given back keep their order.
+_READ_ALL = 1 << 20
+
+
+def _give_back(reader: asyncio.StreamReader, rest: bytes) -> None:
+    if rest and not reader.at_eof():
+        reader.feed_data(rest)
+
+
+# A header line: an ASCII ``agi_`` name, a colon, a value in any charset (a Latin-1 caller ID name),
+# decoded leniently.
+_HEADER_LINE = re.compile(rb"(agi_[A-Za-z0-9_]*):(.*)", re.DOTALL)
 
 
 def _header_line(text: bytes) -> tuple[str, str]:
-    # Values may be in any charset (a Latin-1 caller ID name): decoded leniently. Names may not.
-    decoded = text.decode("utf-8", "replace")
-    name, colon, value = decoded.partition(":")
-    if not colon or not name.startswith("agi_") or not (name.isascii() and name.replace("_", "").isalnum()):
-        raise BadRequest(f"not an AGI header line: {decoded[:60]!r}")
-    return name, value.strip(" ")
+    line = _HEADER_LINE.fullmatch(text)
+    if line is None:
+        raise BadRequest(f"not an AGI header line: {text.decode('utf-8', 'replace')[:60]!r}")
+    return line[1].decode("ascii"), line[2].decode("utf-8", "replace").strip(" ")
 
 
 class AgiRequest(Request):  # type: ignore[misc]  # panoramisk ships no type information
