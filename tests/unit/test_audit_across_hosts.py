@@ -1,0 +1,278 @@
+"""One audit database, several writers: a proxy host's ingest and each PBX host's orchestrator.
+
+Against a real PostgreSQL (:mod:`pg_server`): two writers racing on the same transfer give one record
+whichever commits first; a PBX that held a replaced dialog joins the REFER's record before or after the
+decision is read; ``referee transfers`` and the API read PostgreSQL as they read SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from http_raw import exchange, request
+from pg_server import HOST, PgServer, pg_server
+
+from referee.api.app import Api
+from referee.api.http import HttpServer
+from referee.audit import open_store
+from referee.audit.correlate import REPLACES, Correlator
+from referee.audit.store import AuditStore
+from referee.cli import main
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision
+from referee.orchestrator.api_service import OrchestratorService
+from referee.orchestrator.operations import Orchestrator
+
+TOKEN = "t0k3n-across-hosts"
+REFER_DIALOG = "alice-bob@127.0.0.31"
+REPLACED_DIALOG = "dave-bob@127.0.0.34"
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PgServer]:
+    with pg_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return str(tmp_path / "audit.db")
+    server: PgServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+def decision(call_id: str = REFER_DIALOG, when: float = 10.0, replaced: str | None = None) -> ReferDecision:
+    summary = {} if replaced is None else {"replaces": {"call_id": replaced, "to_tag": "t", "from_tag": "f"}}
+    refer_to = "<sip:2001@lab.test?Replaces=x>" if replaced else "<sip:1003@lab.test>"
+    return ReferDecision(
+        when, call_id, 2, "sip:1002@lab.test", "127.0.0.32", True, 202, "Accepted", "r", refer_to,
+        decision=summary, replaces_pbx="pbx2" if replaced else None,
+    )  # fmt: skip
+
+
+def blind_transfer(pbx: str = "pbx1", when: float = 11.0) -> PbxEvent:
+    return PbxEvent(when, pbx, "BlindTransfer", {"Result": "Success", "TransfererUniqueid": "1.1"})
+
+
+def swapped_in(when: float = 11.5) -> PbxEvent:
+    return PbxEvent(when, "pbx2", "BridgeEnter", {"Uniqueid": "2.9", "SwapUniqueid": "2.2"})
+
+
+def records(dsn: str) -> list[int]:
+    store = open_store(dsn)
+    try:
+        return [r.id for r in store.records(limit=100)]
+    finally:
+        store.close()
+
+
+def backends_waiting_for_a_lock(store: AuditStore) -> int:
+    row = store._conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    ).fetchone()
+    return int(row[0])
+
+
+def test_a_writer_waits_for_the_other_and_joins_its_record(postgres: PgServer) -> None:
+    """The proxy host's ingest is inside its transaction (the decision's record opened, not committed)
+    when the PBX host's orchestrator reads the PBX's BlindTransfer: the orchestrator waits for it and
+    joins that record. Without the write lock it would see no record and open a second one."""
+    dsn = postgres.new_database()
+    ingest, orchestrator, watcher = open_store(dsn), open_store(dsn), open_store(dsn)
+    joined: list[int] = []
+    pbx_side = threading.Thread(
+        target=lambda: joined.append(
+            Correlator(orchestrator).pbx_transfer(
+                [REFER_DIALOG], blind_transfer(), flow="blind", parties={"initiator": "PJSIP/1002-01"}
+            )
+        )
+    )
+    try:
+        with ingest.transaction():
+            refer_record = Correlator(ingest).proxy(decision())
+            pbx_side.start()
+            while backends_waiting_for_a_lock(watcher) == 0:  # the PBX side is blocked on the write lock
+                assert pbx_side.is_alive() and not joined, "the PBX side wrote past an open transaction"
+                time.sleep(0.01)
+        pbx_side.join()
+        assert joined == [refer_record]
+        assert records(dsn) == [refer_record]
+        record = watcher.get(refer_record)
+        assert record is not None
+        assert [e.kind for e in record.entries if e.source != "state"] == ["refer.decision", "BlindTransfer"]
+    finally:
+        for store in (ingest, orchestrator, watcher):
+            store.close()
+
+
+@pytest.mark.parametrize("rounds", [25])
+def test_two_writers_racing_on_the_same_transfer_make_one_record(postgres: PgServer, rounds: int) -> None:
+    """Each round, the proxy's decision and the PBX's BlindTransfer of one transfer are written at the
+    same moment by two connections (two hosts): whichever commits first, one record holds both."""
+    dsn = postgres.new_database()
+    ingest, orchestrator = open_store(dsn), open_store(dsn)
+    try:
+        for n in range(rounds):
+            call_id = f"race-{n}@127.0.0.31"
+            start = threading.Barrier(2)
+
+            def proxy_side(call_id: str = call_id, start: threading.Barrier = start) -> None:
+                start.wait()
+                Correlator(ingest).proxy(decision(call_id))
+
+            def pbx_side(call_id: str = call_id, start: threading.Barrier = start) -> None:
+                start.wait()
+                Correlator(orchestrator).pbx_transfer([call_id], blind_transfer(), flow="blind", parties={})
+
+            threads = [threading.Thread(target=proxy_side), threading.Thread(target=pbx_side)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert len(records(dsn)) == rounds
+        for transfer_id in records(dsn):
+            record = ingest.get(transfer_id)
+            assert record is not None and record.origin == "refer"
+            assert sorted(e.kind for e in record.entries if e.source != "state") == [
+                "BlindTransfer",
+                "refer.decision",
+            ]
+    finally:
+        ingest.close()
+        orchestrator.close()
+
+
+def test_the_replaced_dialogs_pbx_joins_the_refers_record_after_the_decision(dsn: str) -> None:
+    store = open_store(dsn)
+    try:
+        correlator = Correlator(store)
+        refer_record = correlator.proxy(decision(replaced=REPLACED_DIALOG))
+        assert (
+            correlator.pbx_transfer([REFER_DIALOG], blind_transfer(), flow="attended", parties={})
+            == refer_record
+        )
+        assert correlator.pbx_replaced(REPLACED_DIALOG, swapped_in()) == refer_record
+        record = store.get(refer_record)
+        assert record is not None
+        assert {e.pbx for e in record.events() if isinstance(e, PbxEvent)} == {"pbx1", "pbx2"}
+        assert len(store.records()) == 1
+    finally:
+        store.close()
+
+
+def test_the_replaced_dialogs_pbx_written_first_is_absorbed_by_the_decision(dsn: str) -> None:
+    """pbx2's orchestrator wrote the swap before the proxy host's ingest read the decision: its record
+    (origin ``replaces``) is absorbed, the decision's record holds both PBXs' events, and the NOTIFY
+    that follows completes it."""
+    store = open_store(dsn)
+    try:
+        correlator = Correlator(store)
+        early = correlator.pbx_replaced(REPLACED_DIALOG, swapped_in(9.0))
+        assert store.get(early) is not None and store.get(early).origin == REPLACES  # type: ignore[union-attr]
+        pbx1 = correlator.pbx_transfer([REFER_DIALOG], blind_transfer(when=9.5), flow="attended", parties={})
+        refer_record = correlator.proxy(decision(replaced=REPLACED_DIALOG))
+        assert refer_record == pbx1
+        correlator.proxy(NotifyOutcome(12.0, REFER_DIALOG, 3, 2, status=200, reason="OK"))
+        assert [r.id for r in store.records()] == [refer_record]
+        record = store.get(refer_record)
+        assert record is not None and record.state == "completed"
+        kinds = [(e.source, e.kind) for e in record.ladder() if e.source != "state"]
+        assert kinds == [
+            ("pbx", "BridgeEnter"),
+            ("pbx", "BlindTransfer"),
+            ("proxy", "refer.decision"),
+            ("notify", "refer.outcome"),
+        ]
+    finally:
+        store.close()
+
+
+def test_a_refused_refer_does_not_absorb_the_replaced_dialogs_record(dsn: str) -> None:
+    store = open_store(dsn)
+    try:
+        correlator = Correlator(store)
+        early = correlator.pbx_replaced(REPLACED_DIALOG, swapped_in(9.0))
+        refused = decision(replaced=REPLACED_DIALOG)
+        refused = ReferDecision(
+            refused.time, refused.call_id, refused.cseq, refused.referrer, refused.src, False, 403,
+            "Forbidden", "deny", refused.refer_to, decision=refused.decision,
+        )  # fmt: skip
+        correlator.proxy(refused)
+        assert early in [r.id for r in store.records()] and len(store.records()) == 2
+    finally:
+        store.close()
+
+
+def fill(dsn: str) -> int:
+    store = open_store(dsn)
+    try:
+        correlator = Correlator(store)
+        transfer_id = correlator.proxy(decision(replaced=REPLACED_DIALOG))
+        correlator.pbx_transfer([REFER_DIALOG], blind_transfer(), flow="attended", parties={})
+        correlator.pbx_replaced(REPLACED_DIALOG, swapped_in())
+        correlator.proxy(NotifyOutcome(12.0, REFER_DIALOG, 3, 2, status=200, reason="OK"))
+        return transfer_id
+    finally:
+        store.close()
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out, _ = capsys.readouterr()
+    return code, out
+
+
+def test_referee_transfers_reads_postgresql_as_sqlite(
+    capsys: pytest.CaptureFixture[str], postgres: PgServer, tmp_path: Path
+) -> None:
+    outputs = []
+    for dsn in (str(tmp_path / "audit.db"), postgres.new_database()):
+        transfer_id = fill(dsn)
+        code, listing = run(capsys, "transfers", "--db", dsn, "--json")
+        assert code == 0
+        code, shown = run(capsys, "transfers", "--db", dsn, "show", str(transfer_id), "--json")
+        assert code == 0
+        code, ladder = run(capsys, "transfers", "--db", dsn, "show", str(transfer_id))
+        assert code == 0
+        outputs.append((json.loads(listing), json.loads(shown), ladder))
+    sqlite, postgresql = outputs
+    assert postgresql == sqlite
+    assert [r["state"] for r in postgresql[0]] == ["completed"]
+    assert {e["data"]["pbx"] for e in postgresql[1]["entries"] if e["source"] == "pbx"} == {"pbx1", "pbx2"}
+
+
+def api_reads(dsn: str, transfer_id: int) -> tuple[object, object]:
+    async def main() -> tuple[object, object]:
+        store = open_store(dsn)
+        server = HttpServer(Api(OrchestratorService(Orchestrator(store), store), TOKEN))
+        _, port = await server.start(HOST, 0)
+        try:
+            status, _, listing = await exchange(HOST, port, request("GET", "/transfers", token=TOKEN))
+            assert status == 200
+            status, _, shown = await exchange(
+                HOST, port, request("GET", f"/transfers/{transfer_id}", token=TOKEN)
+            )
+            assert status == 200
+            return listing, shown
+        finally:
+            await server.close()
+            store.close()
+
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_the_api_reads_postgresql_as_sqlite(postgres: PgServer, tmp_path: Path) -> None:
+    sqlite_db, postgres_db = str(tmp_path / "audit.db"), postgres.new_database()
+    sqlite = api_reads(sqlite_db, fill(sqlite_db))
+    postgresql = api_reads(postgres_db, fill(postgres_db))
+    assert postgresql == sqlite
+    listing, shown = postgresql
+    assert isinstance(listing, dict) and isinstance(shown, dict)
+    assert [r["state"] for r in listing["transfers"]] == ["completed"]
+    assert {e["data"]["pbx"] for e in shown["entries"] if e["source"] == "pbx"} == {"pbx1", "pbx2"}
