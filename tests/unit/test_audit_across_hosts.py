@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ami_traces import BOB, trace
 from http_raw import exchange, request
 from pg_server import HOST, PgServer, pg_server
 
@@ -22,15 +23,19 @@ from referee.api.app import Api
 from referee.api.http import HttpServer
 from referee.audit import open_store
 from referee.audit.correlate import REPLACES, Correlator
+from referee.audit.ingest import EventFileIngest
 from referee.audit.store import AuditStore
 from referee.cli import main
-from referee.events import NotifyOutcome, PbxEvent, ReferDecision
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision, to_json
 from referee.orchestrator.api_service import OrchestratorService
 from referee.orchestrator.operations import Orchestrator
+from referee.orchestrator.tracker import Tracker
 
 TOKEN = "t0k3n-across-hosts"
 REFER_DIALOG = "alice-bob@127.0.0.31"
 REPLACED_DIALOG = "dave-bob@127.0.0.34"
+BOB_CALL_ID = "bob-dialog@127.0.0.32"
+BRIDGE1 = "5a1c0e4e-6a57-4a0e-9d43-0c6a1f3b0001"  # the bridge of call_setup.txt
 
 
 @pytest.fixture(scope="module")
@@ -276,3 +281,72 @@ def test_the_api_reads_postgresql_as_sqlite(postgres: PgServer, tmp_path: Path) 
     assert isinstance(listing, dict) and isinstance(shown, dict)
     assert [r["state"] for r in listing["transfers"]] == ["completed"]
     assert {e["data"]["pbx"] for e in shown["entries"] if e["source"] == "pbx"} == {"pbx1", "pbx2"}
+
+
+def swap_events(new: str, name: str, replaced: str) -> list[dict[str, str]]:
+    """What a PBX reports when a call is swapped into a bridge for ``replaced`` (an INVITE with Replaces)."""
+    return [
+        {"Event": "Newchannel", "Channel": name, "Uniqueid": new, "ChannelState": "4"},
+        {"Event": "Newstate", "Channel": name, "Uniqueid": new, "ChannelState": "6"},
+        {
+            "Event": "BridgeEnter",
+            "Channel": name,
+            "Uniqueid": new,
+            "ChannelState": "6",
+            "BridgeUniqueid": BRIDGE1,
+            "SwapUniqueid": replaced,
+        },
+    ]
+
+
+def test_the_pbx_holding_the_replaced_dialog_writes_its_swap_into_the_refers_record(tmp_path: Path) -> None:
+    """pbx2's tracker: a SIP call swapped in for bob's SIP channel, whose Call-ID is the dialog the
+    REFER's Replaces named, goes into that REFER's record; a Local channel swap (an optimisation) does not."""
+    store = open_store(str(tmp_path / "audit.db"))
+    try:
+        refer_record = Correlator(store).proxy(decision(replaced=BOB_CALL_ID))
+        tracker = Tracker("pbx2", store)
+        for event in trace("call_setup.txt"):
+            tracker.handle(event)
+        bob = tracker.table.get(BOB)
+        assert bob is not None
+        bob.call_id = BOB_CALL_ID
+        for event in swap_events("9.1", "Local/2001@from-pbx-00000009;2", BOB):
+            tracker.handle(event)
+        record = store.get(refer_record)
+        assert record is not None and not [e for e in record.events() if isinstance(e, PbxEvent)]
+        for event in swap_events("9.2", "PJSIP/proxy-0000000c", BOB):
+            tracker.handle(event)
+        record = store.get(refer_record)
+        assert record is not None
+        (swap,) = [e for e in record.events() if isinstance(e, PbxEvent)]
+        assert (swap.pbx, swap.name, swap.fields["SwapUniqueid"]) == ("pbx2", "BridgeEnter", BOB)
+        assert len(store.records()) == 1
+    finally:
+        store.close()
+
+
+def test_two_proxy_hosts_ingesting_into_one_database_keep_their_own_offsets(tmp_path: Path) -> None:
+    """Both proxies write /var/log/referee/events.jsonl; each host's ingest names itself, so one's
+    offset never makes the other skip or repeat a line."""
+    store = open_store(str(tmp_path / "audit.db"))
+    try:
+        files = []
+        for host, call_id in (("proxy1", "p1@h"), ("proxy2", "p2@h")):
+            events = tmp_path / host / "events.jsonl"
+            events.parent.mkdir()
+            events.write_text(to_json(decision(call_id)) + "\n")
+            files.append((host, events))
+        (one, first), (two, second) = files
+        assert EventFileIngest(store, str(first), f"{one}:/var/log/referee/events.jsonl").poll() == 1
+        with first.open("a") as handle:  # proxy1 grows past proxy2's file: must not hide proxy2's line
+            handle.write(to_json(NotifyOutcome(11.0, "p1@h", 3, 2, status=100, reason="Trying")) + "\n")
+        assert EventFileIngest(store, str(first), f"{one}:/var/log/referee/events.jsonl").poll() == 1
+        assert EventFileIngest(store, str(second), f"{two}:/var/log/referee/events.jsonl").poll() == 1
+        assert sorted(r.call_id or "" for r in store.records()) == ["p1@h", "p2@h"]
+        assert store.ingest_offset(f"{two}:/var/log/referee/events.jsonl") == (
+            second.stat().st_ino,
+            second.stat().st_size,
+        )
+    finally:
+        store.close()
