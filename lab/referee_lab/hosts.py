@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from referee.api.client import ApiError, ApiUnreachable, readiness
+from referee.audit.store import open_store
 from referee_lab import chroot, database
 from referee_lab.provision import REPO
 from referee_lab.topology import Pbx, Topology
@@ -84,6 +85,7 @@ def start(state: chroot.LabState, topo: Topology, events: Path) -> None:
     returns once each orchestrator's API says its PBX link is ready."""
     proxy = HOSTS_DIR / "proxy"
     proxy.mkdir(parents=True, exist_ok=True)
+    _start_at_the_end(events)
     _start(
         state,
         INGEST,
@@ -114,6 +116,20 @@ def start(state: chroot.LabState, topo: Topology, events: Path) -> None:
         )
     for pbx in topo.pbxs:
         wait_ready(state, orchestrator_host(pbx))
+
+
+def _start_at_the_end(events: Path) -> None:
+    """The lab's database is new but the proxy's event file holds earlier labs' lines: the ingest starts
+    where the file ends now (a site's new database would read it all)."""
+    try:
+        st = events.stat()
+    except FileNotFoundError:
+        return
+    store = open_store(database.dsn())
+    try:
+        store.set_ingest_offset(str(events), st.st_ino, st.st_size)
+    finally:
+        store.close()
 
 
 def wait_ready(state: chroot.LabState, host: OrchestratorHost, timeout: float = 30.0) -> None:
