@@ -11,13 +11,12 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from ami_traces import BOB, trace
 from http_raw import exchange, request
-from pg_server import HOST, PgServer, pg_server
+from pg_server import HOST, PgServer
 
 from referee.api.app import Api
 from referee.api.http import HttpServer
@@ -36,20 +35,6 @@ REFER_DIALOG = "alice-bob@127.0.0.31"
 REPLACED_DIALOG = "dave-bob@127.0.0.34"
 BOB_CALL_ID = "bob-dialog@127.0.0.32"
 BRIDGE1 = "5a1c0e4e-6a57-4a0e-9d43-0c6a1f3b0001"  # the bridge of call_setup.txt
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PgServer]:
-    with pg_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "audit.db")
-    server: PgServer = request.getfixturevalue("postgres")
-    return server.new_database()
 
 
 def decision(call_id: str = REFER_DIALOG, when: float = 10.0, replaced: str | None = None) -> ReferDecision:
