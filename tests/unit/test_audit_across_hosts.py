@@ -25,7 +25,7 @@ from referee.audit.correlate import REPLACES, Correlator
 from referee.audit.ingest import EventFileIngest
 from referee.audit.store import AuditStore
 from referee.cli import main
-from referee.events import NotifyOutcome, PbxEvent, ReferDecision, to_json
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision, ReferResponse, to_json
 from referee.orchestrator.api_service import OrchestratorService
 from referee.orchestrator.operations import Orchestrator
 from referee.orchestrator.tracker import Tracker
@@ -333,5 +333,40 @@ def test_two_proxy_hosts_ingesting_into_one_database_keep_their_own_offsets(tmp_
             second.stat().st_ino,
             second.stat().st_size,
         )
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("proxy_first", [True, False])
+def test_refer_sub_false_is_completed_once_the_pbx_host_saw_it_complete(
+    tmp_path: Path, proxy_first: bool
+) -> None:
+    """A REFER answered 2xx with Refer-Sub: false: the proxy alone can only say ``unconfirmed``. The PBX
+    host's orchestrator saw the recipient answer, so the record says ``completed`` whichever side wrote
+    first (the proxy's unconfirmed does not hide the PBX's word, nor undo it)."""
+    store = open_store(str(tmp_path / "audit.db"))
+    try:
+        correlator, tracker = Correlator(store), Tracker("pbx1", store)
+        for event in trace("call_setup.txt"):
+            tracker.handle(event)
+        bob = tracker.table.get(BOB)
+        assert bob is not None
+        bob.call_id = BOB_CALL_ID
+        proxy_side = [
+            decision(BOB_CALL_ID),
+            ReferResponse(10.5, BOB_CALL_ID, 2, 200, "OK", subscription=False),
+        ]
+        if proxy_first:
+            for event in proxy_side:
+                correlator.proxy(event)
+            (record,) = store.records()
+            assert record.state == "unconfirmed"
+        for event in trace("blind_refer.txt"):
+            tracker.handle(event)
+        if not proxy_first:
+            for event in proxy_side:
+                correlator.proxy(event)
+        (record,) = store.records()
+        assert (record.state, record.result) == ("completed", "the recipient answered")
     finally:
         store.close()

@@ -157,13 +157,16 @@ class Tracker:
 
     def _persist(self, transfer: Transfer, move: TransferMove) -> None:
         """Hand a move to the audit store. A record already final (the proxy's NOTIFY may end it
-        first) keeps its state and result; it still learns the parties. One transaction: the proxy
-        host's ingest may write the record between the read and the write."""
+        first) keeps its state and result; it still learns the parties. ``unconfirmed`` is the one
+        exception: it says nobody could tell the outcome (a REFER with ``Refer-Sub: false``), and
+        this PBX's final word tells it. One transaction: the proxy host's ingest may write the
+        record between the read and the write."""
         with self.store.transaction():
             record = self.store.state_of(transfer.id)
             if record is None:
                 return
-            if record in FINAL_STATES:
+            told = record == State.UNCONFIRMED and move.after in FINAL_STATES
+            if record in FINAL_STATES and not told:
                 self.store.update(transfer.id, parties=transfer.names, when=move.time)
             else:
                 self.store.update(
