@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from referee_lab import chroot, provision, rootfs
+from referee_lab import chroot, database, hosts, provision, rootfs
+from referee_lab.scenario import proxy_log
 from referee_lab.topology import Topology
 
 REPO = provision.REPO
@@ -68,7 +69,7 @@ def prepare(log: Callable[[str], None] = say) -> tuple[chroot.LabState, rootfs.R
     info = rootfs.ensure_rootfs(log=WORK_DIR / "debootstrap.log", progress=log)
     if info.built:
         log(f"rootfs: {info.path} built in {info.seconds:.0f} s")
-    chroot.teardown(info.path)
+    _teardown(info.path)
     state = chroot.LabState(str(info.path))
     state.save()
     log("rootfs: mounting /proc, /dev, /dev/pts and a fresh /run in the chroot")
@@ -99,6 +100,10 @@ def start_services(
     for a in ASTERISKS:
         _wait_booted(root, a)
     _wait_listening(topo)
+    # The audit trail of a real site: the proxy host's ingest and each PBX host's orchestrator, all
+    # writing to one PostgreSQL (docs/audit-across-hosts.md).
+    database.start(state)
+    hosts.start(state, topo, proxy_log.path_in(root))
 
 
 def _start_fastagi(state: chroot.LabState, topo: Topology, name: str) -> int:
@@ -300,10 +305,18 @@ def up(topo: Topology, log: Callable[[str], None] = say, idempotence_check: bool
         return report
     finally:
         if not ok:
-            chroot.teardown()
+            down()
 
 
 def down() -> dict[str, list[str]]:
-    """Stop everything and unmount; idempotent."""
+    """Stop everything and unmount; idempotent. The audit writers go before their database, and the
+    database by a fast shutdown that ends its backends (a SIGKILLed postmaster would leave them)."""
     root = rootfs.rootfs_path()
-    return chroot.teardown(root if root.exists() else None)
+    return _teardown(root if root.exists() else None)
+
+
+def _teardown(root: Path | None) -> dict[str, list[str]]:
+    state = chroot.LabState.load()
+    hosts.stop(state)
+    database.stop(state)
+    return chroot.teardown(root)

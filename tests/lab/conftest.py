@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from referee_lab import chroot, rootfs, services, topology
+from referee_lab import chroot, database, rootfs, services, topology
 from referee_lab.services import UpReport
 
 
@@ -43,3 +43,5 @@ def lab() -> Iterator[object]:
     assert chroot.mounts_below(root) == [], "lab down left bind mounts"
     assert chroot.processes_in(root) == [], "lab down left processes in the chroot"
     assert chroot.LabState.load() is None, "lab down left its state file"
+    assert database.running() == [], "lab down left PostgreSQL processes"
+    assert not database.CLUSTER_DIR.exists(), "lab down left the audit database's cluster"

@@ -44,7 +44,12 @@ def test_second_provisioning_changes_nothing(lab: object) -> None:
 def test_daemons_are_listening_on_the_lab_addresses(lab: object) -> None:
     state = chroot.LabState.load()
     assert state is not None
-    assert set(state.pids) == {"kamailio", "pbx1", "pbx2", "fastagi-pbx1", "fastagi-pbx2"}
+    # The daemons in the chroot, and the audit trail's hosts: PostgreSQL, the proxy's ingest, one
+    # orchestrator per PBX (referee_lab.hosts).
+    assert set(state.pids) == {
+        "kamailio", "pbx1", "pbx2", "fastagi-pbx1", "fastagi-pbx2",
+        "postgres", "ingest-proxy", "orchestrator-pbx1", "orchestrator-pbx2",
+    }  # fmt: skip
     assert all(chroot.alive(pid) for pid in state.pids.values())
     topo = topology.load()
     bound = services._udp_bound()

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,20 +38,6 @@ def decision(when: float) -> ReferDecision:
 
 def outcome(when: float, cseq: int, status: int) -> NotifyOutcome:
     return NotifyOutcome(when, "c@h", cseq, 2, status=status)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PgServer]:
-    with pg_server() as server:
-        yield server
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "a.db")
-    server: PgServer = request.getfixturevalue("postgres")
-    return server.new_database()
 
 
 def test_create_update_and_read_back(dsn: str) -> None:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from referee.events import NotifyOutcome, ReferDecision, to_json
+from referee.audit.correlate import Correlator
+from referee.audit.ingest import EventFileIngest
+from referee.audit.store import AuditStore, open_store
+from referee.events import NotifyOutcome, PbxEvent, ReferDecision, to_json
 from referee_lab import ladder, scenario
 from referee_lab.scenario import proxy_log
 from referee_lab.scenario.checks import audit
@@ -62,17 +65,26 @@ def test_scenario_folders_with_expect_audit_load() -> None:
     assert loaded["basic_call"] is None
 
 
-def test_ingest_starts_where_the_file_ended_and_the_record_is_found_by_call_id(tmp_path: Path) -> None:
+def ingest(db: Path, events: Path, start: proxy_log.Position) -> AuditStore:
+    """What the proxy host's ingest does in the lab, from ``start``."""
+    store = open_store(str(db))
+    if start != (0, 0):
+        store.set_ingest_offset(str(events), *start)
+    EventFileIngest(store, str(events)).poll()
+    return store
+
+
+def test_the_record_is_found_by_call_id_once_the_ingest_caught_up(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     events.write_text(_decision(OLD, 403, False))
     start = proxy_log.position(events)
     with events.open("a") as f:
         # NOTIFYs out of CSeq order, as the proxy's workers may write them.
         f.write(_decision(CALL, 202, True) + _notify(CALL, 5, 200) + _notify(CALL, 4, 100))
-    db = tmp_path / "audit.sqlite3"
-    audit.ingest(db, events, start)
-    assert audit.records(db, [OLD]) == []  # the earlier run's line was not read
-    found = audit.records(db, [CALL, CALL])
+    store = ingest(tmp_path / "audit.sqlite3", events, start)
+    audit.caught_up(store, events)
+    assert audit.records(store, [OLD]) == []  # the earlier run's line was not read
+    found = audit.records(store, [CALL, CALL])
     assert [r.call_id for r in found] == [CALL]
     record = found[0]
     assert (audit.proxy_status(record), audit.notify_final(record)) == (202, 200)
@@ -88,16 +100,49 @@ def test_ingest_starts_where_the_file_ended_and_the_record_is_found_by_call_id(t
     assert "completed" in audit.describe(record)
 
 
+def test_a_line_the_ingest_has_not_read_yet_is_waited_for(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text(_decision(CALL, 403, False))
+    store = ingest(tmp_path / "audit.sqlite3", events, (0, 0))
+    with events.open("a") as f:
+        f.write(_notify(CALL, 4, 100))
+    with pytest.raises(TimeoutError, match="not to its end"):
+        audit.caught_up(store, events, timeout=0)
+    EventFileIngest(store, str(events)).poll()
+    audit.caught_up(store, events, timeout=0)
+
+
 def test_a_missing_file_is_read_from_its_start_once_written(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     start = proxy_log.position(events)
     assert start == (0, 0)
     events.write_text(_decision(CALL, 403, False))
-    db = tmp_path / "audit.sqlite3"
-    audit.ingest(db, events, start)
-    found = audit.records(db, [CALL])
+    store = ingest(tmp_path / "audit.sqlite3", events, start)
+    found = audit.records(store, [CALL])
     assert AuditCheck("failed", "blind", 403).check([CALL], found) == []
     assert audit.notify_final(found[0]) is None
+
+
+def test_pbxs_wants_each_pbxs_events_in_the_one_record(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "audit.sqlite3"))
+    correlator = Correlator(store)
+    correlator.proxy(ReferDecision(1.0, CALL, 3, "sip:1002@lab.test", "127.0.0.32", True, 202, "ok", "r"))
+    want = _load({"pbxs": ["pbx1", "pbx2"]})
+    assert want is not None and want.pbxs == ("pbx1", "pbx2")
+    found = audit.records(store, [CALL])
+    assert want.check_pbxs(found, found) == [
+        f"audit: record {found[0].id} has no event of pbx1, pbx2 (only [])"
+    ]
+    correlator.pbx_transfer([CALL], PbxEvent(2.0, "pbx1", "BlindTransfer", {}), flow="attended", parties={})
+    other = correlator.pbx_replaced("other@lab", PbxEvent(2.5, "pbx2", "BridgeEnter", {}))
+    found = audit.records(store, [CALL])
+    assert want.check_pbxs(found, audit.records(store, [CALL, "other@lab"])) == [
+        f"audit: record {found[0].id} has no event of pbx2 (only ['pbx1'])",
+        f"audit: other records for the run's dialogs: {other}",
+    ]
+    store.add_entry(found[0].id, PbxEvent(3.0, "pbx2", "BridgeEnter", {}))
+    found = audit.records(store, [CALL])
+    assert want.check_pbxs(found, found) == []
 
 
 def test_no_refer_or_no_record_is_a_problem() -> None:

@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 from lab_fixtures import load_scenario
 
+from referee.audit.ingest import EventFileIngest
+from referee.audit.store import open_store
 from referee.events import NotifyOutcome, ProxyReply, ReferDecision, ReferResponse, to_json
 from referee_lab import ami, chroot, ladder, scenario, topology
 from referee_lab.scenario import checks, proxy_log
+from referee_lab.scenario.checks import audit as audit_check
 from referee_lab.scenario.checks.ami import AmiCheck
 from referee_lab.scenario.checks.audit import AuditCheck
 from referee_lab.scenario.checks.operator import OperatorCheck
@@ -194,20 +197,28 @@ def test_the_ami_check_schedules_its_actions_and_judges_the_pbxs_events(tmp_path
     assert check.problems(run)[0].startswith("AMI action BlindTransfer on pbx1 never sent (no event Event:")
 
 
-def test_the_audit_check_reads_this_runs_events_into_the_runs_database(tmp_path: Path) -> None:
+def test_the_audit_check_reads_the_record_the_ingest_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The site's audit database (an SQLite file standing in for the lab's PostgreSQL), filled by what
+    the proxy host's ingest does; the check waits for it to reach the file's end, then reads."""
+    db = tmp_path / "audit.sqlite3"
+    monkeypatch.setattr(audit_check.database, "dsn", lambda: str(db))
     run = _run(tmp_path, "blind_transfer")
     check = run.scenario.check(AuditCheck)
     assert check is not None
     run.events_file.parent.mkdir(parents=True)
-    run.events_file.write_text(to_json(_decision(status=403)) + "\n")  # an earlier run's, same Call-ID
+    run.events_file.write_text(to_json(_decision("earlier@lab", status=403)) + "\n")  # an earlier run's
     run.events_start = proxy_log.position(run.events_file)
     with run.events_file.open("a") as f:
         for event in (_decision(), _notify(6, 200), _notify(5, 100)):  # NOTIFYs out of CSeq order
             f.write(to_json(event) + "\n")
+    store = open_store(str(db))
+    EventFileIngest(store, str(run.events_file)).poll()
+    store.close()
     run.messages = [ladder.Message(1.0, "bob", "proxy", "REFER", True, call_id=CALL)]
     assert check.problems(run) == []
     (note,) = check.notes(run)
-    assert note.startswith("audit: record 1 blind completed") and "(proxy 202, last NOTIFY 200)" in note
-    assert (tmp_path / "audit.sqlite3").is_file()
+    assert note.startswith("audit: record 2 blind completed") and "(proxy 202, last NOTIFY 200)" in note
     run.messages = []
     assert check.problems(run) == ["audit: no REFER captured, so no record to check"]

@@ -34,6 +34,13 @@ a record completed on a NOTIFY 200 before the PBX's contrary event arrived is fa
 store reassesses a record whenever a PBX event joins it). Every record says what its outcome rests on
 (``evidence``): ``pbx: AttendedTransfer Success + target bridged``, or ``notify-200 (proxy view only)``.
 
+An attended transfer across PBXs: the REFER's PBX dials the Refer-To with Replaces and the PBX holding
+the replaced dialog swaps the new call in for it (``BridgeEnter`` with ``SwapUniqueid``), which knows
+no REFER, only the SIP Call-ID of the replaced channel (:meth:`Correlator.pbx_replaced`). That event
+joins the record whose decision names that dialog (``decision.replaces.call_id``); written before the
+decision (another host's ingest may be behind), it opens a record of origin ``replaces``, which the
+decision absorbs when it comes.
+
 Every accepted REFER reaches a final state within a bound: a ``pbx.health`` event saying its PBX
 went down fails it at once (``pbx lost``), and :meth:`Correlator.expire` fails one whose PBX said
 nothing more for ``NOTIFY_TIMEOUT`` seconds (``no final NOTIFY``). A REFER accepted with
@@ -68,6 +75,10 @@ NOTIFY_TIMEOUT = 32.0
 PBX_LOST = "pbx lost"
 NO_FINAL_NOTIFY = "no final NOTIFY"
 
+# How many of the newest records a replaced dialog's PBX event looks through for its REFER.
+RECENT_RECORDS = 200
+REPLACES = "replaces"  # the origin of a record opened by the PBX that held a replaced dialog
+
 
 def flow_of(decision: ReferDecision) -> Flow:
     # A Refer-To with Replaces refused before the policy ran (replaces-unknown) has no dialog in the
@@ -75,6 +86,13 @@ def flow_of(decision: ReferDecision) -> Flow:
     if decision.replaces or "replaces=" in (decision.refer_to or "").lower():
         return Flow.ATTENDED
     return Flow.BLIND
+
+
+def replaced_call_id(decision: ReferDecision) -> str | None:
+    """The Call-ID of the dialog an attended REFER's Refer-To replaces (the policy's reading of it)."""
+    replaces = decision.decision.get("replaces")
+    call_id = replaces.get("call_id") if isinstance(replaces, dict) else None
+    return call_id if isinstance(call_id, str) and call_id else None
 
 
 def refused(record: TransferRecord) -> bool:
@@ -128,6 +146,7 @@ class Correlator:
                 self._notified(record, event)
             elif isinstance(event, ReferDecision):
                 self._decided(record, event)
+                self._absorb_replaced(transfer_id, event)
             else:
                 self._answered(record, event)
             return transfer_id
@@ -298,3 +317,46 @@ class Correlator:
                 continue
             return record.id
         return None
+
+    # -- the PBX that held a replaced dialog --------------------------------------------------
+
+    def pbx_replaced(self, call_id: str, event: PbxEvent) -> int:
+        """Record a PBX's swap of a call in for the dialog ``call_id`` (an INVITE with Replaces): in the
+        record of the REFER whose decision named that dialog, else in a new record of origin
+        ``replaces`` that the decision absorbs when it is read."""
+        with self.store.transaction():
+            record_id = self._replacing(call_id)
+            if record_id is None:
+                record_id = self.store.create(
+                    REPLACES,
+                    call_id=call_id,
+                    flow=Flow.ATTENDED,
+                    pbx=event.pbx,
+                    when=event.time,
+                    cause=event.name,
+                )
+            self.store.add_entry(record_id, event)
+            return record_id
+
+    def _replacing(self, call_id: str) -> int | None:
+        """The newest REFER record whose allowed decision replaces the dialog ``call_id``."""
+        for summary in self.store.records(limit=RECENT_RECORDS):
+            if summary.origin != "refer" or summary.flow != Flow.ATTENDED:
+                continue
+            record = self.store.get(summary.id)
+            if record is not None and any(
+                isinstance(e, ReferDecision) and e.allowed and replaced_call_id(e) == call_id
+                for e in record.events()
+            ):
+                return record.id
+        return None
+
+    def _absorb_replaced(self, transfer_id: int, decision: ReferDecision) -> None:
+        """The events a replaced dialog's PBX wrote before this decision was read join its record."""
+        call_id = replaced_call_id(decision)
+        if not decision.allowed or call_id is None:
+            return
+        found = self.store.find(call_id)
+        record = None if found is None else self.store.get(found)
+        if record is not None and record.origin == REPLACES and record.id != transfer_id:
+            self.store.absorb(transfer_id, record.id)

@@ -5,6 +5,9 @@ Each line is parsed by :mod:`referee.events`, handed to the correlator
 recorded, all in one transaction: a restart neither loses nor repeats a line. A rotated file
 (other inode, or shorter than the offset) is read again from its start. A line that is not one of
 the proxy's events is counted, logged and skipped.
+
+The offset is kept under ``name`` (the file's path unless given): proxies on several hosts writing one
+database each give their own name, since their event files have the same path.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class EventFileIngest:
 
     store: AuditStore
     path: str
+    name: str = ""  # where the offset is kept; the path when empty
     applied: int = 0
     bad: int = 0
     last_error: str = field(default="")
@@ -64,7 +68,7 @@ class EventFileIngest:
             st = os.stat(self.path)
         except OSError:
             return 0
-        saved = self.store.ingest_offset(self.path)
+        saved = self.store.ingest_offset(self.name or self.path)
         offset = 0
         if saved is not None and saved[0] == st.st_ino and saved[1] <= st.st_size:
             offset = saved[1]
@@ -105,7 +109,7 @@ class EventFileIngest:
                     self.bad += 1
                     self.last_error = f"{self.path} offset {end}: line longer than {READ_CHUNK} bytes"
                     log.warning("skipping proxy event line: %s", self.last_error)
-                    self.store.set_ingest_offset(self.path, inode, end)
+                    self.store.set_ingest_offset(self.name or self.path, inode, end)
                 return end
             position += len(chunk)
 
@@ -126,6 +130,6 @@ class EventFileIngest:
                     self.bad += 1
                     self.last_error = f"{self.path} offset {offset}: {exc}"
                     log.warning("skipping proxy event line: %s", self.last_error)
-            self.store.set_ingest_offset(self.path, inode, offset)
+            self.store.set_ingest_offset(self.name or self.path, inode, offset)
         self.applied += applied
         return applied

@@ -2,6 +2,14 @@
 
 A connection error names the server and the problem (never the password) as :class:`AuditError`.
 Statements are written with ``?`` placeholders (the SQLite form) and rewritten to ``%s`` here.
+
+Several writers share one database on a real site: the proxy hosts' ingests and the PBX hosts'
+orchestrators. The correlator reads (is there a record for this Call-ID?) and then writes (join it,
+or open one) in one transaction, so two writers must not interleave there: every write transaction
+first takes one transaction-scoped advisory lock (:data:`WRITE_LOCK`), which is what SQLite's
+``BEGIN IMMEDIATE`` gives the other dialect. Under READ COMMITTED each statement after the lock sees
+everything the previous holder committed, whichever side came first. Reads outside a transaction
+take no lock. Transfers are rare next to what PostgreSQL serialises per second, so one lock is enough.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ except ImportError:  # the postgres extra is not installed: open_postgres says s
     HAVE_PSYCOPG = False
 
 CONNECT_TIMEOUT = 10
+# The key of the write lock (pg_advisory_xact_lock takes any bigint): "referee" in ASCII.
+WRITE_LOCK = 0x7265666572656500
 
 
 def describe(dsn: str) -> str:
@@ -47,6 +57,7 @@ class PostgresDb:
 
     def begin(self) -> None:
         self.conn.execute("BEGIN")
+        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
     def close(self) -> None:
         self.conn.close()
@@ -63,6 +74,9 @@ def open_postgres(dsn: str) -> PostgresDb:
         raise AuditError(f"audit database {where}: cannot connect: {reason}") from None
     try:
         with conn.transaction():
+            # Processes starting together on an empty database: CREATE ... IF NOT EXISTS is not safe
+            # against a concurrent twin (a duplicate key in pg_type), so one creates, the others wait.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
             conn.execute(POSTGRES_SCHEMA)
             conn.execute(SET_VERSION.replace("?", "%s"), (str(SCHEMA_VERSION),))
     except psycopg.Error as exc:

@@ -32,6 +32,11 @@ def add_parser(audit_commands: Any, db_option: Any) -> None:
     )
     ingest.add_argument("--events", required=True, metavar="FILE", help="the proxy's JSON-lines event file")
     db_option(ingest)
+    ingest.add_argument(
+        "--name",
+        default="",
+        help="where the offset is kept in the database (default: FILE); one per proxy host sharing it",
+    )
     ingest.add_argument("--follow", action="store_true", help="keep reading what is appended, until stopped")
     ingest.add_argument(
         "--interval", type=float, default=0.5, metavar="SECONDS", help="between looks with --follow (0.5)"
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stopping)
-    ingest = EventFileIngest(store, args.events)
+    ingest = EventFileIngest(store, args.events, args.name)
     metrics = exporter = None
     if args.metrics_listen:
         from prometheus_client import CollectorRegistry  # noqa: PLC0415 - only with metrics on

@@ -256,6 +256,20 @@ class AuditStore:
         ).fetchone()
         return int(row[0])
 
+    def absorb(self, into_id: int, from_id: int) -> None:
+        """Move the events of record ``from_id`` into ``into_id`` (in their order) and drop ``from_id``,
+        with its own state moves: a record one side opened before the other side's record was known."""
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE entries SET transfer_id = ? WHERE transfer_id = ? AND source <> 'state'",
+                (into_id, from_id),
+            )
+            self._conn.execute("DELETE FROM entries WHERE transfer_id = ?", (from_id,))
+            self._conn.execute("DELETE FROM transfers WHERE id = ?", (from_id,))
+            record = self.get(into_id)
+            if record is not None:  # the absorbed PBX events count as evidence too
+                self._reassess(into_id, record.updated)
+
     def set_ingest_offset(self, path: str, inode: int, offset: int) -> None:
         with self.transaction():
             self._conn.execute(

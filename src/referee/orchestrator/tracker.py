@@ -157,21 +157,26 @@ class Tracker:
 
     def _persist(self, transfer: Transfer, move: TransferMove) -> None:
         """Hand a move to the audit store. A record already final (the proxy's NOTIFY may end it
-        first) keeps its state and result; it still learns the parties."""
-        record = self.store.state_of(transfer.id)
-        if record is None:
-            return
-        if record in FINAL_STATES:
-            self.store.update(transfer.id, parties=transfer.names, when=move.time)
-        else:
-            self.store.update(
-                transfer.id,
-                state=str(move.after),
-                result=transfer.result or None,
-                parties=transfer.names,
-                when=move.time,
-                cause=move.cause,
-            )
+        first) keeps its state and result; it still learns the parties. ``unconfirmed`` is the one
+        exception: it says nobody could tell the outcome (a REFER with ``Refer-Sub: false``), and
+        this PBX's final word tells it. One transaction: the proxy host's ingest may write the
+        record between the read and the write."""
+        with self.store.transaction():
+            record = self.store.state_of(transfer.id)
+            if record is None:
+                return
+            told = record == State.UNCONFIRMED and move.after in FINAL_STATES
+            if record in FINAL_STATES and not told:
+                self.store.update(transfer.id, parties=transfer.names, when=move.time)
+            else:
+                self.store.update(
+                    transfer.id,
+                    state=str(move.after),
+                    result=transfer.result or None,
+                    parties=transfer.names,
+                    when=move.time,
+                    cause=move.cause,
+                )
 
     # -- events ---------------------------------------------------------------------------
 
@@ -249,6 +254,18 @@ class Tracker:
                 self.fire(transfer, Trigger.ANSWERED, "BridgeEnter")
         for transfer in self.active.on_channel(uid):
             self._check_bridged(transfer, "BridgeEnter")
+        self._replaced(event)
+
+    def _replaced(self, event: Mapping[str, str]) -> None:
+        """A SIP call swapped in for a SIP channel: an INVITE with Replaces (another PBX carrying out
+        an attended transfer across PBXs). The replaced channel's Call-ID is the dialog the REFER
+        named, so the audit's correlator joins this to that REFER's record."""
+        replaced = self.table.get(event.get("SwapUniqueid", ""))
+        entering = self.table.get(event.get("Uniqueid", ""))
+        if replaced is None or entering is None or not (replaced.is_pjsip and entering.is_pjsip):
+            return
+        if replaced.call_id and not self.active.on_channel(replaced.uniqueid):
+            self.correlator.pbx_replaced(replaced.call_id, self._pbx_event("BridgeEnter", event))
 
     def _check_bridged(self, transfer: Transfer, cause: str) -> None:
         moved, target = self.table.get(transfer.transferred), self.table.get(transfer.recipient)

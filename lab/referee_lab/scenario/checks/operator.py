@@ -1,8 +1,7 @@
 """``[operator]`` in scenario.toml: a transfer an operator drives through the orchestrator's HTTP API.
 
-For such a scenario the check starts ``referee orchestrator --config`` on the lab's PBXs (by PID, with the
-run's own audit database ``orchestrator.sqlite3``, token file and an API port the kernel picks on 127.0.0.1),
-waits until it reports the PBX connected, and, from a thread beside the phones:
+For such a scenario the check uses the PBX host's orchestrator (the lab runs one per PBX, see
+:mod:`referee_lab.hosts`), waits until it reports the PBX connected, and, from a thread beside the phones:
 
 1. waits until the PBX has reported the ``when`` events over AMI (the call to transfer is bridged);
 2. ``POST /transfers`` (``flow``, ``pbx``, ``channel``, ``exten``, ``context``); a 404 or 409 (the
@@ -10,8 +9,8 @@ waits until it reports the PBX connected, and, from a thread beside the phones:
 3. attended: once ``GET /transfers/{id}`` says ``answered``, ``POST /transfers/{id}/complete``;
 4. waits for a final state.
 
-After the phones the orchestrator is stopped and ``referee transfers show ID --json --db <the run's db>``
-must show the transfer in ``record_state`` with the ``flow`` asked.
+After the phones ``referee transfers show ID --json --db <the site's audit database>`` must show the
+transfer in ``record_state`` with the ``flow`` asked.
 """
 
 from __future__ import annotations
@@ -55,9 +54,8 @@ class OperatorCheck:
     def start(self, run: Run) -> None:
         self._driver, self._outcome = None, Outcome()
         recorder = run.ami(self.pbx)
-        self._orchestrator = orchestrator = Orchestrator(run.out_dir, run.events_file)
-        run.track("orchestrator", orchestrator.pid)
-        orchestrator.ready(self.pbx)
+        self._orchestrator = orchestrator = Orchestrator(run, self.pbx)
+        orchestrator.ready()
 
         def _drive() -> None:
             result = drive(self, recorder.wait_for, orchestrator.api, run.scenario.timeout)
@@ -73,11 +71,7 @@ class OperatorCheck:
             self._driver.join(15)
             if self._driver.is_alive():
                 out.problems.append("operator: still driving the transfer after the phones ended")
-        if self._orchestrator is None:
-            return
-        self._orchestrator.stop()
-        run.untrack("orchestrator")
-        if out.transfer_id is None:
+        if self._orchestrator is None or out.transfer_id is None:
             return
         try:
             record = self._orchestrator.record(out.transfer_id)
