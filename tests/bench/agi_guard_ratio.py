@@ -34,7 +34,7 @@ from pathlib import Path
 from referee.testing.fake_asterisk import Channel, agi_env, call, play
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"
+SCRIPT = ROOT / "ansible" / "roles" / "referee" / "files" / "referee_transfer_guard.py"
 EXAMPLE = ROOT / "examples" / "policy.toml"
 HOST = "127.0.5.20"
 EXTEN = "1003"
