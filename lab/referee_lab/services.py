@@ -96,6 +96,10 @@ def start_services(state: chroot.LabState, topo: Topology) -> None:
             ],
             LOG_DIR / f"fastagi-{pbx.name}.log",
         )
+        # The referee role's policy push sends it SIGHUP through this (referee__fastagi_reload_command);
+        # chroot execs the daemon, so the PID is the same inside the rootfs (/run is the lab's own tmpfs).
+        pidfile = in_root(root, f"/run/referee-lab/fastagi-{pbx.name}.pid")
+        pidfile.write_text(f"{state.pids[f'fastagi-{pbx.name}']}\n")
     for a in ASTERISKS:
         _wait_booted(root, a)
     _wait_listening(topo)
