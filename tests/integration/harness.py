@@ -139,7 +139,7 @@ def render_cfg(tmp: Path, **overrides: Any) -> Path:
         state = Path(values["kamailio__state_dir"])
         state.mkdir(exist_ok=True)
         with sqlite3.connect(state / "location.sqlite") as db:
-            db.executescript((TEMPLATE.parent / "location-sqlite.sql").read_text())
+            db.executescript((KEMI_SCRIPT.parent / "location-sqlite.sql").read_text())
     return cfg
 
 
