@@ -28,7 +28,7 @@ def test_timer_publishes_a_reloaded_policy_without_a_refer(tmp_path: Path) -> No
     assert shared["referee_policy_version"] == old  # no reload asked, no look at the file (check 0)
 
     shared["referee_reload"] = 1  # kamcmd pv.shvSet referee_reload int 1
-    assert timer.ksr_policy_timer(None) == 1
+    assert timer.ksr_policy_timer(None, "rtimer") == 1  # as app_python3 calls it: (msg, event name)
     assert shared["referee_policy_version"] == new
     assert fake.replies == []
 

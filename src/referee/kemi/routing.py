@@ -171,9 +171,9 @@ class ReferenceProxy:
             log(k, "referee: failure route failed:\n" + traceback.format_exc(), "err")
         return 1
 
-    def ksr_policy_timer(self, msg: object) -> int:
-        """rtimer's tick (kamailio.cfg, every second, its own process): a pushed policy is read and its
-        version published for ``referee policy status`` before any REFER arrives."""
+    def ksr_policy_timer(self, msg: object, name: str = "") -> int:
+        """rtimer's tick (kamailio.cfg, every second, its own process; rtimer passes the event name): a pushed
+        policy is read and its version published for ``referee policy status`` before any REFER arrives."""
         try:
             self.refers.refresh_policy()
         except Exception:  # a timer that raises is not called again; the next tick retries
