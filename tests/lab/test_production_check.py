@@ -91,8 +91,8 @@ def _operator_copy(tmp: Path, root: Path) -> Path:
     }
     hosts = {"all": {"children": {"estate": estate, "phones": {"hosts": {}}}}}
     (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
-    # Where main.yml says the wheel and the policy are: a built wheel and the operator's policy.
-    files = inventory / "files"
+    # Where main.yml says the wheel and the policy are (files/ next to the inventory folder).
+    files = tmp / "files"
     files.mkdir()
     subprocess.run([sys.executable, str(BUILDER), str(REPO), str(files)], check=True, capture_output=True)
     assert (files / "referee-0.1.0-py3-none-any.whl").is_file(), sorted(os.listdir(files))
