@@ -36,8 +36,8 @@ $(BIN)/referee: pyproject.toml lab/pyproject.toml
 venv: $(BIN)/referee
 
 lint: venv
-	$(BIN)/ruff check src lab tests agi kamailio
-	$(BIN)/ruff format --check src lab tests agi kamailio
+	$(BIN)/ruff check src lab tests ansible/roles
+	$(BIN)/ruff format --check src lab tests ansible/roles
 	$(BIN)/mypy
 
 unit: venv
@@ -74,7 +74,7 @@ lab-down: venv
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 
-# The Kamailio proxy (kamailio/, referee.kemi): real Kamailio + SIPp on 127.0.1.x. `make test` runs these too.
+# The Kamailio proxy (ansible/roles/kamailio, referee.kemi): real Kamailio + SIPp on 127.0.1.x. `make test` runs these too.
 .PHONY: integration integration-6x bench-proxy
 integration: deps venv
 	$(BIN)/pytest -q tests/integration

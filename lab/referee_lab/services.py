@@ -96,13 +96,19 @@ def start_services(
     for pbx in topo.pbxs:
         log(f"start: fastagi-{pbx.name}, agi {pbx.address}:{pbx.agi_port}")
         _start_fastagi(state, topo, pbx.name)
+        # The referee role's policy push sends it SIGHUP through this (referee__fastagi_reload_command);
+        # chroot execs the daemon, so the PID is the same inside the rootfs (/run is the lab's own tmpfs).
+        pidfile = in_root(root, f"/run/referee-lab/fastagi-{pbx.name}.pid")
+        pidfile.write_text(f"{state.pids[f'fastagi-{pbx.name}']}\n")
     log("start: waiting for the Asterisks to boot and every SIP and AGI port to listen")
     for a in ASTERISKS:
         _wait_booted(root, a)
     _wait_listening(topo)
     # The audit trail of a real site: the proxy host's ingest and each PBX host's orchestrator, all
     # writing to one PostgreSQL (docs/audit-across-hosts.md).
+    log(f"start: audit database, PostgreSQL {database.HOST}:{database.PORT}")
     database.start(state)
+    log("start: audit ingest of the proxy's event file, one orchestrator per PBX")
     hosts.start(state, topo, proxy_log.path_in(root))
 
 

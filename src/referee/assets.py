@@ -19,6 +19,8 @@ ASSETS = {
     "kamailio/referee_kemi.py": "Kamailio's KEMI entry script (app_python3 load)",
     "kamailio/kamailio.cfg.j2": "the reference proxy's kamailio.cfg, a Jinja2 template",
     "kamailio/credentials.j2": "the proxy's digest credentials file (user:ha1:pbx), a Jinja2 template",
+    "kamailio/referee.cfg.j2": "drop-in for an operator's kamailio.cfg (route[REFEREE]), Jinja2",
+    "kamailio/referee_native.py": "its app_python3 script (python_exec entry points)",
     "asterisk/extensions_referee_transfer.conf": "the transfer guard's dialplan drop-in",
     "agi/referee_transfer_guard.py": "the process AGI transfer guard (agi-bin)",
     "systemd/referee-fastagi.service": "systemd unit of referee fastagi",

@@ -38,7 +38,7 @@ from referee.agi.guard import OUTPUT_VARIABLES, QUERY_VARIABLES, RESULT_VARIABLE
 from referee.testing.fake_asterisk import agi_env, call, play, split_args
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"
+SCRIPT = ROOT / "ansible" / "roles" / "referee" / "files" / "referee_transfer_guard.py"
 EXAMPLE = ROOT / "examples" / "policy.toml"
 HOST = "127.0.5.20"
 EXTEN = "1003"

@@ -6,7 +6,7 @@ from notify_order_load import HOLD_TABLE, REPO, first_to_referrer, overtaking
 
 from referee_lab.ladder import Message
 
-TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
+TEMPLATE = REPO / "ansible" / "roles" / "kamailio" / "templates" / "kamailio.cfg.j2"
 
 
 def ladder(*order: str) -> list[Message]:

@@ -22,7 +22,7 @@ import jinja2
 
 ROLE = harness.REPO / "ansible" / "roles" / "kamailio"
 DROPIN_TEMPLATE = ROLE / "templates" / "referee.cfg.j2"
-NATIVE_SCRIPT = harness.REPO / "kamailio" / "referee_native.py"
+NATIVE_SCRIPT = harness.REPO / "ansible" / "roles" / "kamailio" / "files" / "referee_native.py"
 STOCK = Path(__file__).with_name("stock")
 SQL = Path("/usr/share/kamailio/db_sqlite")
 

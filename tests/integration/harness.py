@@ -28,9 +28,9 @@ from typing import Any
 import jinja2
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "kamailio" / "kamailio.cfg.j2"
-CREDENTIALS_TEMPLATE = REPO / "kamailio" / "credentials.j2"
-KEMI_SCRIPT = REPO / "kamailio" / "referee_kemi.py"
+TEMPLATE = REPO / "ansible" / "roles" / "kamailio" / "templates" / "kamailio.cfg.j2"
+CREDENTIALS_TEMPLATE = REPO / "ansible" / "roles" / "kamailio" / "templates" / "credentials.j2"
+KEMI_SCRIPT = REPO / "ansible" / "roles" / "kamailio" / "files" / "referee_kemi.py"
 POLICY = Path(__file__).with_name("policy.toml")
 KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
 # Set to a Debian rootfs (the lab's sid one has Kamailio 6.x) to run the same tests against the
@@ -139,7 +139,7 @@ def render_cfg(tmp: Path, **overrides: Any) -> Path:
         state = Path(values["kamailio__state_dir"])
         state.mkdir(exist_ok=True)
         with sqlite3.connect(state / "location.sqlite") as db:
-            db.executescript((TEMPLATE.parent / "location-sqlite.sql").read_text())
+            db.executescript((KEMI_SCRIPT.parent / "location-sqlite.sql").read_text())
     return cfg
 
 

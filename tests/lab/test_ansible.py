@@ -1,11 +1,13 @@
 """Static checks of the Ansible side: ansible-lint (production profile), the Vagrant lab's inventory against
-site.yml (--syntax-check, --list-hosts), and `vagrant validate`.
+site.yml (--syntax-check, --list-hosts), `vagrant validate`, and the policy version check of the referee role
+against stand-in `referee policy status` answers.
 
 These need no root and no VM. A missing tool fails the test: `make test` installs all of them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -109,3 +111,56 @@ def test_vagrantfile_validates() -> None:
     done = _run([_tool("vagrant"), "validate", "--ignore-provider"], VAGRANT, VAGRANT_CHECKPOINT_DISABLE="1")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "validated successfully" in done.stdout
+
+
+def _status_site(tmp_path: Path, versions: dict[str, str]) -> Path:
+    """A play of the referee role's policy_status tasks on local hosts whose `referee policy status` is a
+    stand-in answering one version each."""
+    hosts = {}
+    for host, version in versions.items():
+        venv = tmp_path / host
+        (venv / "bin").mkdir(parents=True)
+        rows = [{"kind": "fastagi", "where": f"{host}:4573", "version": version, "error": "", "note": ""}]
+        script = venv / "bin" / "referee"
+        script.write_text(f"#!/bin/sh\necho '{json.dumps(rows)}'\n")
+        script.chmod(0o755)
+        hosts[host] = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "referee__venv": str(venv),
+        }
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    play = [
+        {
+            "name": "status",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"ansible.builtin.import_role": {"name": "referee", "tasks_from": "policy_status"}}],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("versions", "same"),
+    [({"pbx-a": "aaaa", "pbx-b": "aaaa"}, True), ({"pbx-a": "aaaa", "pbx-b": "bbbb"}, False)],
+)
+def test_policy_status_check_fails_loudly_when_versions_differ(
+    tmp_path: Path, versions: dict[str, str], same: bool
+) -> None:
+    site = _status_site(tmp_path, versions)
+    done = _run(
+        [_tool("ansible-playbook"), "-i", "hosts.yml", "play.yml"],
+        site,
+        ANSIBLE_ROLES_PATH=str(ANSIBLE / "roles"),
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # the message on one line
+    )
+    out = done.stdout + done.stderr
+    if same:
+        assert done.returncode == 0, out
+        assert "every proxy and FastAGI guard runs policy version aaaa" in out
+    else:
+        assert done.returncode != 0, out
+        assert "The policy versions differ (or one could not be asked) after the push:" in out
+        assert "fastagi pbx-a:4573: aaaa; fastagi pbx-b:4573: bbbb" in out

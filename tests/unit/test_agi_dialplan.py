@@ -16,7 +16,7 @@ from referee.agi.guard import OUTPUT_VARIABLES, QUERY_VARIABLES, RESULT_VARIABLE
 from referee.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
-SNIPPET = ROOT / "asterisk" / "extensions_referee_transfer.conf"
+SNIPPET = ROOT / "ansible" / "roles" / "asterisk" / "templates" / "extensions_referee_transfer.conf"
 
 # extension -> list of (label, application, arguments), per context
 Dialplan = dict[str, dict[str, list[tuple[str | None, str, str]]]]
@@ -99,7 +99,7 @@ def test_guard_tries_fastagi_then_the_process_agi_and_fails_closed(plan: Dialpla
     url = f"agi://{defaults.listen}:{defaults.port}"
     assert url == "agi://127.0.0.1:4573"
     assert ("Set", f"LOCAL(url)={url}") in [(app, args) for _, app, args in steps]
-    script = ROOT / "agi" / "referee_transfer_guard.py"
+    script = ROOT / "ansible" / "roles" / "referee" / "files" / "referee_transfer_guard.py"
     assert script.is_file() and script.stat().st_mode & 0o111
     assert steps[-1][1] == "Return"
 

@@ -38,7 +38,7 @@ from referee.testing.fake_asterisk import agi_env, call, play, split_args
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "policy.toml"
-SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"
+SCRIPT = ROOT / "ansible" / "roles" / "referee" / "files" / "referee_transfer_guard.py"
 HOST = "127.0.2.20"
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
 _KEPT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!~*'()")

@@ -12,7 +12,7 @@ import pytest
 from referee.testing.fake_asterisk import Channel, agi_env, play
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "agi" / "referee_transfer_guard.py"
+SCRIPT = ROOT / "ansible" / "roles" / "referee" / "files" / "referee_transfer_guard.py"
 EXAMPLE = ROOT / "examples" / "policy.toml"
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
 TWO_TENANTS = Path(__file__).parent / "data" / "agi" / "two_tenants.toml"

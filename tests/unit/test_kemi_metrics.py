@@ -126,7 +126,9 @@ def render(**values: object) -> str:
         "kamailio__users": [],
         "kamailio__kemi_script": "/k.py",
     }
-    return env.from_string((REPO / "kamailio" / "kamailio.cfg.j2").read_text()).render(**base, **values)
+    return env.from_string(
+        (REPO / "ansible" / "roles" / "kamailio" / "templates" / "kamailio.cfg.j2").read_text()
+    ).render(**base, **values)
 
 
 def test_the_cfg_declares_what_the_adapter_counts() -> None:

@@ -111,6 +111,11 @@ def test_lab_up_prints_a_line_per_step_as_it_starts(
     monkeypatch.setattr(services, "chroot_run", lambda *a, **kw: None)
     monkeypatch.setattr(services, "_wait_booted", lambda root, a: None)
     monkeypatch.setattr(services, "_wait_listening", lambda topo: None)
+    # Never the real PostgreSQL, ingest or orchestrators (nor their teardown: a lab may be up beside this test).
+    monkeypatch.setattr(services.database, "start", lambda state: lines.append("(started database)") or 0)
+    monkeypatch.setattr(services.database, "stop", lambda state: None)
+    monkeypatch.setattr(services.hosts, "start", lambda state, topo, events: lines.append("(started hosts)"))
+    monkeypatch.setattr(services.hosts, "stop", lambda state: None)
     started: list[str] = []
 
     def start_daemon(state: chroot.LabState, name: str, *args: object, **kw: object) -> int:
@@ -155,8 +160,14 @@ def test_lab_up_prints_a_line_per_step_as_it_starts(
         "(started fastagi-pbx2)",
     ]
     assert lines[18].startswith("start: waiting for ")
-    assert lines[19].startswith("services: kamailio pid 4001, pbx1 pid 4002")
-    assert len(lines) == 20
+    assert lines[19:23] == [
+        "start: audit database, PostgreSQL 127.0.0.12:5432",
+        "(started database)",
+        "start: audit ingest of the proxy's event file, one orchestrator per PBX",
+        "(started hosts)",
+    ]
+    assert lines[23].startswith("services: kamailio pid 4001, pbx1 pid 4002")
+    assert len(lines) == 24
 
 
 def test_rootfs_build_is_announced_before_debootstrap_runs(

@@ -67,6 +67,14 @@ class NativeHooks:
         self.refers.policies.announce()  # the policy version, for `referee policy status`
         return 0
 
+    def policy_timer(self, msg: object) -> int:
+        """The drop-in's rtimer tick: a changed policy file is read without waiting for a REFER."""
+        try:
+            self.refers.refresh_policy()
+        except Exception:  # the next tick retries
+            log(self.k, "referee: policy timer: " + traceback.format_exc(), "err")
+        return 1
+
     def route_refer(self, msg: object) -> int:
         """Decide the REFER; ``$var(referee_allowed)`` 1: Refer-To rewritten, the operator's routing relays;
         0: refused and answered (the cfg exits). Never raises: a REFER the check cannot handle is refused

@@ -196,6 +196,10 @@ class ReferCheck:
         record = self.dialogs.get(call_id)
         return record.depth if record is not None else 0
 
+    def refresh_policy(self) -> None:
+        """Read a changed policy file (or the one a ``referee_reload`` asks for) without a REFER."""
+        self.policies.check(force=self._reload_requested())
+
     def _reload_requested(self) -> bool:
         """Whether ``kamcmd pv.shvSet referee_reload int N`` changed the shared reload counter."""
         generation = self.k.pv.get(RELOAD_PV)

@@ -185,6 +185,15 @@ class ReferenceProxy:
             log(self.k, "referee: metrics request failed:\n" + traceback.format_exc(), "err")
             return 1
 
+    def ksr_policy_timer(self, msg: object, name: str = "") -> int:
+        """rtimer's tick (kamailio.cfg, every second, its own process; rtimer passes the event name): a pushed
+        policy is read and its version published for ``referee policy status`` before any REFER arrives."""
+        try:
+            self.refers.refresh_policy()
+        except Exception:  # a timer that raises is not called again; the next tick retries
+            log(self.k, "referee: policy timer: " + traceback.format_exc(), "err")
+        return NEXT
+
     def ksr_dispatcher_event(self, msg: object, name: str = "") -> int:
         """The dispatcher's ``event_callback``: a PBX went down (``dispatcher:dst-down``) or came back
         up (``dispatcher:dst-up``). ``$ru`` is the destination."""

@@ -1,1 +1,1 @@
-../../../../agi/referee_transfer_guard.py
+../../../../ansible/roles/referee/files/referee_transfer_guard.py

@@ -1,1 +1,1 @@
-../../../../kamailio/referee_kemi.py
+../../../../ansible/roles/kamailio/files/referee_kemi.py

@@ -1,0 +1,1 @@
+../../../../ansible/roles/kamailio/files/referee_native.py
