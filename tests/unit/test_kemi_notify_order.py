@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from kemi_fixtures import Clock, defines, make, refer, request
@@ -28,6 +29,27 @@ def answers(
     )
 
 
+def pending(*, mark_on_send: bool = False, hold_max: float = 0.2) -> tuple[FakeKSR, Clock, ReferAnswers]:
+    """A fake proxy whose REFER of dialog c1 was relayed at t=5 s, and its gate."""
+    fake, clock = FakeKSR(), Clock(5.0)
+    gate = answers(fake, clock, [], mark_on_send=mark_on_send, hold_max=hold_max)
+    gate.relayed("c1")
+    return fake, clock, gate
+
+
+class Polls:
+    """A sleep that moves the clock and does ``then`` at the ``at``-th poll (the other worker's step)."""
+
+    def __init__(self, clock: Clock, at: int, then: Callable[[], None]) -> None:
+        self.clock, self.at, self.then, self.count = clock, at, then, 0
+
+    def __call__(self, seconds: float) -> None:
+        self.count += 1
+        self.clock.now += seconds
+        if self.count == self.at:
+            self.then()
+
+
 def state(fake: FakeKSR, call_id: str) -> str:
     return str(fake.tables["referee_refer"].get(call_id, ""))
 
@@ -50,24 +72,12 @@ def test_an_answered_refer_holds_only_for_the_rest_of_the_grace() -> None:
 
 
 def test_a_pending_refer_holds_until_answered_or_the_bound() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept)
-    gate.relayed("c1")
+    _fake, clock, gate = pending()
     assert abs(gate.hold("c1") - 0.2) < 1e-6  # never answered: released at hold_max
     gate.relayed("c2")
-    polls = 0
-
-    def answer_after_three_polls(seconds: float) -> None:
-        nonlocal polls
-        polls += 1
-        clock.now += seconds
-        if polls == 3:
-            gate.answered("c2")
-
-    gate._sleep = answer_after_three_polls
+    gate._sleep = polls = Polls(clock, 3, lambda: gate.answered("c2"))
     held = gate.hold("c2")
-    assert polls == 4 and abs(held - (0.003 + 0.02)) < 1e-6
+    assert polls.count == 4 and abs(held - (0.003 + 0.02)) < 1e-6
 
 
 def test_the_proxy_marks_relayed_refers_and_their_answers(tmp_path: Path) -> None:
@@ -98,10 +108,7 @@ def test_the_proxy_marks_relayed_refers_and_their_answers(tmp_path: Path) -> Non
 
 
 def test_marked_on_send_the_answer_is_pending_until_tm_sends_it() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept, mark_on_send=True)
-    gate.relayed("c1")
+    fake, clock, gate = pending(mark_on_send=True)
     fake.reply(ACCEPTED.format("c1"))
     gate.replying("c1")  # the onreply route's last step: tm has not sent the 202 yet
     assert state(fake, "c1") == "P"
@@ -111,32 +118,17 @@ def test_marked_on_send_the_answer_is_pending_until_tm_sends_it() -> None:
 
 
 def test_a_notify_waits_through_the_onreply_window_then_the_grace_after_the_send() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept, mark_on_send=True)
-    gate.relayed("c1")
+    fake, clock, gate = pending(mark_on_send=True)
     fake.reply(ACCEPTED.format("c1"))
     gate.replying("c1")
-    polls = 0
-
-    def send_after_fifty_polls(seconds: float) -> None:
-        # The answering worker is preempted for 50 ms after its onreply route, longer than the grace.
-        nonlocal polls
-        polls += 1
-        clock.now += seconds
-        if polls == 50:
-            gate.sending()
-
-    gate._sleep = send_after_fifty_polls
+    # The answering worker is preempted for 50 ms after its onreply route, longer than the grace.
+    gate._sleep = Polls(clock, 50, gate.sending)
     held = gate.hold("c1")
     assert abs(held - (0.050 + 0.02)) < 1e-6  # released a grace after the send mark, not the onreply
 
 
 def test_another_message_sent_first_does_not_mark_and_forgets_the_answer() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept, mark_on_send=True)
-    gate.relayed("c1")
+    fake, _clock, gate = pending(mark_on_send=True)
     gate.replying("c1")  # a 202 tm does not relay (a retransmission): no onsend for it
     fake.reply(ACCEPTED.format("other"))
     gate.sending()  # the next message this worker sends is another dialog's
@@ -149,19 +141,13 @@ def test_another_message_sent_first_does_not_mark_and_forgets_the_answer() -> No
 
 
 def test_without_mark_on_send_the_onreply_route_marks_the_answer() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept)  # a native cfg, without onsend_route_reply
-    gate.relayed("c1")
+    fake, _clock, gate = pending()  # a native cfg, without onsend_route_reply
     gate.replying("c1")
     assert state(fake, "c1") == "A 5.000000"
 
 
 def test_a_pending_refer_holds_its_notify_for_the_default_bound_below_t1() -> None:
-    clock, slept = Clock(5.0), []
-    fake = FakeKSR()
-    gate = answers(fake, clock, slept, hold_max=HOLD_MAX)
-    gate.relayed("c1")
+    _fake, _clock, gate = pending(hold_max=HOLD_MAX)
     held = gate.hold("c1")
     # held as long as the bound, and released before the PBX would retransmit the NOTIFY
     assert abs(held - HOLD_MAX) < 1e-6 and held < T1
