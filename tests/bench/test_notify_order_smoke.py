@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notify_order_load import HOLD_TABLE, REPO, first_to_referrer, overtaking
+from notify_order_load import HOLD_TABLE, MARK_ON_SEND, REPO, first_to_referrer, overtaking
 
 from referee_lab.ladder import Message
 
@@ -42,3 +42,5 @@ def test_an_overtaking_says_by_how_much_and_in_which_order_the_pbx_sent_them() -
 def test_the_benchmark_knows_the_cfg_line_it_removes() -> None:
     # The "without the hold" run renders the cfg without this line: it must be the template's.
     assert HOLD_TABLE in TEMPLATE.read_text()
+    # ... and the "marked in the onreply route" run without these two.
+    assert all(line in TEMPLATE.read_text() for line in MARK_ON_SEND)

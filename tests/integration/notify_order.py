@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness import PBX1, PHONES, PORT, refer_bytes, send_authenticated
 
@@ -25,11 +25,13 @@ class Tally:
     in_order: int = 0  # the 202 reached the phone first
     overtaken: int = 0  # the NOTIFY reached the phone before the 202
     lost: int = 0  # one of the two never came
+    leads: list[float] = field(default_factory=list)  # seconds each overtaking NOTIFY came before its 202
 
     def __str__(self) -> str:
+        led = ", ".join(f"{lead * 1000:.1f}" for lead in sorted(self.leads))
         return (
-            f"{self.rounds} REFERs: 202 first {self.in_order}, NOTIFY first {self.overtaken}, "
-            f"incomplete {self.lost}"
+            f"{self.rounds} REFERs: 202 first {self.in_order}, NOTIFY first {self.overtaken}"
+            f"{f' (by {led} ms)' if led else ''}, incomplete {self.lost}"
         )
 
 
@@ -134,21 +136,23 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
             refer = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"{port}", str(port).encode())
             call_id = _all(_headers(refer)[1], b"call-id")[0]
             send_authenticated(phone, refer, wait)  # the proxy challenges phones (407)
-            first = _first_at_phone(phone, call_id, wait)
+            first, lead = _first_at_phone(phone, call_id, wait)
             with lock:
                 tally.rounds += 1
                 if first == b"202":
                     tally.in_order += 1
                 elif first == b"NOTIFY":
                     tally.overtaken += 1
+                    tally.leads.append(lead)
                 else:
                     tally.lost += 1
 
 
-def _first_at_phone(phone: socket.socket, call_id: bytes, wait: float) -> bytes | None:
-    """Wait until the phone got both the 202 and the NOTIFY (answered 200); the first one's kind."""
+def _first_at_phone(phone: socket.socket, call_id: bytes, wait: float) -> tuple[bytes | None, float]:
+    """Wait until the phone got both the 202 and the NOTIFY (answered 200); the first one's kind, and
+    how long before the second it came."""
     first: bytes | None = None
-    seen: set[bytes] = set()
+    seen: dict[bytes, float] = {}
     deadline = time.monotonic() + wait
     while len(seen) < 2 and (left := deadline - time.monotonic()) > 0:
         phone.settimeout(left)
@@ -165,7 +169,9 @@ def _first_at_phone(phone: socket.socket, call_id: bytes, wait: float) -> bytes 
         if not kind:
             continue
         first = first or kind
-        seen.add(kind)
+        seen.setdefault(kind, time.monotonic())
         if kind == b"NOTIFY":
             phone.sendto(_ok_to(data), addr)
-    return first if len(seen) == 2 else None
+    if len(seen) < 2:
+        return None, 0.0
+    return first, abs(seen[b"202"] - seen[b"NOTIFY"])

@@ -4,6 +4,8 @@ A pbx1 stand-in answers each REFER 202 and sends the NOTIFY right after it; 16 p
 once through a 4-worker proxy, so the 202 and its NOTIFY are handled by different workers at the
 same moment. Without the hold in referee.kemi.notify (a cfg without the referee_refer htable),
 about 1 NOTIFY in 40 reached the phone first on the 2-core test machine (docs/benchmarks.md).
+The cfg marks each REFER answered in ksr_onsend_route (core ``onsend_route_reply=yes``): had Kamailio
+not run it for the 202s, every NOTIFY would have waited the whole bound, which the proxy logs.
 """
 
 from __future__ import annotations
@@ -23,3 +25,4 @@ def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio]) ->
     responses = [e for e in proxy.events() if e["event"] == "refer.response"]
     assert len(outcomes) == len(responses) == 400
     assert "Traceback" not in proxy.log()
+    assert "its REFER is unanswered" not in proxy.log()  # each answer was marked when tm sent it

@@ -7,16 +7,25 @@ NOTIFY before relaying it.
 
 :class:`ReferAnswers` keeps the order a stock relay keeps: the referrer gets the REFER's final
 response (202) before the first NOTIFY. In a multi-process Kamailio the two are handled by
-different workers: the 202 in one (the reply route, the tm onreply route with its
-``refer.response`` event), the NOTIFY, which the PBX sends right after it, in another. Under
-CPU contention the NOTIFY's worker can finish first, and the referrer sees a NOTIFY for a
-REFER it has no answer to (linphone answers ``491 Request pending`` and calls the transfer
-failed). So the REFER check marks each relayed REFER pending in an htable (Call-ID -> state),
-the onreply route marks it answered as its last step, and a NOTIFY of that dialog is held
-while its REFER is pending, then for ``grace`` seconds after the answer was marked (the
-answering worker still has to send the 202: tm's C code, microseconds unless the worker is
-preempted). Bounded: a NOTIFY is never held longer than ``hold_max`` (a 202 lost on the way to
-the proxy); without the htable (a cfg that declares none) nothing is held.
+different workers: the 202 in one (the tm onreply route with its ``refer.response`` event, then
+tm's relay of the reply), the NOTIFY, which the PBX sends right after it, in another. Under CPU
+contention the NOTIFY's worker can finish first, and the referrer sees a NOTIFY for a REFER it has
+no answer to (linphone answers ``491 Request pending`` and calls the transfer failed). So the
+REFER check marks each relayed REFER pending in an htable (Call-ID -> state), the answer marks it
+answered, and a NOTIFY of that dialog is held while its REFER is pending, then for ``grace``
+seconds after the answer was marked.
+
+Where the answer is marked decides what the grace must cover. With ``mark_on_send`` (the
+shipped kamailio.cfg: core ``onsend_route_reply=yes``) it is marked in ``ksr_onsend_route``,
+which tm runs for a relayed reply right before it hands the reply to the socket: the grace only
+covers a worker preempted in the few microseconds between that mark and the ``sendto``. Without
+it (a native cfg) the onreply route marks it, and the grace also covers tm's reply processing
+after that route (building, locking, callbacks).
+
+Bounded: a NOTIFY is never held longer than ``hold_max``; without the htable (a cfg that declares
+none) nothing is held. While a worker holds a NOTIFY, the PBX's retransmissions of it are absorbed
+by ``t_precheck_trans`` (the request route's first tm step), and ``hold_max`` is below SIP's T1
+(500 ms), the PBX's first NOTIFY retransmission over UDP.
 """
 
 from __future__ import annotations
@@ -44,9 +53,13 @@ def _refer_cseq(params: str) -> int | None:
 
 
 ANSWERS_TABLE = "referee_refer"  # htable declared in kamailio.cfg.j2
-HOLD_MAX = 0.2  # seconds a NOTIFY may wait for its REFER's answer
+# Seconds a NOTIFY may wait for its REFER's answer. Below T1 (500 ms): the PBX does not retransmit
+# the NOTIFY meanwhile. Each held NOTIFY occupies a worker, and the 202 needs one to get through.
+HOLD_MAX = 0.4
 GRACE = 0.02  # seconds after the answer was marked: the answering worker sends the 202
 POLL = 0.001
+# kamailio.cfg says it sets core ``onsend_route_reply=yes``: answers are marked in ksr_onsend_route.
+MARK_ON_SEND_DEFINE = "REFEREE_REFER_ANSWER_ON_SEND"
 _PENDING, _ANSWERED = "P", "A"
 
 
@@ -58,6 +71,7 @@ class ReferAnswers:
         ksr: KSR,
         table: str = ANSWERS_TABLE,
         *,
+        mark_on_send: bool = False,
         hold_max: float = HOLD_MAX,
         grace: float = GRACE,
         clock: Callable[[], float] = time.monotonic,  # CLOCK_MONOTONIC: the same in every worker
@@ -65,17 +79,41 @@ class ReferAnswers:
     ) -> None:
         self.k = ksr
         self.table = table
+        self.mark_on_send = mark_on_send
         self.hold_max = hold_max
         self.grace = grace
         self._clock = clock
         self._sleep = sleep
+        self._replying = ""  # this worker: the Call-ID of the REFER answer its onreply route just saw
+
+    @classmethod
+    def from_cfg(cls, ksr: KSR) -> ReferAnswers:
+        """Marked on send when the cfg defines ``REFEREE_REFER_ANSWER_ON_SEND`` "1"."""
+        return cls(ksr, mark_on_send=text(ksr.kx.get_def(MARK_ON_SEND_DEFINE)).strip().strip('"') == "1")
 
     def relayed(self, call_id: str) -> None:
         """The REFER check allowed a REFER of this dialog: NOTIFYs wait for its answer."""
         self.k.htable.sht_sets(self.table, call_id, _PENDING)
 
+    def replying(self, call_id: str) -> None:
+        """The tm onreply route saw the REFER's final response (its last step). Marked answered
+        now, or, with ``mark_on_send``, when tm sends it (:meth:`sending`, in this same worker)."""
+        if self.mark_on_send:
+            self._replying = call_id
+        else:
+            self.answered(call_id)
+
+    def sending(self) -> None:
+        """``ksr_onsend_route``: the message about to leave is this worker's REFER answer: marked
+        answered, right before tm hands it to the socket. Any other message (a request, another
+        reply) costs one attribute test. A final response tm does not relay (a retransmission)
+        leaves the Call-ID here until the next send: only a message of the same dialog marks it."""
+        call_id, self._replying = self._replying, ""
+        if call_id and text(self.k.kx.get_callid()) == call_id:
+            self.answered(call_id)
+
     def answered(self, call_id: str) -> None:
-        """Its final response is about to be sent (the tm onreply route's last step)."""
+        """Its final response is about to be sent."""
         self.k.htable.sht_sets(self.table, call_id, f"{_ANSWERED} {self._clock():.6f}")
 
     def hold(self, call_id: str) -> float:

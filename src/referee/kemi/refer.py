@@ -99,7 +99,7 @@ class ReferCheck:
                     ReferResponse(self.events.now(), call_id, cseq, status, subscription=not no_sub)
                 )
                 if self.answers is not None:
-                    self.answers.answered(call_id)  # last: the 202 goes out right after
+                    self.answers.replying(call_id)  # last: marked now or when tm sends it
         except Exception:
             self._log_failure("referee: REFER onreply failed")
         return 1

@@ -94,7 +94,9 @@ class ReferenceProxy:
         )
         database = DialogDatabase(settings.dialog_db) if settings.dialog_db else None
         self.dialogs = DialogStore(ksr, settings.dialog_table, database)
-        answers = ReferAnswers(ksr)  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
+        self.answers = answers = ReferAnswers.from_cfg(
+            ksr
+        )  # a NOTIFY waits for its REFER's 202 (kemi/notify.py)
         self.refers = ReferCheck(
             ksr, settings, policies, self.events, self.dialogs, reply=self.reply, answers=answers
         )
@@ -142,6 +144,12 @@ class ReferenceProxy:
         return 1
 
     def ksr_onsend_route(self, msg: object) -> int:
+        """Core onsend_route: every request relayed and, with ``onsend_route_reply=yes``, every reply,
+        right before it is sent. Marks a REFER's answer sent (ReferAnswers.sending); 1: send it."""
+        try:
+            self.answers.sending()
+        except Exception:
+            log(self.k, "referee: onsend route failed:\n" + traceback.format_exc(), "err")
         return 1
 
     def ksr_onreply_invite(self, msg: object) -> int:
