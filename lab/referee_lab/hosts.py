@@ -26,6 +26,7 @@ from referee_lab.provision import REPO
 from referee_lab.topology import Pbx, Topology
 
 HOSTS_DIR = REPO / "var" / "lab" / "hosts"
+LAB_POLICY = REPO / "examples" / "policy.toml"  # the policy the lab deploys: the page's playground checks it
 API_PORT = 8090  # on each PBX's own address (loopback: the orchestrator's API is loopback only)
 INGEST = "ingest-proxy"
 INGEST_INTERVAL = "0.2"  # seconds between looks at the proxy's event file
@@ -60,7 +61,7 @@ def write_config(path: Path, topo: Topology, pbx: Pbx) -> None:
     path.touch(mode=0o600)
     path.write_text(
         f'[orchestrator]\ndb = {q(database.dsn())}\nevents = ""\napi = {q(f"{pbx.address}:{API_PORT}")}\n'
-        f"token_file = {q(str(path.parent / 'api-token'))}\n\n"
+        f"token_file = {q(str(path.parent / 'api-token'))}\npolicy = {q(str(LAB_POLICY))}\n\n"
         f"[[pbx]]\nname = {q(pbx.name)}\nhost = {q(pbx.address)}\nport = {pbx.ami_port}\n"
         f"username = {q(topo.ami_user)}\nsecret = {q(topo.ami_secret)}\nsource = {q(pbx.address)}\n"
     )

@@ -16,6 +16,7 @@ checks the differences against
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -36,9 +37,23 @@ from referee.metrics.scrape import Samples, fetch
 from referee.policy import load_policy
 from referee_lab import chroot, metrics, scenario, topology
 from referee_lab.scenario import proxy_log
-from referee_lab.scenario.orchestrator import write_config
 
 pytestmark = pytest.mark.lab
+
+
+def write_config(path: Path, topo: topology.Topology) -> None:
+    """This test's own orchestrator: every PBX of the lab (the lab's per-PBX orchestrators run beside it,
+    each AMI login is its own), connecting from the PBX's address, the secret in a 0600 file."""
+    q = json.dumps  # a JSON string is a TOML basic string
+    path.touch(mode=0o600)
+    path.write_text(
+        "\n".join(
+            f"[[pbx]]\nname = {q(p.name)}\nhost = {q(p.address)}\nport = {p.ami_port}\n"
+            f"username = {q(topo.ami_user)}\nsecret = {q(topo.ami_secret)}\nsource = {q(p.address)}\n"
+            for p in topo.pbxs
+        )
+    )
+
 
 REPO = Path(__file__).resolve().parents[2]
 # Scenarios without faults (a restarted proxy counts from zero) or an operator: each kind of outcome once.
