@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -74,6 +75,8 @@ def prepare(log: Callable[[str], None] = say) -> tuple[chroot.LabState, rootfs.R
     state.save()
     log("rootfs: mounting /proc, /dev, /dev/pts and a fresh /run in the chroot")
     chroot.mount_all(info.path)
+    if changed := rootfs.resolve_locally(info.path, socket.gethostname()):
+        log(f"rootfs: {' and '.join(changed)}: the host name resolved locally, DNS given up after 1 s")
     return state, info
 
 

@@ -106,6 +106,7 @@ def test_lab_up_prints_a_line_per_step_as_it_starts(
     monkeypatch.setattr(chroot, "STATE_FILE", tmp_path / "state" / "state.json")
     monkeypatch.setattr(chroot, "teardown", lambda root=None: {"stopped": [], "unmounted": []})
     monkeypatch.setattr(chroot, "mount_all", lambda root: None)
+    monkeypatch.setattr(rootfs, "resolve_locally", lambda root, hostname: [])
     monkeypatch.setattr(services, "WORK_DIR", tmp_path / "work")
     monkeypatch.setattr(services, "LOG_DIR", tmp_path / "work" / "logs")
     monkeypatch.setattr(services, "chroot_run", lambda *a, **kw: None)
@@ -194,3 +195,15 @@ def test_rootfs_build_is_announced_before_debootstrap_runs(
         "(debootstrap)",
         "rootfs: debootstrap done, finishing the tree",
     ]
+
+
+def test_the_chroot_resolves_the_host_name_locally_and_gives_dns_up_quickly(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost\n")
+    (etc / "resolv.conf").write_text("nameserver 10.255.255.53\n")
+    assert rootfs.resolve_locally(tmp_path, "vm") == ["/etc/hosts", "/etc/resolv.conf"]
+    assert "127.0.1.1\tvm" in (etc / "hosts").read_text().splitlines()
+    assert (etc / "resolv.conf").read_text() == "nameserver 10.255.255.53\noptions timeout:1 attempts:1\n"
+    assert rootfs.resolve_locally(tmp_path, "vm") == []  # the second lab up changes nothing
+    assert rootfs.resolve_locally(tmp_path, "localhost") == []  # already there
