@@ -108,10 +108,17 @@ NOTIFY_ORDER ?= proxy
 bench-notify-order: deps venv
 	flock /tmp/referee-net.lock $(BIN)/python tests/bench/notify_order_load.py $(NOTIFY_ORDER)
 
-# End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see docs/benchmarks.md).
-.PHONY: bench-lab
+# Transfers under sustained load in the lab: BENCH_LAB_RATE per second (half blind, half attended) for
+# BENCH_LAB_SECONDS, then a short ladder of lower rates if that one failed (root; see docs/benchmarks.md).
+# bench-lab-latency: REFER -> NOTIFY 200 of single attended_transfer and blind_transfer runs.
+.PHONY: bench-lab bench-lab-latency
+BENCH_LAB_RATE ?= 20
+BENCH_LAB_SECONDS ?= 300
 bench-lab: deps venv
-	$(BIN)/python tests/bench/lab_attended_latency.py
+	flock /tmp/referee-net.lock $(BIN)/python tests/bench/lab_load.py --rate $(BENCH_LAB_RATE) --seconds $(BENCH_LAB_SECONDS)
+
+bench-lab-latency: deps venv
+	flock /tmp/referee-net.lock $(BIN)/python tests/bench/lab_attended_latency.py
 
 # FastAGI guard vs process AGI guard round-trip, as a ratio; 200 concurrent FastAGI sessions (loopback only).
 .PHONY: bench-agi
