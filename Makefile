@@ -18,6 +18,7 @@ help:
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
 	@echo "make bench-notify-order - 202 vs NOTIFY order through the proxy, both cores loaded by stress-ng"
+	@echo "make bench-lab - transfers under sustained load in the lab (BENCH_LAB_RATE/s for BENCH_LAB_SECONDS; root)"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
