@@ -96,7 +96,8 @@ def argv(root: str, topo: Topology, leg: Leg, media_port: int) -> list[str]:
     """The SIPp command of one leg (run in the chroot): counters in a stat file, errors only in a log."""
     phone = topo.phone(leg.role)
     cmd = ["chroot", root, "sipp"]
-    if leg.rate:
+    if leg.rate or sipp.is_uac(Path(root) / leg.file.lstrip("/")):
+        # a caller, or a scenario that sends first (bob's 3PCC twin): it needs the proxy's address
         cmd.append(f"{topo.proxy_address}:{topo.proxy_port}")
     cmd += [
         "-sf", leg.file,
