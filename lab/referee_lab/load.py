@@ -208,7 +208,14 @@ def run_step(
             time.sleep(0.3 if leg.rate == 0 else 0)
         deadline = time.monotonic() + seconds + drain
         next_note = time.monotonic() + 30
+        callers = [procs[leg.name] for leg in legs if leg.rate]
+        answering = {leg.name: procs[leg.name] for leg in legs if not leg.rate}
         while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+            gone = [n for n, p in answering.items() if p.poll() not in (None, 0)]
+            if gone and any(c.poll() is None for c in callers):
+                # a phone gone while calls are still placed: every later call fails; stop here
+                log(f"  {', '.join(gone)} exited while the callers still place calls: step stopped")
+                break
             watched: dict[int, str | None] = {pid: None for pid in chroot.processes_in(root)}
             watched[dump.pid] = "tcpdump"
             meter.sample(time.monotonic(), read_ticks(watched, state))
