@@ -212,7 +212,8 @@ def run_step(
         answering = {leg.name: procs[leg.name] for leg in legs if not leg.rate}
         while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
             gone = [n for n, p in answering.items() if p.poll() not in (None, 0)]
-            if gone and any(c.poll() is None for c in callers):
+            placing = time.monotonic() - began < seconds and any(c.poll() is None for c in callers)
+            if gone and placing:
                 # a phone gone while calls are still placed: every later call fails; stop here
                 log(f"  {', '.join(gone)} exited while the callers still place calls: step stopped")
                 break
