@@ -18,6 +18,7 @@ help:
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
 	@echo "make bench-notify-order - 202 vs NOTIFY order through the proxy, both cores loaded by stress-ng"
+	@echo "make bench-lab - transfers under sustained load in the lab (BENCH_LAB_RATE/s for BENCH_LAB_SECONDS; root)"
 
 # A fresh machine has none of the apt packages; install only what is missing.
 deps:
@@ -108,10 +109,17 @@ NOTIFY_ORDER ?= proxy
 bench-notify-order: deps venv
 	flock /tmp/referee-net.lock $(BIN)/python tests/bench/notify_order_load.py $(NOTIFY_ORDER)
 
-# End-to-end REFER -> NOTIFY 200 latency of attended_transfer and blind_transfer in the lab (root; see docs/benchmarks.md).
-.PHONY: bench-lab
+# Transfers under sustained load in the lab: BENCH_LAB_RATE per second (half blind, half attended) for
+# BENCH_LAB_SECONDS, then a short ladder of lower rates if that one failed (root; see docs/benchmarks.md).
+# bench-lab-latency: REFER -> NOTIFY 200 of single attended_transfer and blind_transfer runs.
+.PHONY: bench-lab bench-lab-latency
+BENCH_LAB_RATE ?= 20
+BENCH_LAB_SECONDS ?= 300
 bench-lab: deps venv
-	$(BIN)/python tests/bench/lab_attended_latency.py
+	flock /tmp/referee-net.lock $(BIN)/python tests/bench/lab_load.py --rate $(BENCH_LAB_RATE) --seconds $(BENCH_LAB_SECONDS)
+
+bench-lab-latency: deps venv
+	flock /tmp/referee-net.lock $(BIN)/python tests/bench/lab_attended_latency.py
 
 # FastAGI guard (one round trip) vs process AGI, as a ratio; steady arrivals at 2,000 sessions/s (loopback only).
 .PHONY: bench-agi

@@ -6,7 +6,7 @@ proxy) to the NOTIFY whose sipfrag says 200 (proxy -> bob), then p50, p90 and ma
 pauses before the REFER and after the NOTIFY are not included. Brings the lab up (or reuses it) and always
 takes it down at the end. Root.
 
-    make bench-lab            # or: .venv/bin/python tests/bench/lab_attended_latency.py [N]
+    make bench-lab-latency    # or: .venv/bin/python tests/bench/lab_attended_latency.py [N]
 """
 
 from __future__ import annotations
