@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from referee.audit.ingest import EventFileIngest
 from referee.audit.store import open_store
 from referee_lab import chroot, ladder
 from referee_lab.load_figures import (
@@ -36,7 +37,6 @@ from referee_lab.load_figures import (
 )
 from referee_lab.provision import REPO
 from referee_lab.scenario import capture, proxy_log, sipp
-from referee_lab.scenario.checks.audit import ingest
 from referee_lab.topology import Topology
 
 SCENARIOS = REPO / "tests" / "scenarios"
@@ -242,7 +242,7 @@ def run_step(
     messages = ladder.read_pcap(pcap, topo.node_names())
     latencies = refer_latencies(messages, set(REFERRERS), topo.proxy_name)
     db = out / "audit.sqlite3"
-    ingest(db, proxy_log.path_in(root), events_start)
+    _ingest(db, proxy_log.path_in(root), events_start)
     store = open_store(str(db))
     try:
         records = store.records(limit=10 * MAX_CALLS)
@@ -269,3 +269,16 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _ingest(db: Path, events: Path, start: proxy_log.Position) -> None:
+    """Apply the event file's lines from ``start`` (:func:`proxy_log.position`) to a new database ``db``: the
+    run's own audit, apart from the lab's PostgreSQL (which the scenarios' checks read)."""
+    db.unlink(missing_ok=True)
+    store = open_store(str(db))
+    try:
+        if start != (0, 0):
+            store.set_ingest_offset(str(events), *start)
+        EventFileIngest(store, str(events)).poll()
+    finally:
+        store.close()
