@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 STATE_DIR = Path(os.environ.get("REFEREE_LAB_STATE", "/run/referee-lab"))
 STATE_FILE = STATE_DIR / "state.json"
@@ -132,6 +133,25 @@ def stop_pids(pids: Sequence[int], timeout: float = 5.0) -> None:
         time.sleep(0.1)
 
 
+def spawn(
+    state: LabState, name: str, argv: Sequence[str], log: Path, **popen: Any
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session, output appended to ``log``, and record its PID in the state file
+    under ``name`` (so that ``down`` stops it). ``popen``: more Popen arguments (user, group...)."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            **popen,
+        )
+    state.pids[name] = proc.pid
+    state.save()
+    return proc
+
+
 def start_daemon(
     state: LabState, name: str, argv: Sequence[str], log: Path, ready: Path | None = None, wait: float = 20.0
 ) -> int:
@@ -142,16 +162,7 @@ def start_daemon(
     """
     root = Path(state.rootfs)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            ["chroot", str(root), *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    state.pids[name] = proc.pid
-    state.save()
+    proc = spawn(state, name, ["chroot", str(root), *argv], log)
     if ready is not None:
         deadline = time.monotonic() + wait
         while not (root / str(ready).lstrip("/")).exists():

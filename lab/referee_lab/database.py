@@ -73,19 +73,8 @@ def start(state: chroot.LabState) -> int:
         "--auth-local=peer", "-E", "UTF8", "--no-sync",
     )  # fmt: skip
     log = CLUSTER_DIR / "server.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-k", str(sockets), "-h", HOST, "-p", str(PORT)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            user=account.pw_uid,
-            group=account.pw_gid,
-            extra_groups=[],
-            start_new_session=True,
-        )
-    state.pids[NAME] = proc.pid
-    state.save()
+    server = [str(bindir / "postgres"), "-D", str(data), "-k", str(sockets), "-h", HOST, "-p", str(PORT)]
+    proc = chroot.spawn(state, NAME, server, log, user=account.pw_uid, group=account.pw_gid, extra_groups=[])
     deadline = time.monotonic() + READY_SECONDS
     while subprocess.run(
         [str(bindir / "pg_isready"), "-q", "-h", str(sockets), "-p", str(PORT)], check=False

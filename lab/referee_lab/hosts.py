@@ -13,7 +13,6 @@ recorded in the lab's state file, so a ``lab down`` stops them even if this proc
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -68,17 +67,7 @@ def write_config(path: Path, topo: Topology, pbx: Pbx) -> None:
 
 
 def _start(state: chroot.LabState, name: str, argv: list[str], log: Path) -> int:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "referee.cli", *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    state.pids[name] = proc.pid
-    state.save()
-    return proc.pid
+    return chroot.spawn(state, name, [sys.executable, "-m", "referee.cli", *argv], log).pid
 
 
 def start(state: chroot.LabState, topo: Topology, events: Path) -> None:
