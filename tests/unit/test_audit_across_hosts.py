@@ -139,17 +139,19 @@ def test_two_writers_racing_on_the_same_transfer_make_one_record(postgres: PgSer
 
 
 def test_the_replaced_dialogs_pbx_joins_the_refers_record_after_the_decision(dsn: str) -> None:
+    """The REFER's PBX (pbx1) reports the attended REFER as a BlindTransfer (the replaced dialog is not
+    its own): the record stays attended, so pbx2's swap still finds it."""
     store = open_store(dsn)
     try:
         correlator = Correlator(store)
         refer_record = correlator.proxy(decision(replaced=REPLACED_DIALOG))
         assert (
-            correlator.pbx_transfer([REFER_DIALOG], blind_transfer(), flow="attended", parties={})
+            correlator.pbx_transfer([REFER_DIALOG], blind_transfer(), flow="blind", parties={})
             == refer_record
         )
         assert correlator.pbx_replaced(REPLACED_DIALOG, swapped_in()) == refer_record
         record = store.get(refer_record)
-        assert record is not None
+        assert record is not None and record.flow == "attended"
         assert {e.pbx for e in record.events() if isinstance(e, PbxEvent)} == {"pbx1", "pbx2"}
         assert len(store.records()) == 1
     finally:
@@ -165,13 +167,13 @@ def test_the_replaced_dialogs_pbx_written_first_is_absorbed_by_the_decision(dsn:
         correlator = Correlator(store)
         early = correlator.pbx_replaced(REPLACED_DIALOG, swapped_in(9.0))
         assert store.get(early) is not None and store.get(early).origin == REPLACES  # type: ignore[union-attr]
-        pbx1 = correlator.pbx_transfer([REFER_DIALOG], blind_transfer(when=9.5), flow="attended", parties={})
+        pbx1 = correlator.pbx_transfer([REFER_DIALOG], blind_transfer(when=9.5), flow="blind", parties={})
         refer_record = correlator.proxy(decision(replaced=REPLACED_DIALOG))
         assert refer_record == pbx1
         correlator.proxy(NotifyOutcome(12.0, REFER_DIALOG, 3, 2, status=200, reason="OK"))
         assert [r.id for r in store.records()] == [refer_record]
         record = store.get(refer_record)
-        assert record is not None and record.state == "completed"
+        assert record is not None and record.state == "completed" and record.flow == "attended"
         kinds = [(e.source, e.kind) for e in record.ladder() if e.source != "state"]
         assert kinds == [
             ("pbx", "BridgeEnter"),

@@ -15,7 +15,8 @@ say; never by matching text.
   of the transferer's channels, tried in order. It joins the newest record of such a Call-ID that
   is a REFER's or the PBX's (not an operator's), whose REFER was not refused (no refusing
   decision, no response of 300 or more) and that no PBX transfer event has joined yet; else it
-  opens a record of origin ``pbx``.
+  opens a record of origin ``pbx``. It keeps the flow of the REFER's decision: an attended REFER
+  whose replaced dialog is on another PBX is a ``BlindTransfer`` on the REFER's PBX.
 
 - A proxy reply (``proxy.reply``: the proxy's own 503, 408 or 500 to an INVITE or another request)
   goes to the newest record of its Call-ID (a re-INVITE or a BYE in a transfer's dialog) and opens
@@ -291,8 +292,8 @@ class Correlator:
         """Record a PBX transfer event the orchestrator did not start: in the record of the REFER
         that asked for it when there is one (see the rules above), else in a new one."""
         with self.store.transaction():
-            record_id = self._claimable(call_ids)
-            if record_id is None:
+            record = self._claimable(call_ids)
+            if record is None:
                 record_id = self.store.create(
                     "pbx",
                     call_id=call_ids[0] if call_ids else None,
@@ -303,11 +304,17 @@ class Correlator:
                     cause=event.name,
                 )
             else:
-                self.store.update(record_id, flow=flow, pbx=event.pbx, parties=parties, when=event.time)
+                record_id = record.id
+                # The REFER's Refer-To says which flow was asked: an attended REFER whose replaced
+                # dialog is on another PBX is a BlindTransfer (external Replaces) on the REFER's PBX.
+                decided = any(isinstance(e, ReferDecision) for e in record.events())
+                self.store.update(
+                    record_id, flow=None if decided else flow, pbx=event.pbx, parties=parties, when=event.time
+                )
             self.store.add_entry(record_id, event)
             return record_id
 
-    def _claimable(self, call_ids: Sequence[str]) -> int | None:
+    def _claimable(self, call_ids: Sequence[str]) -> TransferRecord | None:
         for call_id in call_ids:
             found = self.store.find(call_id)
             record = None if found is None else self.store.get(found)
@@ -315,7 +322,7 @@ class Correlator:
                 continue
             if refused(record) or joined_by_pbx(record):
                 continue
-            return record.id
+            return record
         return None
 
     # -- the PBX that held a replaced dialog --------------------------------------------------
