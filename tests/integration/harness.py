@@ -20,7 +20,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,7 +319,7 @@ class Kamailio:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"kamailio exited {self.proc.returncode}:\n{self.log()}")
+                raise RuntimeError(f"kamailio exited {self.proc.returncode}:\n{self.log()}{self.holders()}")
             proxy, pinger = self.address.encode(), self.ping_from.encode()
             ping = (
                 b"OPTIONS sip:" + proxy + b" SIP/2.0\r\nVia: SIP/2.0/UDP " + pinger + b":{port};"
@@ -333,22 +333,48 @@ class Kamailio:
         raise RuntimeError(f"kamailio did not answer OPTIONS:\n{self.log()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=20)
+        # Whatever of the process group is left (a main process stuck in its shutdown, a worker it left
+        # behind) still holds the listening sockets: the next test's Kamailio could not bind them.
+        self._end_group()
         shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
+
+    def _end_group(self) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return  # the usual case: the group ended with its main process
+        self.proc.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    def holders(self) -> str:
+        """Who listens on the proxy's address and port (for an "Address already in use")."""
+        if "Address already in use" not in self.log() or not shutil.which("ss"):
+            return ""
+        found = subprocess.run(
+            ["ss", "-Htulpn", "src", f"{self.address}:{self.port}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return f"\nlistening on {self.address}:{self.port}:\n{found.stdout}{found.stderr}"
 
     def kill(self) -> None:
         """SIGKILL, no shutdown at all: the main process and its workers (its process group)."""
         assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=5)
-        time.sleep(0.3)  # the workers, reaped by init, release the sockets
+        self._end_group()
         shutil.rmtree(self.tmp / "rootfs-overlay", ignore_errors=True)
 
     def log(self) -> str:
