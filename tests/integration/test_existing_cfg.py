@@ -189,6 +189,62 @@ def test_out_of_dialog_refer_is_relayed_by_the_stock_location_lookup(proxy: Kama
     assert (events[0]["decision"]["allowed"], events[1]["status"]) == (True, 202)
 
 
+# bob (1002) calls carol (1003) with these identifiers; the drop-in learns the dialog from the INVITE.
+BOB_CAROL = "dlg1-existing@test"
+BOB_CAROL_REPLACES = "dlg1-existing%40test%3Bto-tag%3Dcarol-1%3Bfrom-tag%3Dbob-ft"
+
+
+def bob_calls_carol(tmp: Path, *, hang_up: bool) -> None:
+    """An answered call 1002 -> 1003 through the stock routing (Call-ID BOB_CAROL); bob's BYE ends it."""
+    carol_steps = [g.uas_invite(), g.reply(200, "OK", to_tag="carol-[call_number]", contact=True)]
+    carol_steps.append('<recv request="ACK"/>')
+    bob_steps = [g.answered_call("1002", "1003", from_tag="bob-ft")]
+    if hang_up:
+        carol_steps += ['<recv request="BYE"/>', g.reply(200, "OK")]
+        bob_steps += [g.in_dialog("BYE", "1002", "1003", 9, from_tag="bob-ft"), g.recv_response(200)]
+    carol = phone(tmp, "carol", "1003", "\n".join(carol_steps), remote=None)
+    bob = phone(tmp, "bob-call", "1002", "\n".join(bob_steps))
+    bob.extra += ["-cid_str", "dlg%u-existing@test"]
+    with running(carol):
+        assert bob.run() == 0, bob.output()
+        assert carol.wait() == 0, carol.output()
+
+
+def test_attended_refer_names_a_dialog_the_drop_in_learned_from_the_stock_routing(
+    proxy: Kamailio, tmp_path: Path
+) -> None:
+    register(tmp_path, "1001", "1002", "1003")
+    bob_calls_carol(tmp_path, hang_up=False)
+    alice = phone(tmp_path, "alice", "1001", g.uas_refer(), remote=None)
+    refer_to = f"<sip:1003@lab.test?Replaces={BOB_CAROL_REPLACES}>"
+    bob = phone(tmp_path, "bob", "1002", g.ood_refer(refer_to, 202))
+    with running(alice):
+        assert bob.run() == 0, bob.output() + proxy.log()
+        assert alice.wait() == 0, alice.output()
+    (relayed,) = alice.received("REFER")
+    (forwarded,) = header(relayed, "Refer-To")
+    assert f"Replaces={BOB_CAROL_REPLACES}" in forwarded  # the operator's routing takes the INVITE on
+    # alice (1001) is no party to bob's call with carol: she cannot take it over.
+    hijack = phone(tmp_path, "alice-refer", "1001", g.ood_refer(refer_to, 403, user="1001"))
+    assert hijack.run() == 0, hijack.output() + proxy.log()
+    decisions = [e for e in proxy.wait_events(3) if e["event"] == "refer.decision"]
+    assert [(e["decision"]["status"], e["decision"]["rule"]) for e in decisions] == [  # type: ignore[index]
+        (202, decisions[0]["decision"]["rule"]),  # type: ignore[index]
+        (403, "replaces"),
+    ]
+    assert decisions[0]["decision"]["replaces"]["call_id"] == BOB_CAROL  # type: ignore[index]
+
+
+def test_a_dialog_ended_by_bye_or_never_seen_cannot_be_replaced(proxy: Kamailio, tmp_path: Path) -> None:
+    register(tmp_path, "1001", "1002", "1003")
+    bob_calls_carol(tmp_path, hang_up=True)
+    for replaces in (BOB_CAROL_REPLACES, "never-seen%40test%3Bto-tag%3Da%3Bfrom-tag%3Db"):
+        bob = phone(tmp_path, "bob", "1002", g.ood_refer(f"<sip:1003@lab.test?Replaces={replaces}>", 481))
+        assert bob.run() == 0, bob.output() + proxy.log()
+    decisions = [e for e in proxy.wait_events(2) if e["event"] == "refer.decision"]
+    assert [e["decision"]["rule"] for e in decisions] == ["replaces-unknown", "replaces-unknown"]  # type: ignore[index]
+
+
 def check_cfg(tmp: Path, cfg: Path) -> subprocess.CompletedProcess[str]:
     """``kamailio -c`` of the Kamailio under test (the rootfs's when REFEREE_KAMAILIO_ROOTFS is set)."""
     env = {

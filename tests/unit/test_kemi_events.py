@@ -75,6 +75,20 @@ def test_dialog_store_round_trip_and_tags_in_either_order() -> None:
     assert store.get("c1") is None
 
 
+def test_a_replaces_names_a_dialog_by_both_tags_or_by_its_from_tag_while_the_to_tag_is_unknown() -> None:
+    # The existing-mode drop-in writes this JSON natively from the INVITE (referee.cfg.j2).
+    fake = FakeKSR()
+    fake.tables["referee_dlg"] = {
+        "c2": '{"pbx":"","from_tag":"ft","to_tag":"","from_user":"1002","to_user":"1003"}'
+    }
+    learned = DialogStore(fake, "referee_dlg").get("c2")
+    assert learned is not None and learned.pbx == "" and learned.has_party("1002")
+    assert learned.named_by("tt", "ft") and learned.named_by("ft", "anything")
+    assert not learned.named_by("tt", "other")
+    answered = DialogRecord("c1", "pbx2", "ft", "tt", "2001", "1003")
+    assert answered.named_by("tt", "ft") and not answered.named_by("ft", "other")
+
+
 def test_dialog_store_ignores_foreign_values() -> None:
     fake = FakeKSR()
     store = DialogStore(fake, "referee_dlg")

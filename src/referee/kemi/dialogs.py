@@ -50,6 +50,13 @@ class DialogRecord:
         """Whether the two tags are this dialog's, in either order."""
         return {tag_a, tag_b} == {self.from_tag, self.to_tag}
 
+    def named_by(self, tag_a: str, tag_b: str) -> bool:
+        """Whether a Replaces with these two tags names this dialog: both tags, or, for a dialog whose
+        To tag was not learned (an existing Kamailio's drop-in records the INVITE only), its From tag."""
+        if not self.to_tag:
+            return self.from_tag in (tag_a, tag_b)
+        return self.has_tags(tag_a, tag_b)
+
     def has_party(self, user: str) -> bool:
         return bool(user) and user in (self.from_user, self.to_user)
 

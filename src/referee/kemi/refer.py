@@ -128,11 +128,12 @@ class ReferCheck:
         owner: DialogRecord | None = None
         if replaces is not None:
             owner = self.dialogs.get(replaces.call_id)
-            if owner is None or not owner.has_tags(replaces.from_tag, replaces.to_tag):
+            if owner is None or not owner.named_by(replaces.from_tag, replaces.to_tag):
                 return self._rejected(asked, 481, "Replaced Dialog Unknown", "replaces-unknown")
             if owner.has_party(user_of(referrer)):
-                dialogs = (Dialog(owner.call_id, owner.from_tag, owner.to_tag),)
-            asked.replaces_pbx = owner.pbx
+                # The tags as the Replaces gives them: named_by checked them (the To tag may be unknown).
+                dialogs = (Dialog(owner.call_id, replaces.from_tag, replaces.to_tag),)
+            asked.replaces_pbx = owner.pbx or None  # none in an existing Kamailio: its routing decides
 
         policy = self.policies.check(force=self._reload_requested())
         if policy is None:
@@ -150,7 +151,7 @@ class ReferCheck:
             self._reply(decision.status, decision.reason)
             return False
         new_refer_to = decision.refer_to or refer_to
-        if owner is not None:
+        if owner is not None and owner.pbx:
             # Attended transfer: the INVITE with Replaces must reach the PBX holding that dialog.
             new_refer_to = _point_at(new_refer_to, self.settings.pbxs[owner.pbx])
         asked.forwarded_refer_to = new_refer_to
@@ -161,7 +162,7 @@ class ReferCheck:
             f"Refer-To {new_refer_to}",
         )
         self._rewrite(refer_to, new_refer_to, referrer)
-        if owner is not None:
+        if owner is not None and owner.pbx:
             self.owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
         if self.answers is not None:
