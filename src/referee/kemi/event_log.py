@@ -17,7 +17,7 @@ from typing import Any
 from referee import events
 
 # The string encoder of events.to_json (ensure_ascii=False): a JSON string literal, quotes included.
-_string: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_string: Callable[[str], str] = json.encoder.encode_basestring
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _DECISION = ',"event":"refer.decision","call_id":'
 _RESPONSE = ',"event":"refer.response","call_id":'
