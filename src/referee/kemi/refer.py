@@ -165,16 +165,28 @@ class ReferCheck:
 
     # -- the check ---------------------------------------------------------------------------
 
-    def check(self, src: str, referrer: str | None = None, known: Known | None = None) -> bool:
+    def check(
+        self,
+        src: str,
+        referrer: str | None = None,
+        known: Known | None = None,
+        *,
+        in_dialog: bool | None = None,
+    ) -> bool:
         """Decide the current REFER. True: allowed, headers rewritten, caller relays. False: answered.
 
         ``referrer`` is the identity the proxy authenticated (a URI); without one (a REFER from a
         trusted PBX, or a native cfg that does its own authentication) the From URI is the referrer.
         ``known``: what the calling cfg already read natively; the rest is read through KSR, once.
+        ``in_dialog``: whether the REFER has a To tag, when the caller knows (None: look the dialog up).
         """
         k = self.k
         self.owner = None
         asked = self._asked(src, referrer, None if known is None else known.cseq)
+        if "\x00" in asked.call_id:
+            # Kamailio cannot take it back (the htables are keyed by Call-ID): refused the way app_python3
+            # refuses it (the callers' bad-input handling), before anything is decided or recorded.
+            raise ValueError("embedded null character in the Call-ID")
         try:
             refer_to = single_header(k, "Refer-To", None if known is None else known.refer_to_count)
         except BadRequest as exc:
@@ -199,7 +211,9 @@ class ReferCheck:
         policy = self.policies.check(force=self._reload_requested(generation))
         if policy is None:
             return self._rejected(asked, 500, "Transfer Policy Unavailable", "no-policy")
-        depth = self._depth(call_id) if known is None or known.in_dialog else 0
+        if known is not None:
+            in_dialog = known.in_dialog
+        depth = 0 if in_dialog is False else self._depth(call_id)  # no dialog lookup outside a dialog
         decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs, depth=depth)
         if not decision.allowed:
             self._write(asked, decision)
