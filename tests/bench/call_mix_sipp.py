@@ -16,6 +16,7 @@ REFER_TO = "<sip:1003@lab.test>"
 # The PBX's 180 and 200 are relayed by whichever Kamailio worker reads each: over UDP the 200 may overtake
 # the 180, which then arrives while the phone already waits for the next answer.
 LATE_180 = '<recv response="180" optional="true"/>'
+NOTIFY_FIRST = '<recv request="NOTIFY" optional="true" next="notify_first"/>'
 
 
 def _every(name: str, digits: str) -> str:
@@ -49,11 +50,17 @@ def phone() -> str:
             '<recv response="100" optional="true"/>',
             # Only a proxy that authenticates in-dialog REFERs (the stock cfg with referee) challenges it.
             '<recv response="407" optional="true" auth="true" next="refer_again"/>',
+            NOTIFY_FIRST,
             '<recv response="202" next="notify"/>',
             '<label id="refer_again"/>',
             refer_again,
             '<recv response="100" optional="true"/>',
-            g.recv_response(202),
+            NOTIFY_FIRST,
+            '<recv response="202" next="notify"/>',
+            # Without referee's hold (the stock cfg alone) the NOTIFY may overtake the 202.
+            '<label id="notify_first"/>',
+            g.reply(200, "OK"),
+            '<recv response="202" next="bye"/>',
             '<label id="notify"/>',
             '<recv request="NOTIFY"/>',
             g.reply(200, "OK"),
