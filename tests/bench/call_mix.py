@@ -18,10 +18,8 @@ Runs alternate A B C A B C ...; each figure is min / median / max over the runs.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +28,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import call_mix_sipp  # noqa: E402
 import harness  # noqa: E402
 import proxy_configs as pc  # noqa: E402
-from proxy_runs import Run, alternate, kamailio_cpu_seconds, report  # noqa: E402
+from proxy_runs import Run, alternate, report  # noqa: E402
 
 CALL_LIMIT = 20  # calls in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 5000  # offered calls per second: more than the proxy can take
@@ -46,34 +44,17 @@ def proxy_for(config: str, tmp: Path) -> harness.Kamailio:
 def run_once(root: Path, config: str, index: int, calls: int) -> Run:
     tmp = root / f"{config[0]}{index}"
     tmp.mkdir(parents=True)
-    proxy = proxy_for(config, tmp)
-    pbx: subprocess.Popen[bytes] | None = None
-    try:
-        proxy.start()
-        pc.register_pbx(tmp, proxy)
-        pbx = pc.start_pbx(tmp, call_mix_sipp.pbx())
-        time.sleep(0.2)
-        assert proxy.proc is not None
-        cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
-        start = time.monotonic()
-        phone = pc.sipp(tmp, "phone", call_mix_sipp.phone(), pc.PHONE, pc.REMOTE)
-        phone += ["-m", str(calls), "-l", str(CALL_LIMIT), "-r", str(RATE)]
-        done = subprocess.run(phone, capture_output=True, text=True, check=False)
-        elapsed = time.monotonic() - start
-        cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{config}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
-            )
-        print(
-            f"  {config:<18} run {index + 1}: {calls / elapsed:7.0f} calls/s, "
-            f"{pc.retransmissions(done.stdout)} retransmissions",
-            flush=True,
-        )
-    finally:
-        proxy.stop()
-        pc.stop(pbx)
-    return Run(calls / elapsed, cpu / calls * 1e6)
+    return pc.drive(
+        tmp,
+        proxy_for(config, tmp),
+        pbx_body=call_mix_sipp.pbx(),
+        phone_body=call_mix_sipp.phone(),
+        items=calls,
+        in_flight=CALL_LIMIT,
+        rate=RATE,
+        register=True,
+        label=f"{config:<18} run {index + 1}, calls",
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -13,12 +13,14 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import existing_cfg
 import harness
 import jinja2
 import sippgen
+from proxy_runs import Run, kamailio_cpu_seconds
 
 PROXY, PBX, PHONE, PBX2, PING_FROM = "127.0.1.70", "127.0.1.71", "127.0.1.72", "127.0.1.73", "127.0.1.79"
 REMOTE = f"{PROXY}:{harness.PORT}"
@@ -114,3 +116,46 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
 def retransmissions(sipp_stdout: str) -> int:
     """Retransmissions SIPp counted (its final statistics screen): UDP loss shows up here."""
     return sum(int(n) for n in re.findall(r"^\s*\S+ -+>\s+(?:[A-Za-z]\S*\s+)?\d+\s+(\d+)", sipp_stdout, re.M))
+
+
+def drive(
+    tmp: Path,
+    proxy: harness.Kamailio,
+    *,
+    pbx_body: str,
+    phone_body: str,
+    items: int,
+    in_flight: int,
+    rate: int,
+    register: bool,
+    label: str,
+) -> Run:
+    """Start ``proxy`` and the PBX stand-in (registered as 1001 first when ``register``), let the phone run
+    ``items`` SIPp calls of ``phone_body``; their rate and Kamailio's CPU per call. Stops everything."""
+    pbx: subprocess.Popen[bytes] | None = None
+    try:
+        proxy.start()
+        if register:
+            register_pbx(tmp, proxy)
+        pbx = start_pbx(tmp, pbx_body)
+        time.sleep(0.2)
+        assert proxy.proc is not None
+        cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
+        start = time.monotonic()
+        phone = sipp(
+            tmp, "phone", phone_body, PHONE, REMOTE, "-m", str(items), "-l", str(in_flight), "-r", str(rate)
+        )
+        done = subprocess.run(phone, capture_output=True, text=True, check=False)
+        elapsed = time.monotonic() - start
+        cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{label}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
+            )
+        print(
+            f"  {label}: {items / elapsed:7.0f}/s, {retransmissions(done.stdout)} retransmissions", flush=True
+        )
+    finally:
+        proxy.stop()
+        stop(pbx)
+    return Run(items / elapsed, cpu / items * 1e6)

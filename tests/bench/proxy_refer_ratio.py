@@ -18,10 +18,8 @@ tests/bench/proxy_configs.py). Two pairs, all runs alternating (each figure min 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,7 +28,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 import harness  # noqa: E402
 import proxy_configs as pc  # noqa: E402
 import sippgen  # noqa: E402
-from proxy_runs import Run, alternate, kamailio_cpu_seconds, report  # noqa: E402
+from proxy_runs import Run, alternate, report  # noqa: E402
 
 CALL_LIMIT = 50  # REFERs in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 20000  # offered REFERs per second: more than the proxy can take
@@ -49,35 +47,17 @@ def proxy_for(config: str, tmp: Path, before: Path | None) -> harness.Kamailio:
 def run_once(root: Path, config: str, index: int, refers: int, before: Path | None) -> Run:
     tmp = root / f"{config.replace(' ', '_')}-{index}"
     tmp.mkdir(parents=True)
-    proxy = proxy_for(config, tmp, before)
-    pbx: subprocess.Popen[bytes] | None = None
-    try:
-        proxy.start()
-        if config.startswith(STOCK):
-            pc.register_pbx(tmp, proxy)  # the stock cfg relays the REFER to where 1001 registered
-        pbx = pc.start_pbx(tmp, sippgen.uas_refer())
-        time.sleep(0.2)
-        assert proxy.proc is not None
-        cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
-        start = time.monotonic()
-        phone = pc.sipp(tmp, "phone", sippgen.ood_refer("<sip:1003@lab.test>", 202), pc.PHONE, pc.REMOTE)
-        phone += ["-m", str(refers), "-l", str(CALL_LIMIT), "-r", str(RATE)]
-        done = subprocess.run(phone, capture_output=True, text=True, check=False)
-        elapsed = time.monotonic() - start
-        cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"{config}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
-            )
-        print(
-            f"  {config:<24} run {index + 1}: {refers / elapsed:7.0f} REFER/s, "
-            f"{pc.retransmissions(done.stdout)} retransmissions",
-            flush=True,
-        )
-    finally:
-        proxy.stop()
-        pc.stop(pbx)
-    return Run(refers / elapsed, cpu / refers * 1e6)
+    return pc.drive(
+        tmp,
+        proxy_for(config, tmp, before),
+        pbx_body=sippgen.uas_refer(),
+        phone_body=sippgen.ood_refer("<sip:1003@lab.test>", 202),
+        items=refers,
+        in_flight=CALL_LIMIT,
+        rate=RATE,
+        register=config.startswith(STOCK),  # the stock cfg relays the REFER to where 1001 registered
+        label=f"{config:<24} run {index + 1}, REFERs",
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -
     assert call_mix.main(["call_mix.py", "20", "1"]) == 0  # 20 calls: 4 REGISTER refreshes, 2 REFERs
     out = capsys.readouterr().out
     for config in call_mix.CONFIGS:
-        assert f"{config:<18} run 1:" in out
+        assert f"{config:<18} run 1, calls:" in out
     assert "B stock+referee / A stock" in out
     assert "C referee KEMI / A stock" in out
 
@@ -24,6 +24,6 @@ def test_refer_only_runs_every_configuration(capsys: pytest.CaptureFixture[str])
     assert proxy_refer_ratio.main(["proxy_refer_ratio.py", "50", "1"]) == 0
     out = capsys.readouterr().out
     for config in ("pass-through KEMI", "referee KEMI", "stock", "stock+referee"):
-        assert f"{config:<24} run 1:" in out
+        assert f"{config:<24} run 1, REFERs:" in out
     assert "referee KEMI / pass-through KEMI" in out
     assert "stock+referee / stock" in out
