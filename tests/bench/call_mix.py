@@ -60,7 +60,7 @@ def run_once(root: Path, config: str, index: int, calls: int) -> Run:
 def main(argv: list[str]) -> int:
     calls = int(argv[1]) if len(argv) > 1 else 2000
     runs = int(argv[2]) if len(argv) > 2 else 5
-    with harness.exclusive(), tempfile.TemporaryDirectory(prefix="referee-callmix-") as tmpdir:
+    with pc.exclusive(), tempfile.TemporaryDirectory(prefix="referee-callmix-") as tmpdir:
         results = alternate(CONFIGS, runs, lambda config, i: run_once(Path(tmpdir), config, i, calls))
     print(f"call mix: {calls} calls per run ({CALL_LIMIT} in flight), {runs} runs per configuration")
     print("\n".join(report(results, CONFIGS[0], "call")))

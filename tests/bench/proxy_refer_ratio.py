@@ -68,7 +68,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv[1:])
     kemi = [PASS, KEMI] + ([f"{KEMI} (before)"] if args.before else [])
     native = [STOCK, NATIVE] + ([f"{NATIVE} (before)"] if args.before else [])
-    with harness.exclusive(), tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
+    with pc.exclusive(), tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
         results = alternate(
             kemi + native,
             args.runs,
