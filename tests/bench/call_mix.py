@@ -30,7 +30,7 @@ import harness  # noqa: E402
 import proxy_configs as pc  # noqa: E402
 from proxy_runs import Run, alternate, report  # noqa: E402
 
-CALL_LIMIT = 20  # calls in flight: enough to keep the proxy busy, few enough for no UDP loss
+CALL_LIMIT = 40  # calls in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 5000  # offered calls per second: more than the proxy can take
 CONFIGS = ("A stock", "B stock+referee", "C referee KEMI")
 

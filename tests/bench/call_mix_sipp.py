@@ -44,6 +44,9 @@ def phone() -> str:
             register,
             '<label id="call"/>',
             g.answered_call("1002", "1001"),
+            # The call lasts a moment: a REFER or BYE sent right after the ACK could overtake it (each is
+            # relayed by whichever Kamailio worker reads it) and reach the PBX before the ACK.
+            '<pause milliseconds="5"/>',
             '<nop test="nobranch" next="bye"/>',
             refer,
             LATE_180,
