@@ -66,7 +66,8 @@ def report(results: dict[str, list[Run]], baseline: str, unit: str) -> list[str]
         if name == baseline:
             continue
         rate = [r.rate / b.rate for r, b in zip(runs, base, strict=True)]
-        cpu = [r.cpu_us / b.cpu_us for r, b in zip(runs, base, strict=True)]
+        # A run too short for one clock tick of CPU (the smoke test's) has no CPU ratio.
+        cpu = [r.cpu_us / b.cpu_us for r, b in zip(runs, base, strict=True) if b.cpu_us > 0]
         lines.append(f"{name + ' / ' + baseline:<28}{spread(rate)}  throughput ratio")
-        lines.append(f"{'':<28}{spread(cpu)}  CPU per {unit} ratio")
+        lines.append(f"{'':<28}{spread(cpu) if cpu else '(runs too short)':>28}  CPU per {unit} ratio")
     return lines
