@@ -130,6 +130,12 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=10)
 
 
+def failed_calls(sipp_stdout: str) -> int | None:
+    """SIPp's failed calls (its final statistics screen); None when it printed none."""
+    found = re.findall(r"^\s*Failed call\s*\|\s*\d+\s*\|\s*(\d+)", sipp_stdout, re.M)
+    return int(found[-1]) if found else None
+
+
 def retransmissions(sipp_stdout: str) -> int:
     """Retransmissions SIPp counted (its final statistics screen): UDP loss shows up here."""
     return sum(int(n) for n in re.findall(r"^\s*\S+ -+>\s+(?:[A-Za-z]\S*\s+)?\d+\s+(\d+)", sipp_stdout, re.M))
@@ -165,14 +171,19 @@ def drive(
         done = subprocess.run(phone, capture_output=True, text=True, check=False)
         elapsed = time.monotonic() - start
         cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
-        if done.returncode != 0:
+        failed = failed_calls(done.stdout)
+        # UDP keeps no order between Kamailio's workers: a rare call of SIPp's fixed script fails on a message
+        # that overtook another. More than 2% failed, or SIPp failing otherwise, is not a benchmark any more.
+        if failed is None or failed > items // 50:
             raise RuntimeError(
                 f"{label}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
             )
         print(
-            f"  {label}: {items / elapsed:7.0f}/s, {retransmissions(done.stdout)} retransmissions", flush=True
+            f"  {label}: {(items - failed) / elapsed:7.0f}/s, {failed} failed, {retransmissions(done.stdout)} retransmissions",
+            flush=True,
         )
     finally:
         proxy.stop()
         stop(pbx)
-    return Run(items / elapsed, cpu / items * 1e6)
+    completed = items - failed  # the rate and the CPU of the calls that went through
+    return Run(completed / elapsed, cpu / completed * 1e6)
