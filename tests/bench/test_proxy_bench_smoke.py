@@ -1,6 +1,6 @@
 """Smoke test of `make bench-proxy`: each benchmark once, briefly, through the real Kamailio and SIPp
-(127.0.1.70-.79). SIPp exits non-zero, and the benchmark raises, when a call or a REFER of the mix does
-not complete in any configuration; no figure is asserted."""
+(127.0.1.70-.79). The benchmark raises when SIPp fails otherwise than on one call (a UDP message overtaken
+by another); no figure is asserted."""
 
 from __future__ import annotations
 
