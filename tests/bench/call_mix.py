@@ -9,7 +9,7 @@ of the host's Kamailio (tests/bench/proxy_configs.py: addresses, allocator, chil
   and an SQLite subscriber table, no referee;
 - B ``stock+referee``: the same cfg with referee's existing-mode drop-in (Python only for the REFER,
   its reply and its NOTIFY; the REFER is authenticated by route[REFEREE]);
-- C ``referee KEMI``: referee's full KEMI proxy (kamailio/kamailio.cfg.j2), every request in Python.
+- C ``referee KEMI``: referee's full KEMI proxy (the kamailio role's kamailio.cfg.j2), every request in Python.
 
 Runs alternate A B C A B C ...; each figure is min / median / max over the runs. Not a timed test.
 

@@ -44,6 +44,13 @@ def exclusive() -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def in_checkout(checkout: Path, path: Path) -> Path:
+    """``path`` (a file of this checkout) in ``checkout``. A tree from before the kamailio role held the
+    scripts (55b7621) has them in its kamailio/ folder: the --before runs may use one."""
+    here = checkout / path.relative_to(harness.REPO)
+    return here if here.exists() else checkout / "kamailio" / path.name
+
+
 def stock(tmp: Path, *, referee: bool, checkout: Path = harness.REPO) -> harness.Kamailio:
     """Debian's stock kamailio.cfg (WITH_AUTH, SQLite subscribers), with referee's drop-in or without."""
     policy = tmp / "policy.toml"
@@ -54,10 +61,10 @@ def stock(tmp: Path, *, referee: bool, checkout: Path = harness.REPO) -> harness
     if referee:
         values = existing_cfg.dropin_vars(
             tmp,
-            kamailio__native_script=str(checkout / "kamailio" / "referee_native.py"),
+            kamailio__native_script=str(in_checkout(checkout, existing_cfg.NATIVE_SCRIPT)),
             kamailio__referee_pythonpath=str(checkout / "src"),
         )
-        template = checkout / existing_cfg.DROPIN_TEMPLATE.relative_to(harness.REPO)
+        template = in_checkout(checkout, existing_cfg.DROPIN_TEMPLATE)
         env = jinja2.Environment(
             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True
         )
@@ -72,7 +79,7 @@ def stock(tmp: Path, *, referee: bool, checkout: Path = harness.REPO) -> harness
 
 
 def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO) -> harness.Kamailio:
-    """referee's full KEMI proxy (kamailio/kamailio.cfg.j2), running ``script`` (referee's by default)."""
+    """referee's full KEMI proxy (the kamailio role's kamailio.cfg.j2), running ``script`` (referee's by default)."""
     shutil.copy(harness.POLICY, tmp / "policy.toml")
     cfg = harness.render_cfg(
         tmp,
@@ -82,7 +89,7 @@ def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO
             {"name": "pbx2", "uri": f"sip:{PBX2}:{harness.PORT}"},
         ],
         kamailio__refer_rate=10**6,
-        kamailio__kemi_script=str(script or checkout / "kamailio" / "referee_kemi.py"),
+        kamailio__kemi_script=str(script or in_checkout(checkout, harness.KEMI_SCRIPT)),
         kamailio__referee_pythonpath=str(checkout / "src"),
     )
     return harness.Kamailio(tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM)
