@@ -10,13 +10,11 @@ this one by default, or another (e.g. a copy of an earlier commit) to compare a 
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import existing_cfg
@@ -28,20 +26,14 @@ from proxy_runs import Run, kamailio_cpu_seconds
 PROXY, PBX, PHONE, PBX2, PING_FROM = "127.0.1.70", "127.0.1.71", "127.0.1.72", "127.0.1.73", "127.0.1.79"
 REMOTE = f"{PROXY}:{harness.PORT}"
 SHM_MB = 256
-# These addresses' own lock: not harness.exclusive(), which the integration tests' session holds while
+# These addresses' own lock: not the integration tests' (harness.LOCK_PATH), which the integration tests' session holds while
 # `make test` runs the smoke test of these benchmarks in the same process.
 LOCK_PATH = "/tmp/referee-bench-proxy.lock"
 
 
-@contextmanager
-def exclusive() -> Iterator[None]:
+def exclusive() -> AbstractContextManager[None]:
     """Hold the machine-wide lock on 127.0.1.70-.79 (another checkout may run these benchmarks)."""
-    with open(LOCK_PATH, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return harness.exclusive(LOCK_PATH)
 
 
 def in_checkout(checkout: Path, path: Path) -> Path:
