@@ -14,7 +14,7 @@ help:
 	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see docs/lab.md)"
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
 	@echo "make existing-6x - referee's drop-in in Debian's stock kamailio.cfg, against the lab rootfs's Kamailio 6.x"
-	@echo "make bench-proxy - REFER throughput, referee KEMI vs pass-through KEMI, as a ratio"
+	@echo "make bench-proxy - call mix (stock cfg, + referee drop-in, referee KEMI) and REFER-only ratios"
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
 	@echo "make bench-notify-order - 202 vs NOTIFY order through the proxy, both cores loaded by stress-ng"
@@ -84,8 +84,9 @@ integration: deps venv
 integration-6x: deps venv
 	REFEREE_KAMAILIO_ROOTFS=$${REFEREE_KAMAILIO_ROOTFS:-/var/cache/referee-lab/rootfs} $(BIN)/pytest -q tests/integration
 
+# Call mix and REFER only, each configuration 5 times alternating (a few minutes; docs/benchmarks.md).
 bench-proxy: deps venv
-	$(BIN)/python tests/bench/proxy_refer_ratio.py
+	flock /tmp/referee-net.lock sh -c '$(BIN)/python tests/bench/call_mix.py && $(BIN)/python tests/bench/proxy_refer_ratio.py'
 
 # The grammar and the policy under atheris for FUZZ_RUNS inputs (not part of `make test`, which runs a smoke of
 # the same targets: tests/fuzz/test_fuzz_smoke.py).

@@ -1,118 +1,86 @@
-"""REFER throughput of the real Kamailio: full referee policy vs a pass-through KEMI script.
+"""REFER throughput of the real Kamailio: referee against a pass-through, as ratios.
 
-Not a timed test: one run of each, printed as a ratio (goal: 0.9 or better). Both runs use
-the same rendered kamailio.cfg, allocator (``-x tlsf -m 256``: Kamailio's default allocator is
-slow); only ``kamailio__kemi_script`` differs. SIPp sends out-of-dialog REFERs from phone
-1002 (127.0.1.32) to the proxy (127.0.1.10), which relays them to a SIPp PBX (127.0.1.20)
-that answers 202.
+SIPp sends out-of-dialog REFERs from phone 1002 (challenged, then with credentials) to the proxy,
+which relays them to a SIPp PBX stand-in that answers 202 (addresses, allocator, children:
+tests/bench/proxy_configs.py). Two pairs, all runs alternating (each figure min / median / max):
 
-    make bench-proxy            # or: .venv/bin/python tests/bench/proxy_refer_ratio.py [REFERS]
+- ``pass-through KEMI`` (tests/bench/passthrough_kemi.py: relays, decides nothing) against
+  ``referee KEMI``, referee's full proxy: the same kamailio.cfg, only the KEMI script differs;
+- ``stock`` (Debian's kamailio.cfg, WITH_AUTH) against ``stock+referee`` (its existing-mode drop-in):
+  what the REFER check adds to an operator's own native cfg.
+
+``--before DIR`` adds both referee configurations again, running from another source tree (e.g.
+``git archive`` of an earlier commit), to measure a change of the REFER path before/after.
+
+    make bench-proxy      # or: .venv/bin/python tests/bench/proxy_refer_ratio.py [REFERS] [RUNS] [--before DIR]
 """
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import signal
-import subprocess
+import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 import harness  # noqa: E402
+import proxy_configs as pc  # noqa: E402
 import sippgen  # noqa: E402
+from proxy_runs import Run, alternate, report  # noqa: E402
 
 CALL_LIMIT = 50  # REFERs in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 20000  # offered REFERs per second: more than the proxy can take
+PASS, KEMI, STOCK, NATIVE = "pass-through KEMI", "referee KEMI", "stock", "stock+referee"
 
 
-def kamailio_cpu_seconds(main_pid: int) -> float:
-    """User + system CPU of Kamailio's main process and its children, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    pids = [main_pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == main_pid:  # ppid
-                pids.append(int(entry.name))
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
+def proxy_for(config: str, tmp: Path, before: Path | None) -> harness.Kamailio:
+    checkout = before if config.endswith("(before)") and before is not None else harness.REPO
+    if config == PASS:
+        return pc.kemi(tmp, script=HERE / "passthrough_kemi.py")
+    if config.startswith(KEMI):
+        return pc.kemi(tmp, checkout=checkout)
+    return pc.stock(tmp, referee=config.startswith(NATIVE), checkout=checkout)
 
 
-def run_once(tmp: Path, script: Path, refers: int) -> tuple[float, float]:
-    """REFERs per second through Kamailio running ``script``, and its CPU microseconds per REFER."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    shutil.copy(harness.POLICY, tmp / "policy.toml")
-    cfg = harness.render_cfg(tmp, kamailio__kemi_script=str(script), kamailio__refer_rate=10**6)
-    proxy = harness.Kamailio(tmp, cfg, shm_mb=256)
-    uas_xml = harness.scenario(tmp, "pbx", sippgen.uas_refer())
-    uac_xml = harness.scenario(tmp, "phone", sippgen.ood_refer("<sip:1003@lab.test>", 202))
-    common = ["-p", "5060", "-nostdin", "-timeout", "120s", "-timeout_error"]
-    uas = subprocess.Popen(
-        [harness.SIPP, "-sf", str(uas_xml), "-i", harness.PBX1, *common],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def run_once(root: Path, config: str, index: int, refers: int, before: Path | None) -> Run:
+    tmp = root / f"{config.replace(' ', '_')}-{index}"
+    tmp.mkdir(parents=True)
+    return pc.drive(
+        tmp,
+        proxy_for(config, tmp, before),
+        pbx_body=sippgen.uas_refer(),
+        phone_body=sippgen.ood_refer("<sip:1003@lab.test>", 202),
+        items=refers,
+        in_flight=CALL_LIMIT,
+        rate=RATE,
+        register=config.startswith(STOCK),  # the stock cfg relays the REFER to where 1001 registered
+        label=f"{config:<24} run {index + 1}, REFERs",
     )
-    try:
-        proxy.start()
-        time.sleep(0.3)
-        assert proxy.proc is not None
-        cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
-        start = time.monotonic()
-        uac = subprocess.run(
-            [
-                *(harness.SIPP, f"{harness.PROXY}:5060", "-sf", str(uac_xml), "-i", harness.PHONES["1002"]),
-                *(*common, "-m", str(refers), "-l", str(CALL_LIMIT), "-r", str(RATE)),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("refers", nargs="?", type=int, default=5000)
+    parser.add_argument("runs", nargs="?", type=int, default=5)
+    parser.add_argument("--before", type=Path, help="another source tree of referee, run as well")
+    args = parser.parse_args(argv[1:])
+    kemi = [PASS, KEMI] + ([f"{KEMI} (before)"] if args.before else [])
+    native = [STOCK, NATIVE] + ([f"{NATIVE} (before)"] if args.before else [])
+    with pc.exclusive(), tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
+        results = alternate(
+            kemi + native,
+            args.runs,
+            lambda config, i: run_once(Path(tmpdir), config, i, args.refers, args.before),
         )
-        elapsed = time.monotonic() - start
-        cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
-        retrans = re.search(r"REFER -+>\s+\d+\s+(\d+)", uac.stdout)
-        retransmissions = retrans.group(1) if retrans else "?"
-        print(f"  {script.name}: {refers / elapsed:.0f} REFER/s, {retransmissions} retransmissions")
-        if uac.returncode != 0:
-            raise RuntimeError(
-                f"SIPp failed ({uac.returncode}):\n{uac.stdout[-3000:]}\n{proxy.log()[-3000:]}"
-            )
-    finally:
-        proxy.stop()
-        uas.send_signal(signal.SIGTERM)
-        uas.wait(timeout=10)
-    return refers / elapsed, cpu / refers * 1e6
-
-
-def main() -> int:
-    refers = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-    with harness.exclusive(), tempfile.TemporaryDirectory(prefix="referee-bench-") as tmpdir:
-        tmp = Path(tmpdir)
-        baseline, baseline_cpu = run_once(tmp / "passthrough", HERE / "passthrough_kemi.py", refers)
-        full, full_cpu = run_once(tmp / "referee", harness.KEMI_SCRIPT, refers)
-        events = sum(1 for _ in (tmp / "referee" / "events.jsonl").open())
-    print(f"REFERs per run:          {refers} (in flight: {CALL_LIMIT})")
-    print(f"pass-through KEMI:       {baseline:8.0f} REFER/s   {baseline_cpu:6.0f} us Kamailio CPU per REFER")
-    print(f"referee (full policy):   {full:8.0f} REFER/s   {full_cpu:6.0f} us Kamailio CPU per REFER")
-    print(f"                         ({events} decision and response events logged)")
-    print(f"throughput ratio referee/pass-through:  {full / baseline:.2f}")
-    print(f"CPU ratio pass-through/referee:         {baseline_cpu / full_cpu:.2f}")
+    print(
+        f"REFER only: {args.refers} REFERs per run ({CALL_LIMIT} in flight), {args.runs} runs per configuration"
+    )
+    print("\n".join(report({name: results[name] for name in kemi}, PASS, "REFER")))
+    print("\n".join(report({name: results[name] for name in native}, STOCK, "REFER")))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -54,9 +54,10 @@ LOCK_PATH = "/tmp/referee-kamailio-integration.lock"
 
 
 @contextmanager
-def exclusive() -> Iterator[None]:
-    """Hold the machine-wide lock on the 127.0.1.x addresses (another checkout may run these tests)."""
-    with open(LOCK_PATH, "a") as lock:
+def exclusive(path: str = LOCK_PATH) -> Iterator[None]:
+    """Hold the machine-wide lock on the 127.0.1.x addresses (another checkout may run these tests);
+    ``path``: another lock, for addresses of their own (the proxy benchmarks')."""
+    with open(path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

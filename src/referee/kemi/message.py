@@ -59,9 +59,12 @@ def has_nul(exc: BaseException) -> bool:
     return False
 
 
-def single_header(k: KSR, name: str) -> str:
-    """The one value of header ``name``; BadRequest when missing, repeated, too long."""
-    count = k.pv.get(f"$hdrc({name})")
+def single_header(k: KSR, name: str, count: object = None) -> str:
+    """The one value of header ``name``; BadRequest when missing, repeated, too long.
+
+    ``count``: how many ``name`` headers the message has, when the caller knows it already."""
+    if count is None:
+        count = k.pv.get(f"$hdrc({name})")
     if not count:
         raise BadRequest(400, f"Missing {name}")
     if isinstance(count, int) and count > 1:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from referee.kemi.message import log, reason_phrase, text
 from referee.kemi.notify import NotifyCapture
-from referee.kemi.refer import ALLOWED, ANSWERED, ReferCheck, make_refer_check
+from referee.kemi.refer import ALLOWED, ANSWERED, Known, KnownReply, ReferCheck, make_refer_check
 from referee.kemi.settings import BadRequest, Settings
 
 if TYPE_CHECKING:
@@ -75,20 +75,20 @@ class NativeHooks:
             log(self.k, "referee: policy timer: " + traceback.format_exc(), "err")
         return 1
 
-    def route_refer(self, msg: object) -> int:
+    def route_refer(self, msg: object, args: object = None) -> int:
         """Decide the REFER; ``$var(referee_allowed)`` 1: Refer-To rewritten, the operator's routing relays;
         0: refused and answered (the cfg exits). Never raises: a REFER the check cannot handle is refused
-        (fail closed), not dropped."""
-        verdict = self._decide()
+        (fail closed), not dropped. ``args``: what route[REFEREE] read natively (refer.REFER_ARGS)."""
+        verdict = self._decide(None if args is None else Known.parse(args))
         self.k.pv.seti(ALLOWED_VAR, 1 if verdict == ALLOWED else 0)
         return verdict
 
-    def _decide(self) -> int:
+    def _decide(self, known: Known | None) -> int:
         k = self.k
         try:
-            src = text(k.kx.get_srcip())
+            src = known.src if known is not None else text(k.kx.get_srcip())
             if self.source == "from":
-                return ALLOWED if self.refers.check(src) else ANSWERED
+                return ALLOWED if self.refers.check(src, known=known) else ANSWERED
             if self.source == "avp":
                 referrer = text(k.pv.get(REFERRER_AVP))
             else:
@@ -97,7 +97,7 @@ class NativeHooks:
             if not referrer:
                 self.refers.refuse(src, text(k.kx.get_furi()), *NOT_AUTHENTICATED, "no-identity")
                 return ANSWERED
-            return ALLOWED if self.refers.check(src, referrer) else ANSWERED
+            return ALLOWED if self.refers.check(src, referrer, known) else ANSWERED
         except BadRequest as exc:
             self._answer(exc.status, exc.reason)
         except Exception:
@@ -113,9 +113,10 @@ class NativeHooks:
             log(self.k, "referee: NOTIFY capture failed:\n" + traceback.format_exc(), "err")
             return 1
 
-    def ksr_onreply_refer(self, msg: object) -> int:
-        """tm onreply of a relayed REFER (named by the check): its refer.response event."""
-        return self.refers.ksr_onreply_refer(msg)
+    def ksr_onreply_refer(self, msg: object, args: object = None) -> int:
+        """tm onreply of a relayed REFER (named by the check): its refer.response event. ``args``: what the
+        onreply route read natively (refer.REPLY_ARGS)."""
+        return self.refers.ksr_onreply_refer(msg, None if args is None else KnownReply.parse(args))
 
     def _answer(self, status: int, reason: str) -> None:
         try:

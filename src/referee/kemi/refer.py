@@ -36,6 +36,62 @@ POLICY_PV = "$shv(referee_policy)"
 # ... and that file's policy version, for `referee policy status` (kamcmd pv.shvGet).
 POLICY_VERSION_PV = "$shv(referee_policy_version)"
 ALLOWED, ANSWERED = 1, -1  # route_refer's return values (python_exec: < 0 means stop)
+# The REFER's facts a native cfg reads before python_exec and passes as its argument string (the
+# drop-in's route[REFEREE]): each one read natively is one crossing into Kamailio fewer. Only values
+# that are ASCII whatever the message holds (numbers, the source address): app_python3 could not hand
+# a non-UTF-8 string to Python, and the call would fail before the check could answer.
+REFER_ARGS = (
+    "$si $(cs{s.int}) $hdrc(Refer-To) $hdrc(Refer-Sub) $hdrc(Referred-By) "
+    "$shv(referee_reload) $var(referee_dialog)"
+)
+REPLY_ARGS = "$rs $(cs{s.int}) $hdrc(Refer-Sub)"
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the calling cfg read of the REFER natively (``REFER_ARGS``, space separated)."""
+
+    src: str
+    cseq: int
+    refer_to_count: int
+    refer_sub: bool  # a Refer-Sub header is present (its value is read only then)
+    referred_by: bool
+    reload_generation: int
+    in_dialog: bool  # the REFER has a To tag
+
+    @classmethod
+    def parse(cls, args: object) -> Known | None:
+        """None when ``args`` is not what the drop-in passes (then the check reads through KSR)."""
+        try:
+            src, cseq, refer_to, refer_sub, referred_by, generation, dialog = text(args).split(" ")
+            return cls(
+                src,
+                int(cseq),
+                int(refer_to),
+                int(refer_sub) > 0,
+                int(referred_by) > 0,
+                int(generation),
+                dialog == "1",
+            )
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class KnownReply:
+    """What the calling cfg read of the REFER's reply natively (``REPLY_ARGS``)."""
+
+    status: int
+    cseq: int
+    refer_sub: bool
+
+    @classmethod
+    def parse(cls, args: object) -> KnownReply | None:
+        try:
+            status, cseq, refer_sub = text(args).split(" ")
+            return cls(int(status), int(cseq), int(refer_sub) > 0)
+        except ValueError:
+            return None
 
 
 @dataclass
@@ -86,15 +142,20 @@ class ReferCheck:
         """For ``python_exec``: ALLOWED (rewritten, the caller relays) or ANSWERED."""
         return ALLOWED if self.check(text(self.k.kx.get_srcip())) else ANSWERED
 
-    def ksr_onreply_refer(self, msg: object) -> int:
+    def ksr_onreply_refer(self, msg: object, known: KnownReply | None = None) -> int:
         """tm onreply for relayed REFERs: record the answer (202, 4xx...) of the transfer."""
         k = self.k
         try:
-            status = k.kx.get_status()
+            status = known.status if known is not None else k.kx.get_status()
             if status >= 200:
-                call_id, cseq = text(k.kx.get_callid()), number(k.pv.get("$cs"))
+                call_id = text(k.kx.get_callid())
+                cseq = known.cseq if known is not None else number(k.pv.get("$cs"))
                 # RFC 4488: a 2xx with Refer-Sub: false says no subscription (and no NOTIFY) follows
-                no_sub = status < 300 and text(k.hdr.get("Refer-Sub")).strip().lower() == "false"
+                no_sub = (
+                    status < 300
+                    and (known is None or known.refer_sub)
+                    and text(k.hdr.get("Refer-Sub")).strip().lower() == "false"
+                )
                 self.events.write(
                     ReferResponse(self.events.now(), call_id, cseq, status, subscription=not no_sub)
                 )
@@ -106,22 +167,36 @@ class ReferCheck:
 
     # -- the check ---------------------------------------------------------------------------
 
-    def check(self, src: str, referrer: str | None = None) -> bool:
+    def check(
+        self,
+        src: str,
+        referrer: str | None = None,
+        known: Known | None = None,
+        *,
+        in_dialog: bool | None = None,
+    ) -> bool:
         """Decide the current REFER. True: allowed, headers rewritten, caller relays. False: answered.
 
         ``referrer`` is the identity the proxy authenticated (a URI); without one (a REFER from a
         trusted PBX, or a native cfg that does its own authentication) the From URI is the referrer.
+        ``known``: what the calling cfg already read natively; the rest is read through KSR, once.
+        ``in_dialog``: whether the REFER has a To tag, when the caller knows (None: look the dialog up).
         """
         k = self.k
         self.owner = None
-        asked = self._asked(src, referrer)
+        asked = self._asked(src, referrer, None if known is None else known.cseq)
+        if "\x00" in asked.call_id:
+            # Kamailio cannot take it back (the htables are keyed by Call-ID): refused the way app_python3
+            # refuses it (the callers' bad-input handling), before anything is decided or recorded.
+            raise ValueError("embedded null character in the Call-ID")
         try:
-            refer_to = single_header(k, "Refer-To")
+            refer_to = single_header(k, "Refer-To", None if known is None else known.refer_to_count)
         except BadRequest as exc:
             return self._rejected(asked, exc.status, exc.reason, "bad-input")
         asked.refer_to = refer_to
         call_id, cseq, referrer = asked.call_id, asked.cseq, asked.referrer
-        asked.subscription = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
+        if known is None or known.refer_sub:
+            asked.subscription = text(k.hdr.get("Refer-Sub")).strip().lower() != "false"
 
         dialogs: tuple[Dialog, ...] = ()
         replaces = _embedded_replaces(refer_to)
@@ -135,10 +210,13 @@ class ReferCheck:
                 dialogs = (Dialog(owner.call_id, replaces.from_tag, replaces.to_tag),)
             asked.replaces_pbx = owner.pbx or None  # none in an existing Kamailio: its routing decides
 
-        policy = self.policies.check(force=self._reload_requested())
+        generation = k.pv.get(RELOAD_PV) if known is None else known.reload_generation
+        policy = self.policies.check(force=self._reload_requested(generation))
         if policy is None:
             return self._rejected(asked, 500, "Transfer Policy Unavailable", "no-policy")
-        depth = self._depth(call_id)
+        if known is not None:
+            in_dialog = known.in_dialog
+        depth = 0 if in_dialog is False else self._depth(call_id)  # no dialog lookup outside a dialog
         decision: Decision = policy.decide(refer_to, referrer=referrer, dialogs=dialogs, depth=depth)
         if not decision.allowed:
             self._write(asked, decision)
@@ -161,7 +239,7 @@ class ReferCheck:
             f"referee: REFER {call_id} cseq {cseq} from {referrer} allowed (rule {decision.rule}), "
             f"Refer-To {new_refer_to}",
         )
-        self._rewrite(refer_to, new_refer_to, referrer)
+        self._rewrite(refer_to, new_refer_to, referrer, None if known is None else known.referred_by)
         if owner is not None and owner.pbx:
             self.owner = owner.pbx
         k.tm.t_on_reply("ksr_onreply_refer")
@@ -173,21 +251,23 @@ class ReferCheck:
         """Answer the current REFER without asking the policy (recorded like any decision)."""
         self._rejected(self._asked(src, referrer), status, reason, rule)
 
-    def _asked(self, src: str, referrer: str | None) -> _Asked:
+    def _asked(self, src: str, referrer: str | None, cseq: int | None = None) -> _Asked:
         k = self.k
         return _Asked(
             call_id=text(k.kx.get_callid()),
-            cseq=number(k.pv.get("$cs")),
+            cseq=number(k.pv.get("$cs")) if cseq is None else cseq,
             referrer=referrer or text(k.kx.get_furi()),
             src=src,
         )
 
-    def _rewrite(self, refer_to: str, new_refer_to: str, referrer: str) -> None:
+    def _rewrite(self, refer_to: str, new_refer_to: str, referrer: str, referred_by: bool | None) -> None:
         k = self.k
         if new_refer_to != refer_to:
             k.hdr.remove("Refer-To")
             k.hdr.append(f"Refer-To: {new_refer_to}\r\n")
-        if k.hdr.is_present("Referred-By") < 0:
+        if referred_by is None:
+            referred_by = k.hdr.is_present("Referred-By") > 0
+        if not referred_by:
             k.hdr.append(f"Referred-By: <{referrer}>\r\n")
         if k.textopsx.msg_apply_changes() < 0:
             log(k, "referee: msg_apply_changes failed; changes are still applied on relay", "warn")
@@ -199,24 +279,23 @@ class ReferCheck:
 
     def refresh_policy(self) -> None:
         """Read a changed policy file (or the one a ``referee_reload`` asks for) without a REFER."""
-        self.policies.check(force=self._reload_requested())
+        self.policies.check(force=self._reload_requested(self.k.pv.get(RELOAD_PV)))
 
-    def _reload_requested(self) -> bool:
+    def _reload_requested(self, generation: object) -> bool:
         """Whether ``kamcmd pv.shvSet referee_reload int N`` changed the shared reload counter."""
-        generation = self.k.pv.get(RELOAD_PV)
         if generation is None or generation == self._reload_generation:  # None: a cfg without the counter
             return False
         self._reload_generation = generation
         return True
 
     def _write(self, asked: _Asked, decision: Decision) -> None:
-        summary = decision.to_dict()
+        # An allowed decision's rule trace can be replayed offline (referee policy check --explain);
+        # leaving it out (not even turning it into dicts) halves the cost of the event on the hot path.
+        summary = (decision._replace(trace=()) if decision.allowed else decision).to_dict()
+        if decision.allowed:
+            del summary["trace"]
         for copied in ("allowed", "status", "reason", "rule"):  # the event carries them as fields
             del summary[copied]
-        if decision.allowed:
-            # An allowed decision's rule trace can be replayed offline (referee policy check
-            # --explain); leaving it out halves the cost of the event on the hot path.
-            del summary["trace"]
         self._event(asked, decision.allowed, decision.status, decision.reason, decision.rule, summary)
 
     def _event(

@@ -385,7 +385,7 @@ class ReferenceProxy:
         if self.source_pbx() is None and self.settings.out_of_dialog_refer == "refuse":
             self.refers.refuse(self.srcip, self.identity_uri(), *OUT_OF_DIALOG_REFER, "out-of-dialog")
             return EXIT
-        if not self.refers.check(self.srcip, self.identity_uri() or None):
+        if not self.refers.check(self.srcip, self.identity_uri() or None, in_dialog=False):
             return EXIT
         # record_route after the Refer-To rewrite: msg_apply_changes refuses to run once a
         # Record-Route lump is in place.

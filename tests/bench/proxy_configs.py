@@ -1,0 +1,188 @@
+"""The Kamailio configurations the proxy benchmarks compare, on 127.0.1.70-.79.
+
+proxy 127.0.1.70, PBX stand-in 127.0.1.71 (registered as 1001 for the stock cfg's location lookup;
+pbx1 of referee's full proxy), phone 1002 at 127.0.1.72, readiness pings from 127.0.1.79. Every one
+runs the host's Kamailio with ``-x tlsf -m 256`` (the default allocator is slow) and 2 children.
+
+``checkout`` is the source tree referee runs from (its ``src``, its drop-in template and scripts):
+this one by default, or another (e.g. a copy of an earlier commit) to compare a change before/after.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import existing_cfg
+import harness
+import jinja2
+import sippgen
+from proxy_runs import Run, kamailio_cpu_seconds
+
+PROXY, PBX, PHONE, PBX2, PING_FROM = "127.0.1.70", "127.0.1.71", "127.0.1.72", "127.0.1.73", "127.0.1.79"
+REMOTE = f"{PROXY}:{harness.PORT}"
+SHM_MB = 256
+# These addresses' own lock: not the integration tests' (harness.LOCK_PATH), which the integration tests' session holds while
+# `make test` runs the smoke test of these benchmarks in the same process.
+LOCK_PATH = "/tmp/referee-bench-proxy.lock"
+
+
+def exclusive() -> AbstractContextManager[None]:
+    """Hold the machine-wide lock on 127.0.1.70-.79 (another checkout may run these benchmarks)."""
+    return harness.exclusive(LOCK_PATH)
+
+
+def in_checkout(checkout: Path, path: Path) -> Path:
+    """``path`` (a file of this checkout) in ``checkout``. A tree from before the kamailio role held the
+    scripts (55b7621) has them in its kamailio/ folder: the --before runs may use one."""
+    here = checkout / path.relative_to(harness.REPO)
+    return here if here.exists() else checkout / "kamailio" / path.name
+
+
+def stock(tmp: Path, *, referee: bool, checkout: Path = harness.REPO) -> harness.Kamailio:
+    """Debian's stock kamailio.cfg (WITH_AUTH, SQLite subscribers), with referee's drop-in or without."""
+    policy = tmp / "policy.toml"
+    policy.write_text(harness.POLICY.read_text())
+    (tmp / "kamailio-local.cfg").write_text(existing_cfg.local_cfg(tmp).replace(existing_cfg.PROXY, PROXY))
+    existing_cfg.subscriber_db(tmp / "kamailio.sqlite")
+    text = existing_cfg.stock_cfg().read_text()
+    if referee:
+        values = existing_cfg.dropin_vars(
+            tmp,
+            kamailio__native_script=str(in_checkout(checkout, existing_cfg.NATIVE_SCRIPT)),
+            kamailio__referee_pythonpath=str(checkout / "src"),
+        )
+        template = in_checkout(checkout, existing_cfg.DROPIN_TEMPLATE)
+        env = jinja2.Environment(
+            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True
+        )
+        dropin = tmp / "referee.cfg"
+        dropin.write_text(env.from_string(template.read_text()).render(**values))
+        text = existing_cfg.add_referee(text, dropin)
+    cfg = tmp / "kamailio.cfg"
+    cfg.write_text(text)
+    return harness.Kamailio(
+        tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM, extra_args=("-Y", str(tmp))
+    )
+
+
+def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO) -> harness.Kamailio:
+    """referee's full KEMI proxy (the kamailio role's kamailio.cfg.j2), running ``script`` (referee's by default)."""
+    shutil.copy(harness.POLICY, tmp / "policy.toml")
+    cfg = harness.render_cfg(
+        tmp,
+        kamailio__listen=[f"udp:{PROXY}:{harness.PORT}"],
+        kamailio__pbxs=[
+            {"name": "pbx1", "uri": f"sip:{PBX}:{harness.PORT}"},
+            {"name": "pbx2", "uri": f"sip:{PBX2}:{harness.PORT}"},
+        ],
+        kamailio__refer_rate=10**6,
+        kamailio__kemi_script=str(script or in_checkout(checkout, harness.KEMI_SCRIPT)),
+        kamailio__referee_pythonpath=str(checkout / "src"),
+    )
+    return harness.Kamailio(tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM)
+
+
+# --- SIPp -------------------------------------------------------------------------------------
+
+BOUNDED = ("-timeout", "60s", "-timeout_error")  # a run never hangs on a lost message
+
+
+def sipp(tmp: Path, name: str, body: str, local_ip: str, *extra: str) -> list[str]:
+    """A SIPp command line for the scenario ``body`` at ``local_ip``:5060."""
+    xml = harness.scenario(tmp, name, body)
+    return [
+        harness.SIPP,
+        "-sf",
+        str(xml),
+        "-i",
+        local_ip,
+        "-p",
+        str(harness.PORT),
+        "-nostdin",
+        *BOUNDED,
+        *extra,
+    ]
+
+
+def register_pbx(tmp: Path, proxy: harness.Kamailio) -> None:
+    """The PBX stand-in registers as 1001, from its own address and port (the stock cfg finds it so)."""
+    body = sippgen.register("1001", harness.PASSWORDS["1001"], 200)
+    done = subprocess.run(
+        sipp(tmp, "pbx-register", body, PBX, REMOTE, "-m", "1"), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the PBX stand-in did not register:\n{done.stdout[-2000:]}{proxy.log()[-2000:]}")
+
+
+def start_pbx(tmp: Path, body: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(sipp(tmp, "pbx", body, PBX), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def failed_calls(sipp_stdout: str) -> int | None:
+    """SIPp's failed calls (its final statistics screen); None when it printed none."""
+    found = re.findall(r"^\s*Failed call\s*\|\s*\d+\s*\|\s*(\d+)", sipp_stdout, re.M)
+    return int(found[-1]) if found else None
+
+
+def retransmissions(sipp_stdout: str) -> int:
+    """Retransmissions SIPp counted (its final statistics screen): UDP loss shows up here."""
+    return sum(int(n) for n in re.findall(r"^\s*\S+ -+>\s+(?:[A-Za-z]\S*\s+)?\d+\s+(\d+)", sipp_stdout, re.M))
+
+
+def drive(
+    tmp: Path,
+    proxy: harness.Kamailio,
+    *,
+    pbx_body: str,
+    phone_body: str,
+    items: int,
+    in_flight: int,
+    rate: int,
+    register: bool,
+    label: str,
+) -> Run:
+    """Start ``proxy`` and the PBX stand-in (registered as 1001 first when ``register``), let the phone run
+    ``items`` SIPp calls of ``phone_body``; their rate and Kamailio's CPU per call. Stops everything."""
+    pbx: subprocess.Popen[bytes] | None = None
+    try:
+        proxy.start()
+        if register:
+            register_pbx(tmp, proxy)
+        pbx = start_pbx(tmp, pbx_body)
+        time.sleep(0.2)
+        assert proxy.proc is not None
+        cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
+        start = time.monotonic()
+        phone = sipp(
+            tmp, "phone", phone_body, PHONE, REMOTE, "-m", str(items), "-l", str(in_flight), "-r", str(rate)
+        )
+        done = subprocess.run(phone, capture_output=True, text=True, check=False)
+        elapsed = time.monotonic() - start
+        cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
+        failed = failed_calls(done.stdout)
+        # UDP keeps no order between Kamailio's workers: a rare call of SIPp's fixed script fails on a message
+        # that overtook another. More than 2% failed, or SIPp failing otherwise, is not a benchmark any more.
+        if failed is None or failed > max(1, items // 50):
+            raise RuntimeError(
+                f"{label}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
+            )
+        print(
+            f"  {label}: {(items - failed) / elapsed:7.0f}/s, {failed} failed, {retransmissions(done.stdout)} retransmissions",
+            flush=True,
+        )
+    finally:
+        proxy.stop()
+        stop(pbx)
+    completed = items - failed  # the rate and the CPU of the calls that went through
+    return Run(completed / elapsed, cpu / completed * 1e6)

@@ -1,0 +1,29 @@
+"""Smoke test of `make bench-proxy`: each benchmark once, briefly, through the real Kamailio and SIPp
+(127.0.1.70-.79). The benchmark raises when SIPp fails otherwise than on one call (a UDP message overtaken
+by another); no figure is asserted."""
+
+from __future__ import annotations
+
+import call_mix
+import proxy_refer_ratio
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert call_mix.main(["call_mix.py", "20", "1"]) == 0  # 20 calls: 4 REGISTER refreshes, 2 REFERs
+    out = capsys.readouterr().out
+    for config in call_mix.CONFIGS:
+        assert f"{config:<18} run 1, calls:" in out
+    assert "B stock+referee / A stock" in out
+    assert "C referee KEMI / A stock" in out
+
+
+def test_refer_only_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert proxy_refer_ratio.main(["proxy_refer_ratio.py", "50", "1"]) == 0
+    out = capsys.readouterr().out
+    for config in ("pass-through KEMI", "referee KEMI", "stock", "stock+referee"):
+        assert f"{config:<24} run 1, REFERs:" in out
+    assert "referee KEMI / pass-through KEMI" in out
+    assert "stock+referee / stock" in out
