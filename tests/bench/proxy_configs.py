@@ -89,6 +89,8 @@ def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO
 
 # --- SIPp -------------------------------------------------------------------------------------
 
+# The share of calls that may fail on a message overtaken by another (see drive) before a run is no benchmark.
+TOLERATED_FAILURES = 0.02
 BOUNDED = ("-timeout", "60s", "-timeout_error")  # a run never hangs on a lost message
 
 
@@ -176,7 +178,7 @@ def drive(
         failed = failed_calls(done.stdout)
         # UDP keeps no order between Kamailio's workers: a rare call of SIPp's fixed script fails on a message
         # that overtook another. More than 2% failed, or SIPp failing otherwise, is not a benchmark any more.
-        if failed is None or failed > max(1, items // 50):
+        if failed is None or failed > max(1, int(items * TOLERATED_FAILURES)):
             raise RuntimeError(
                 f"{label}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
             )

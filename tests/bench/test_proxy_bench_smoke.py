@@ -1,14 +1,22 @@
 """Smoke test of `make bench-proxy`: each benchmark once, briefly, through the real Kamailio and SIPp
-(127.0.1.70-.79). The benchmark raises when SIPp fails otherwise than on one call (a UDP message overtaken
-by another); no figure is asserted."""
+(127.0.1.70-.79). The benchmark raises when SIPp fails otherwise than on calls whose UDP message another
+overtook; no figure is asserted."""
 
 from __future__ import annotations
 
 import call_mix
+import proxy_configs
 import proxy_refer_ratio
 import pytest
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def runs_not_rates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 20-call run has every call in flight at once, where overtaken messages fail a larger share than the
+    2% a benchmark run tolerates (3 of 20 in one run of eight): the smoke proves the runs work, not their rates."""
+    monkeypatch.setattr(proxy_configs, "TOLERATED_FAILURES", 0.5)
 
 
 def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
