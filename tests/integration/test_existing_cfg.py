@@ -45,7 +45,8 @@ def callee(body: list[str]) -> str:
     return "\n".join(
         [
             g.uas_invite(capture_tag=bool(body)),  # SIPp refuses a variable set but never used
-            g.reply(180, "Ringing", to_tag="pbx-[call_number]", contact=True),
+            # Straight to 200: a 180 sent just before it can reach the caller after it (two proxy workers
+            # over UDP, a loaded machine), and SIPp's caller aborts on the late 180.
             g.reply(200, "OK", to_tag="pbx-[call_number]", contact=True),
             '<recv request="ACK"/>',
             *body,
