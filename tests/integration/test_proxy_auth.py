@@ -143,7 +143,10 @@ def test_out_of_dialog_refer_is_refused_by_default(
         payload = refer_bytes([b"Refer-To: <sip:1003@lab.test>"])
         (challenge,) = sip_request(payload, src=STRANGER, authenticate=False)
         assert status_of(challenge)[0] == 407
-        (answer,) = sip_request(payload, src=STRANGER)
+        # The challenge answered as a phone does (next CSeq, new branch). Sending the same REFER again
+        # would be a retransmission, dropped while the worker that sent the 407 is still finishing it
+        # (t_precheck_trans), and this one-shot sender never retransmits: no answer on a loaded machine.
+        (answer,) = sip_request(answer_challenge(payload, challenge), src=STRANGER, authenticate=False)
         assert status_of(answer) == (403, "Out-Of-Dialog REFER Not Accepted")
     assert stand_in.received() == []
     (event,) = proxy.wait_events(1)
