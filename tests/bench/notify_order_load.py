@@ -114,6 +114,12 @@ def bench_lab(runs: int) -> int:
                 in_order += first == "202"
                 unknown += first is None
                 verdict = "PASS" if res.passed else f"FAIL ({res.error})"
+                if not res.passed:  # the next run overwrites the folder: keep this one's logs and capture
+                    run_dir = Path(res.pcap).parent
+                    kept = run_dir.with_name(f"{run_dir.name}-failed-{i}")
+                    shutil.rmtree(kept, ignore_errors=True)
+                    shutil.copytree(run_dir, kept)
+                    verdict += f", kept in {kept}"
                 how = ""
                 if first == "NOTIFY":
                     how = f" ({overtaking(messages, 'bob')})"
