@@ -197,7 +197,9 @@ def send_authenticated(sock: socket.socket, payload: bytes, wait: float = 3.0) -
             data = sock.recv(65535)
         except TimeoutError:
             break
-        if data.startswith(b"SIP/2.0 407 ") and call_id and call_id.group(0) in data:
+        if call_id and call_id.group(1) not in data:
+            continue  # of an earlier exchange: a NOTIFY the proxy sent again, its 200 late on a loaded machine
+        if data.startswith(b"SIP/2.0 407 "):
             payload = answer_challenge(payload, data)
             sock.sendto(payload, (PROXY, PORT))
             break

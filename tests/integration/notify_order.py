@@ -26,12 +26,15 @@ class Tally:
     overtaken: int = 0  # the NOTIFY reached the phone before the 202
     lost: int = 0  # one of the two never came
     leads: list[float] = field(default_factory=list)  # seconds each overtaking NOTIFY came before its 202
+    missing: list[str] = field(default_factory=list)  # for each incomplete round, what never came
 
     def __str__(self) -> str:
         led = ", ".join(f"{lead * 1000:.1f}" for lead in sorted(self.leads))
+        missing = "; ".join(self.missing)
         return (
             f"{self.rounds} REFERs: 202 first {self.in_order}, NOTIFY first {self.overtaken}"
             f"{f' (by {led} ms)' if led else ''}, incomplete {self.lost}"
+            f"{f' (missing: {missing})' if missing else ''}"
         )
 
 
@@ -136,7 +139,7 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
             refer = refer_bytes([b"Refer-To: <sip:1003@lab.test>"]).replace(b"{port}", str(port).encode())
             call_id = _all(_headers(refer)[1], b"call-id")[0]
             send_authenticated(phone, refer, wait)  # the proxy challenges phones (407)
-            first, lead = _first_at_phone(phone, call_id, wait)
+            first, lead, seen = _first_at_phone(phone, call_id, wait)
             with lock:
                 tally.rounds += 1
                 if first == b"202":
@@ -146,11 +149,14 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
                     tally.leads.append(lead)
                 else:
                     tally.lost += 1
+                    tally.missing.append(" and ".join(k for k in ("202", "NOTIFY") if k.encode() not in seen))
 
 
-def _first_at_phone(phone: socket.socket, call_id: bytes, wait: float) -> tuple[bytes | None, float]:
-    """Wait until the phone got both the 202 and the NOTIFY (answered 200); the first one's kind, and
-    how long before the second it came."""
+def _first_at_phone(
+    phone: socket.socket, call_id: bytes, wait: float
+) -> tuple[bytes | None, float, dict[bytes, float]]:
+    """Wait until the phone got both the 202 and the NOTIFY (answered 200); the first one's kind, how long
+    before the second it came, and when each one seen came."""
     first: bytes | None = None
     seen: dict[bytes, float] = {}
     deadline = time.monotonic() + wait
@@ -173,5 +179,5 @@ def _first_at_phone(phone: socket.socket, call_id: bytes, wait: float) -> tuple[
         if kind == b"NOTIFY":
             phone.sendto(_ok_to(data), addr)
     if len(seen) < 2:
-        return None, 0.0
-    return first, abs(seen[b"202"] - seen[b"NOTIFY"])
+        return None, 0.0, seen
+    return first, abs(seen[b"202"] - seen[b"NOTIFY"]), seen
