@@ -27,6 +27,7 @@ class Tally:
     lost: int = 0  # one of the two never came
     leads: list[float] = field(default_factory=list)  # seconds each overtaking NOTIFY came before its 202
     missing: list[str] = field(default_factory=list)  # for each incomplete round, what never came
+    incomplete: list[str] = field(default_factory=list)  # their REFERs' Call-IDs
 
     def __str__(self) -> str:
         led = ", ".join(f"{lead * 1000:.1f}" for lead in sorted(self.leads))
@@ -150,6 +151,7 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
                 else:
                     tally.lost += 1
                     tally.missing.append(" and ".join(k for k in ("202", "NOTIFY") if k.encode() not in seen))
+                    tally.incomplete.append(call_id.decode())
 
 
 def _first_at_phone(

@@ -19,10 +19,23 @@ from notify_order import race
 def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio]) -> None:
     proxy = start_kamailio(kamailio__children=4)
     tally = race(400, parallel=16)
-    assert (tally.overtaken, tally.lost) == (0, 0), str(tally)
+    assert (tally.overtaken, tally.lost) == (0, 0), f"{tally}\n{what_the_proxy_saw(proxy, tally.incomplete)}"
     assert tally.in_order == 400
     outcomes = [e for e in proxy.events() if e["event"] == "refer.outcome"]
     responses = [e for e in proxy.events() if e["event"] == "refer.response"]
     assert len(outcomes) == len(responses) == 400
     assert "Traceback" not in proxy.log()
     assert "its REFER is unanswered" not in proxy.log()  # each answer was marked when tm sent it
+
+
+def what_the_proxy_saw(proxy: Kamailio, call_ids: list[str]) -> str:
+    """For a round that never completed: the proxy's events and log lines of its Call-ID."""
+    lines = []
+    for call_id in call_ids:
+        lines += [
+            f"{call_id}: {e['event']} {e.get('status', '')}"
+            for e in proxy.events()
+            if e["call_id"] == call_id
+        ]
+        lines += [line for line in proxy.log().splitlines() if call_id in line]
+    return "\n".join(lines)
