@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from referee.kemi import shared_table
+
 if TYPE_CHECKING:
     from referee.kemi.ksr import KSR
 
@@ -142,7 +144,7 @@ class DialogStore:
         self.database = database
 
     def get(self, call_id: str) -> DialogRecord | None:
-        raw = self._k.htable.sht_get(self.table, call_id)
+        raw = shared_table.read(self._k, self.table, call_id)
         if (not isinstance(raw, str) or not raw) and self.database is not None:
             raw = self._from_database(call_id)
         return _decode(call_id, raw)

@@ -31,11 +31,13 @@ by ``t_precheck_trans`` (the request route's first tm step), and ``hold_max`` is
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from referee import sip
 from referee.events import NotifyOutcome
+from referee.kemi import shared_table
 from referee.kemi.event_log import EventLog
 from referee.kemi.message import log, number, text
 
@@ -121,7 +123,7 @@ class ReferAnswers:
         start = now = self._clock()
         deadline = start + self.hold_max
         while now < deadline:
-            state = self.k.htable.sht_get(self.table, call_id)
+            state = shared_table.read(self.k, self.table, call_id)
             if not isinstance(state, str) or not state:
                 break  # no REFER relayed in this dialog (or no htable): nothing to wait for
             kind, _, when = state.partition(" ")
@@ -181,7 +183,12 @@ class NotifyCapture:
         )
         self.events.write(event)
         log(k, f"referee: transfer {event.call_id} outcome {status if status is not None else error}")
-        if self.answers is not None:
+        if self.answers is None:
+            return
+        try:
             held = self.answers.hold(event.call_id)
-            if held >= self.answers.hold_max:
-                log(k, f"referee: NOTIFY {event.call_id} relayed after {held:.3f} s: its REFER is unanswered")
+        except Exception:  # the hold only orders; the NOTIFY itself must go on whatever it hit
+            log(k, f"referee: NOTIFY {event.call_id} relayed unheld:\n{traceback.format_exc()}", "err")
+            return
+        if held >= self.answers.hold_max:
+            log(k, f"referee: NOTIFY {event.call_id} relayed after {held:.3f} s: its REFER is unanswered")

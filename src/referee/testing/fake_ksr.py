@@ -10,6 +10,8 @@ handler, then look at what it did:
 * ``pv_sets``: values written with ``pv.sets``/``pv.seti``;
 * ``log``: ``(level, text)`` of every log call;
 * ``tables``: the htables (kept across messages, like Kamailio's shared memory);
+* ``locked``: the htable slots locked now, as ``(table, key)``; ``htable.sht_get`` of a key
+  that is not locked fails, since on a real Kamailio it can read freed memory;
 * ``locations``: the registrar's user -> contact map (kept across messages);
 * ``shv``: ``$shv(name)`` shared variables (kept across messages). Two fakes given the same
   dict stand for two worker processes of one Kamailio.
@@ -358,7 +360,18 @@ class _Auth(_Sub):
 
 class _Htable(_Sub):
     def sht_get(self, table: str, key: str) -> XVal:
+        if (table, key) not in self.f.locked:
+            # Real Kamailio may hand back freed memory here (referee.kemi.shared_table).
+            raise AssertionError(f"sht_get({table!r}, {key!r}) outside sht_lock: use shared_table.read")
         return self.f.tables.setdefault(table, {}).get(key)
+
+    def sht_lock(self, table: str, key: str) -> int:
+        self.f.locked.append((table, key))
+        return 1
+
+    def sht_unlock(self, table: str, key: str) -> int:
+        self.f.locked.remove((table, key))  # ValueError: unlocking a slot not locked
+        return 1
 
     def sht_sets(self, table: str, key: str, value: str) -> int:
         self.f.tables.setdefault(table, {})[key] = value
@@ -507,6 +520,7 @@ class FakeKSR:
 
     defines: dict[str, str] = field(default_factory=dict)
     tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    locked: list[tuple[str, str]] = field(default_factory=list)  # sht_lock'ed (table, key), in order
     locations: dict[str, str] = field(default_factory=dict)
     log: list[tuple[str, str]] = field(default_factory=list)
     pike_limit: int = 1000
