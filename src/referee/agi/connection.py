@@ -139,11 +139,6 @@ class AgiConnection(asyncio.BufferedProtocol):
             self._end("unknown_route")
             return
         self.buffer += rest
-        limits = server.limits
-        if limits.header.timeout < limits.session_timeout:  # from the header's deadline to the session's
-            assert self.timer is not None
-            self.timer.cancel()
-            self.timer = self.loop.call_at(self.started + limits.session_timeout, self._timed_out)
         request = AgiRequest(app=None, headers=headers, reader=self, writer=self)
         self.task = self.loop.create_task(handler(request))
         # A done callback rather than a try/finally in the task: it also runs for a task cancelled
@@ -178,6 +173,13 @@ class AgiConnection(asyncio.BufferedProtocol):
     def _timed_out(self) -> None:
         self.timer = None
         if self.ended:
+            return
+        # The timer was set for the header's deadline (or the session's, if sooner); a route still running
+        # then gets the rest of the session's. Re-armed here rather than when the header is whole: most
+        # sessions end long before, and then never pay for a second timer.
+        session_deadline = self.started + self.server.limits.session_timeout
+        if self.task is not None and self.loop.time() < session_deadline:
+            self.timer = self.loop.call_at(session_deadline, self._timed_out)
             return
         if self.task is None:
             self._end(self._timeout())
