@@ -28,6 +28,7 @@ class Recorder:
         self.headers: list[dict[str, str]] = []
         self.values: list[str | None] = []
         self.started = 0
+        self.chunks = 0  # written by the big route
         self.cancelled = 0
 
     def ended(self, outcome: str, seconds: float) -> None:
@@ -47,6 +48,14 @@ class Recorder:
         for _ in range(3000):
             self.values.append(await request.get_variable("X"))
 
+    async def big(self, request: AgiRequest) -> None:
+        """Write 16 MiB, waiting for room as a StreamWriter's user does (far more than the sockets hold)."""
+        self.started += 1
+        for _ in range(256):
+            request.writer.write(b"x" * 65536)
+            self.chunks += 1
+            await request.writer.drain()
+
     async def forever(self, request: AgiRequest) -> None:
         self.started += 1
         try:
@@ -60,7 +69,12 @@ def run(
     test: Callable[[FastAgiServer, int, Recorder], Awaitable[None]], **limits: object
 ) -> tuple[FastAgiServer, Recorder]:
     recorder = Recorder()
-    routes: dict[str, Handler] = {"echo": recorder.echo, "many": recorder.many, "forever": recorder.forever}
+    routes: dict[str, Handler] = {
+        "echo": recorder.echo,
+        "many": recorder.many,
+        "big": recorder.big,
+        "forever": recorder.forever,
+    }
     server = FastAgiServer(routes, Limits(**limits), on_session=recorder.ended)  # type: ignore[arg-type]
 
     async def main() -> None:
@@ -180,6 +194,37 @@ def test_a_flood_of_results_is_read_in_order_under_flow_control() -> None:
     _, recorder = run(test, max_line=100)
     assert recorder.values == [str(i) for i in range(3000)]
     assert recorder.outcomes == [""]
+
+
+def test_a_route_writing_more_than_the_client_reads_waits_for_room() -> None:
+    async def test(server: FastAgiServer, port: int, recorder: Recorder) -> None:
+        reader, writer = await connect(port)
+        writer.write(HEADER.replace(b"echo", b"big"))
+        await until(lambda: recorder.started == 1)
+        await asyncio.sleep(0.3)  # not reading: the server's buffers fill and its route waits in drain
+        assert 0 < recorder.chunks < 256
+        assert len(await until_eof(reader)) == 256 * 65536
+        writer.close()
+
+    _, recorder = run(test)
+    assert recorder.outcomes == [""]
+
+
+def test_a_reset_while_the_route_waits_for_room_is_a_hangup() -> None:
+    async def test(server: FastAgiServer, port: int, recorder: Recorder) -> None:
+        _, writer = await connect(port)
+        writer.write(HEADER.replace(b"echo", b"big"))
+        await until(lambda: recorder.started == 1)
+        await asyncio.sleep(0.3)
+        assert 0 < recorder.chunks < 256  # the route waits for room
+        linger = struct.pack("ii", 1, 0)
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        writer.transport.abort()
+        await until(lambda: bool(recorder.outcomes))
+
+    server, recorder = run(test)
+    assert recorder.outcomes == ["hangup"]
+    assert server.stats.active == 0
 
 
 def test_a_result_line_over_the_bound_ends_the_session_as_a_route_error() -> None:

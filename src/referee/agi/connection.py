@@ -57,8 +57,7 @@ class AgiConnection(asyncio.BufferedProtocol):
         self.lost = False
         self.reading_paused = False
         self.writing_paused = False
-        self.line_waiter: asyncio.Future[None] | None = None
-        self.drain_waiter: asyncio.Future[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None  # the route's, for a result or room to write
 
     # -- the session's life ---------------------------------------------------------------------------
 
@@ -100,7 +99,7 @@ class AgiConnection(asyncio.BufferedProtocol):
                 self.reading_paused = True  # the route reads slower than the client writes: bound memory
                 assert self.transport is not None
                 self.transport.pause_reading()
-            self._wake_reader()
+            self._wake()
             return
         try:
             rest = self.header.feed(data)
@@ -115,7 +114,7 @@ class AgiConnection(asyncio.BufferedProtocol):
         if self.header is not None and not self.ended:
             self._end(self._bad_request(self.header.closed()))
         self.eof = True
-        self._wake_reader()
+        self._wake()
         return True  # half-closed: the route may still write (as asyncio's streams allow)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -124,9 +123,7 @@ class AgiConnection(asyncio.BufferedProtocol):
         self.lost = True
         self.eof = True
         self.error = exc
-        self._wake_reader()
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_exception(ConnectionResetError("Connection lost"))
+        self._wake()
 
     def _route(self, headers: dict[str, str], rest: bytes) -> None:
         server = self.server
@@ -256,38 +253,39 @@ class AgiConnection(asyncio.BufferedProtocol):
                     assert self.transport is not None
                     self.transport.resume_reading()
                 return line
-            self.line_waiter = self.loop.create_future()
-            try:
-                await self.line_waiter
-            finally:
-                self.line_waiter = None
+            await self._wait()
 
-    def _wake_reader(self) -> None:
-        if self.line_waiter is not None and not self.line_waiter.done():
-            self.line_waiter.set_result(None)
+    async def _wait(self) -> None:
+        """Until something changes: bytes, EOF, loss, or room to write. The route awaits one thing at a time
+        (a result or a drain), so one waiter serves both; each caller looks again at why it waited."""
+        self.waiter = self.loop.create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
 
     async def drain(self) -> None:
-        if self.lost:
-            raise ConnectionResetError("Connection lost")
-        if not self.writing_paused:
-            return
-        self.drain_waiter = self.loop.create_future()
-        try:
-            await self.drain_waiter
-        finally:
-            self.drain_waiter = None
+        while True:
+            if self.lost:
+                raise ConnectionResetError("Connection lost")
+            if not self.writing_paused:
+                return
+            await self._wait()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self.drain_waiter is not None and not self.drain_waiter.done():
-            self.drain_waiter.set_result(None)
+        self._wake()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         assert self.transport is not None
