@@ -3,7 +3,7 @@
 Why a Protocol rather than :func:`asyncio.start_server`'s streams: a guard session is one header in and
 one command out, and asyncio's per-connection stream machinery (a StreamReader, a StreamWriter, a task
 from the first byte, a timeout scope for the header and one for the session, a wake-up per read) cost
-several times the guard's own work. Here the header is parsed in ``data_received`` as it arrives (no
+more than twice the guard's own work. Here the header is parsed in the read callback as it arrives (no
 task while a slow or bad client trickles), one timer handle holds the deadline (the header's, then the
 session's), and a task exists only once a route has been found, to run its ``async def`` handler.
 
@@ -29,11 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("referee.agi.fastagi")
 
 
-# What the transport reads into (asyncio.BufferedProtocol), one per process: the loop calls get_buffer,
-# recv_into and buffer_updated in a row, so connections never see each other's bytes. A plain Protocol
-# gets a fresh bytes object per read, allocated at asyncio's 256 KiB read size; glibc serves that
-# with mmap/mremap/munmap each time (it is over the mmap threshold), ~50 µs of system CPU a session.
-_READ_BUFFER = memoryview(bytearray(64 * 1024))
+def read_buffer() -> memoryview:
+    """What a server's connections read into (``asyncio.BufferedProtocol``), one per server: its loop calls
+    get_buffer, recv_into and buffer_updated in a row, so connections never see each other's bytes. A plain
+    Protocol gets a fresh bytes object per read, allocated at asyncio's 256 KiB read size; glibc serves that
+    with mmap/mremap/munmap each time (over its mmap threshold), ~50 µs of system CPU a session."""
+    return memoryview(bytearray(64 * 1024))
 
 
 class AgiConnection(asyncio.BufferedProtocol):
@@ -85,10 +86,10 @@ class AgiConnection(asyncio.BufferedProtocol):
         self.timer = self.loop.call_later(min(limits.header.timeout, limits.session_timeout), self._timed_out)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _READ_BUFFER
+        return self.server.read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(_READ_BUFFER[:nbytes]))
+        self.data_received(bytes(self.server.read_buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         if self.ended:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from referee.agi.connection import AgiConnection
+from referee.agi.connection import AgiConnection, read_buffer
 from referee.agi.protocol import AgiRequest, HeaderLimits
 from referee.slots import Slots
 
@@ -101,6 +101,7 @@ class FastAgiServer:
         )
         self.server: asyncio.Server | None = None
         self.connections: set[AgiConnection] = set()  # the sessions going on
+        self.read_buffer = read_buffer()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; return the address actually bound (port 0 picks a free one)."""
