@@ -196,13 +196,25 @@ def test_a_flood_of_results_is_read_in_order_under_flow_control() -> None:
     assert recorder.outcomes == [""]
 
 
+async def stuck_in_drain(port: int, recorder: Recorder) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client of the big route that does not read: the server's buffers fill and the route waits."""
+    reader, writer = await connect(port)
+    writer.write(HEADER.replace(b"echo", b"big"))
+    await until(lambda: recorder.started == 1)
+    await asyncio.sleep(0.3)
+    assert 0 < recorder.chunks < 256, "the route did not wait for room"
+    return reader, writer
+
+
+def reset(writer: asyncio.StreamWriter) -> None:
+    """Close with linger 0: a RST, not a FIN."""
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
 def test_a_route_writing_more_than_the_client_reads_waits_for_room() -> None:
     async def test(server: FastAgiServer, port: int, recorder: Recorder) -> None:
-        reader, writer = await connect(port)
-        writer.write(HEADER.replace(b"echo", b"big"))
-        await until(lambda: recorder.started == 1)
-        await asyncio.sleep(0.3)  # not reading: the server's buffers fill and its route waits in drain
-        assert 0 < recorder.chunks < 256
+        reader, writer = await stuck_in_drain(port, recorder)
         assert len(await until_eof(reader)) == 256 * 65536
         writer.close()
 
@@ -212,14 +224,8 @@ def test_a_route_writing_more_than_the_client_reads_waits_for_room() -> None:
 
 def test_a_reset_while_the_route_waits_for_room_is_a_hangup() -> None:
     async def test(server: FastAgiServer, port: int, recorder: Recorder) -> None:
-        _, writer = await connect(port)
-        writer.write(HEADER.replace(b"echo", b"big"))
-        await until(lambda: recorder.started == 1)
-        await asyncio.sleep(0.3)
-        assert 0 < recorder.chunks < 256  # the route waits for room
-        linger = struct.pack("ii", 1, 0)
-        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-        writer.transport.abort()
+        _, writer = await stuck_in_drain(port, recorder)
+        reset(writer)
         await until(lambda: bool(recorder.outcomes))
 
     server, recorder = run(test)
@@ -241,21 +247,16 @@ def test_a_result_line_over_the_bound_ends_the_session_as_a_route_error() -> Non
 
 
 def test_a_reset_mid_header_is_a_hangup_and_a_reset_mid_route_too() -> None:
-    async def reset(port: int, data: bytes, wait_for_command: bool) -> None:
-        reader, writer = await connect(port)
-        writer.write(data)
-        if wait_for_command:
-            assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"GET VARIABLE")
-        else:
-            await writer.drain()
-        linger = struct.pack("ii", 1, 0)  # closed with linger 0: a RST, not a FIN
-        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
-        writer.transport.abort()
-
     async def test(server: FastAgiServer, port: int, recorder: Recorder) -> None:
-        await reset(port, b"agi_network: yes\n", wait_for_command=False)
+        reader, writer = await connect(port)
+        writer.write(b"agi_network: yes\n")
+        await writer.drain()
+        reset(writer)
         await until(lambda: len(recorder.outcomes) == 1)
-        await reset(port, HEADER, wait_for_command=True)
+        reader, writer = await connect(port)
+        writer.write(HEADER)
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"GET VARIABLE")
+        reset(writer)
         await until(lambda: len(recorder.outcomes) == 2)
 
     server, recorder = run(test)
