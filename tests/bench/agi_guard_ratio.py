@@ -101,13 +101,15 @@ class Result:
 
 @contextmanager
 def fastagi_server(
-    policy: Path = EXAMPLE, host: str = HOST, cpu: int | None = None
+    policy: Path = EXAMPLE, host: str = HOST, cpu: int | None = None, src: Path | None = None
 ) -> Iterator[tuple[int, int]]:
-    """``referee fastagi`` as a subprocess on a kernel-picked port (on CPU ``cpu`` alone, if given);
-    yields (port, pid); SIGTERM by PID."""
+    """``referee fastagi`` as a subprocess on a kernel-picked port (on CPU ``cpu`` alone, if given;
+    from the ``referee`` package under ``src``, if given, else this tree's); yields (port, pid); SIGTERM
+    by PID."""
+    env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "referee.cli", "fastagi", "--policy", str(policy), "--listen", host, "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     try:
         if cpu is not None:

@@ -1,8 +1,9 @@
 """A FastAGI server that survives bad clients: bounded in connections, bytes and time.
 
-Built on :func:`asyncio.start_server` rather than panoramisk's ``Application.handler``
-(see :mod:`referee.agi.protocol` for why); routes are panoramisk-style ``async def``
-handlers taking a :class:`~referee.agi.protocol.AgiRequest`.
+Built on :meth:`loop.create_server` with one :class:`~referee.agi.connection.AgiConnection` (an
+``asyncio.Protocol``) per connection, rather than panoramisk's ``Application.handler`` (see
+:mod:`referee.agi.protocol` for why) or asyncio's streams (see :mod:`referee.agi.connection`); routes
+are panoramisk-style ``async def`` handlers taking a :class:`~referee.agi.protocol.AgiRequest`.
 
 Limits, per server:
 
@@ -17,24 +18,29 @@ Limits, per server:
   each line within ``max_line`` bytes;
 - ``session_timeout``: the whole session, header and commands, ends by then.
 
-A bad client costs one task and one socket until its own timeout; it never blocks the
-event loop, so every other session goes on.
+A bad client costs one connection object, one timer and one socket until its own timeout (no task
+until its header is whole); it never blocks the event loop, so every other session goes on. A connection
+is closed cleanly when its route ends cleanly (what it wrote is sent), else aborted; :meth:`close`
+cancels the sessions still running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from referee.agi.protocol import AgiHangup, AgiRequest, BadRequest, HeaderLimits, read_request
-from referee.slots import Slots, peer_address
+from referee.agi.connection import AgiConnection, read_buffer
+from referee.agi.protocol import AgiRequest, HeaderLimits
+from referee.slots import Slots
 
 log = logging.getLogger("referee.agi.fastagi")
 
-Handler = Callable[[AgiRequest], Awaitable[None]]
+# A coroutine function (checked): its coroutine becomes the session's task.
+Handler = Callable[[AgiRequest], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -94,12 +100,14 @@ class FastAgiServer:
             self.limits.allow,
         )
         self.server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[None]] = set()
+        self.connections: set[AgiConnection] = set()  # the sessions going on
+        self.read_buffer = read_buffer()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Listen; return the address actually bound (port 0 picks a free one)."""
-        self.server = await asyncio.start_server(
-            self._connected, host, port, limit=self.limits.max_line, backlog=self.limits.backlog
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            functools.partial(AgiConnection, self), host, port, backlog=self.limits.backlog
         )
         bound: tuple[str, int] = self.server.sockets[0].getsockname()[:2]
         log.info("FastAGI listening on %s:%d, routes %s", bound[0], bound[1], ", ".join(sorted(self.routes)))
@@ -108,82 +116,11 @@ class FastAgiServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for task in list(self._sessions):
-            task.cancel()
-        if self._sessions:
-            await asyncio.gather(*self._sessions, return_exceptions=True)
+        tasks = [connection.task for connection in self.connections if connection.task is not None]
+        for connection in list(self.connections):
+            connection.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.server is not None:
             await self.server.wait_closed()
         log.info("FastAGI stopped: %s", self.stats)
-
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stats = self.stats
-        stats.accepted += 1
-        peer = peer_address(writer.get_extra_info("peername"))
-        refused = self.slots.take(peer)
-        if refused is not None:
-            stats.over_cap += 1
-            if stats.over_cap == 1 or stats.over_cap % 1000 == 0:
-                log.warning("FastAGI refused a connection (%s): %d refused so far", refused, stats.over_cap)
-            writer.transport.abort()
-            return
-        started = time.monotonic()
-        stats.active += 1
-        stats.peak = max(stats.peak, stats.active)
-        task = asyncio.current_task()
-        if task is not None:
-            self._sessions.add(task)
-        outcome = "error"
-        try:
-            outcome = await self._session(reader, writer)
-        finally:
-            clean = outcome == ""
-            if self.on_session is not None:
-                self.on_session(outcome, time.monotonic() - started)
-            stats.active -= 1
-            self.slots.give(peer)
-            if task is not None:
-                self._sessions.discard(task)
-            if clean:
-                writer.close()
-            else:
-                writer.transport.abort()  # drop what is unsent: the peer is not listening
-
-    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
-        """Run one session; "" if it ended cleanly, else how it ended (see :data:`SessionObserver`)."""
-        peer = writer.get_extra_info("peername")
-        stats = self.stats
-        headers: dict[str, str] = {}
-        try:
-            async with asyncio.timeout(self.limits.session_timeout):
-                headers = await read_request(reader, self.limits.header, self.limits.max_line)
-                script = headers.get("agi_network_script", "")
-                handler = self.routes.get(script.split("?", 1)[0].strip("/"))
-                if handler is None:
-                    stats.unknown_routes += 1
-                    stats.last_error = f"no route {script!r}"
-                    log.error("FastAGI from %s: no route %r", peer, script)
-                    return "unknown_route"
-                await handler(AgiRequest(app=None, headers=headers, reader=reader, writer=writer))
-        except BadRequest as err:
-            stats.bad_requests += 1
-            stats.last_error = str(err)
-            log.info("FastAGI from %s: bad request: %s", peer, err)
-            return "bad_request"
-        except TimeoutError:
-            stats.timeouts += 1
-            stats.last_error = "timed out"
-            log.info("FastAGI from %s: timed out", peer)
-            return "timeout"
-        except (AgiHangup, ConnectionError) as err:
-            stats.completed += 1
-            stats.last_error = f"channel gone: {err}"
-            log.info("FastAGI from %s: channel gone: %s", peer, err)
-            return "hangup"
-        except Exception:
-            stats.handler_errors += 1
-            stats.last_error = "route failed"
-            log.exception("FastAGI from %s: route %r failed", peer, headers.get("agi_network_script"))
-            return "error"
-        stats.completed += 1
-        return ""

@@ -1,4 +1,4 @@
-"""The FastAGI wire protocol on asyncio streams: the request header, and commands with results.
+"""The FastAGI wire protocol: the request header, and commands with results.
 
 Why not panoramisk's ``Application.handler`` (panoramisk 1.4) for the request header:
 
@@ -8,18 +8,18 @@ Why not panoramisk's ``Application.handler`` (panoramisk 1.4) for the request he
 - it has no read timeout (a slow client holds its session forever) and no size bound (a
   client sending bytes without a blank line grows the buffer without limit).
 
-So :func:`read_request` reads the header here, bounded in time, lines and bytes. What
-panoramisk does well is kept: routes are panoramisk-style handlers (``async def h(request)``)
+So :class:`HeaderParser` reads the header here, bounded in lines and bytes (the server bounds it in
+time). What panoramisk does well is kept: routes are panoramisk-style handlers (``async def h(request)``)
 and get a :class:`panoramisk.fast_agi.Request` (``request.headers``,
-``await request.send_command(...)``), with results parsed by panoramisk's
-``parse_agi_result``. :class:`AgiRequest` fixes one more panoramisk bug there: at EOF its
-``_read_result`` parses ``''`` and raises ``ValueError: invalid literal for int()``; here a
-closed connection is an :class:`AgiHangup`.
+``await request.send_command(...)``), with results parsed by panoramisk's ``parse_agi_result``; its
+reader and writer are anything with a StreamReader's ``readline`` and a StreamWriter's ``write`` and
+``drain`` (the server's connection itself). :class:`AgiRequest` fixes one more panoramisk bug there: at
+EOF its ``_read_result`` parses ``''`` and raises ``ValueError: invalid literal for int()``; here a closed
+connection is an :class:`AgiHangup`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -49,54 +49,53 @@ class HeaderLimits:
     max_lines: int = 256
 
 
-async def read_request(
-    reader: asyncio.StreamReader, limits: HeaderLimits, max_line: int = 8 * 1024
-) -> dict[str, str]:
-    """Read ``agi_name: value`` lines up to the blank line; raise BadRequest or TimeoutError.
+class HeaderParser:
+    """The request header, fed as it arrives: ``agi_name: value`` lines up to the blank line.
 
-    The header usually arrives in one segment: it is read as it comes (whatever is buffered, at
-    once) and split here, rather than awaited line by line. Each line is bounded by ``max_line``.
-    Anything after the blank line (Asterisk sends nothing before the first command, but a HANGUP
-    may come early) is given back to the reader for the commands' results.
+    Sans-I/O, so that the server parses it in ``data_received``, with no task and no reader. The header
+    usually arrives in one segment: each chunk is split here at once rather than awaited line by line.
+    Each line is bounded by ``max_line``, the whole by ``limits.max_bytes`` and ``limits.max_lines``
+    (the time bound, ``limits.timeout``, is the caller's). Raises :class:`BadRequest`.
     """
-    headers: dict[str, str] = {}
-    size = 0
-    pending = b""  # an unfinished line
-    async with asyncio.timeout(limits.timeout):
-        while True:
-            chunk = await reader.read(_READ_ALL)
-            if not chunk:
-                where = "mid-header" if pending or headers else "before the header"
-                raise BadRequest(f"connection closed {where}")
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            for number, line in enumerate(lines):
-                size += len(line) + 1
-                if len(line) >= max_line:
-                    raise BadRequest("header line too long")
-                if size > limits.max_bytes:
-                    raise BadRequest("header too large")
-                text = line.rstrip(b"\r")
-                if not text:
-                    if not headers:
-                        raise BadRequest("empty header")
-                    _give_back(reader, b"\n".join([*lines[number + 1 :], pending]))
-                    return headers
-                if len(headers) >= limits.max_lines:
-                    raise BadRequest("too many header lines")
-                headers.update([_header_line(text)])
-            if len(pending) >= max_line:
+
+    def __init__(self, limits: HeaderLimits, max_line: int = 8 * 1024) -> None:
+        self.limits = limits
+        self.max_line = max_line
+        self.headers: dict[str, str] = {}
+        self._size = 0
+        self._pending = b""  # an unfinished line
+
+    def feed(self, chunk: bytes) -> bytes | None:
+        """None while the header goes on; once its blank line came, the bytes after it (often ``b""``).
+
+        Asterisk sends nothing before the first command, but a HANGUP may come early: what follows the
+        header belongs to the commands' results.
+        """
+        lines = (self._pending + chunk).split(b"\n")
+        self._pending = lines.pop()
+        headers, limits = self.headers, self.limits
+        for number, line in enumerate(lines):
+            self._size += len(line) + 1
+            if len(line) >= self.max_line:
                 raise BadRequest("header line too long")
+            if self._size > limits.max_bytes:
+                raise BadRequest("header too large")
+            text = line.rstrip(b"\r")
+            if not text:
+                if not headers:
+                    raise BadRequest("empty header")
+                return b"\n".join([*lines[number + 1 :], self._pending])
+            if len(headers) >= limits.max_lines:
+                raise BadRequest("too many header lines")
+            headers.update([_header_line(text)])
+        if len(self._pending) >= self.max_line:
+            raise BadRequest("header line too long")
+        return None
 
-
-# More than a reader ever buffers (asyncio reads 256 KiB at most at once, and pauses at twice its limit):
-# one read takes everything that has arrived, so bytes given back keep their order.
-_READ_ALL = 1 << 20
-
-
-def _give_back(reader: asyncio.StreamReader, rest: bytes) -> None:
-    if rest and not reader.at_eof():
-        reader.feed_data(rest)
+    def closed(self) -> BadRequest:
+        """What to say when the client closes before the blank line."""
+        where = "mid-header" if self._pending or self.headers else "before the header"
+        return BadRequest(f"connection closed {where}")
 
 
 # A header line: an ASCII ``agi_`` name, a colon, a value in any charset (a Latin-1 caller ID name),
