@@ -111,6 +111,23 @@ def sipp(tmp: Path, name: str, body: str, local_ip: str, *extra: str) -> list[st
     ]
 
 
+def timed(body: str) -> str:
+    """``body`` between SIPp's response-time markers: a call that reaches its end writes when it did."""
+    return f'<nop start_rtd="1"/>\n{body}\n<nop rtd="1"/>'
+
+
+def last_call_end(tmp: Path) -> float | None:
+    """When the last call that went through ended, in seconds since SIPp started (its ``-trace_rtt``
+    file's ``Date_ms``); None when no call went through."""
+    ends = [
+        float(line.split(";")[0]) / 1000
+        for csv in tmp.glob("phone_*_rtt.csv")
+        for line in csv.read_text().splitlines()[1:]
+        if line.strip()
+    ]
+    return max(ends) if ends else None
+
+
 def register_pbx(tmp: Path, proxy: harness.Kamailio) -> None:
     """The PBX stand-in registers as 1001, from its own address and port (the stock cfg finds it so)."""
     body = sippgen.register("1001", harness.PASSWORDS["1001"], 200)
@@ -167,13 +184,17 @@ def drive(
         cpu_start = kamailio_cpu_seconds(proxy.proc.pid)
         start = time.monotonic()
         phone = sipp(
-            tmp, "phone", phone_body, PHONE, REMOTE, "-m", str(items), "-l", str(in_flight), "-r", str(rate),
-            # A call whose message was lost fails after 2 s instead of holding the run's end (its rate) until
-            # the 60 s timeout: one such call among the last ones made a 0.7 s run last a minute.
+            tmp, "phone", timed(phone_body), PHONE, REMOTE, "-m", str(items), "-l", str(in_flight), "-r", str(rate),
+            # A call whose message was lost fails after 2 s instead of holding the run's end until the 60 s
+            # timeout: one such call among the last ones made a 0.7 s run last a minute.
             "-recv_timeout", "2000",
+            "-trace_rtt", "-rtt_freq", "1",  # each call that went through, when it ended (see timed)
         )  # fmt: skip
-        done = subprocess.run(phone, capture_output=True, text=True, check=False)
+        done = subprocess.run(phone, capture_output=True, text=True, check=False, cwd=tmp)
         elapsed = time.monotonic() - start
+        # The rate is of the calls that went through, up to the end of the last of them: a failed call's 2 s
+        # wait for a message that never comes, at the end of a run, is not the proxy's throughput.
+        elapsed = last_call_end(tmp) or elapsed
         cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
         failed = failed_calls(done.stdout)
         # UDP keeps no order between Kamailio's workers: a rare call of SIPp's fixed script fails on a message
