@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import time
@@ -19,10 +20,14 @@ def capture_filter(topo: Topology) -> str:
 
 def start(pcap: Path, log: Path, bpf: str) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
+        # --immediate-mode: without it libpcap hands packets over a buffer block at a time, and the last
+        # block (the final BYEs) could still be in the kernel when tcpdump is stopped.
+        # -B: a 32 MiB ring (libpcap's default is 2 MiB). With both cores busy (the NOTIFY-order benchmark's
+        # stress-ng), tcpdump was not scheduled in time, the kernel dropped 20 packets of 238, among them a
+        # REFER, and the run failed its checks ("no REFER captured") while every phone had passed.
+        command = ["tcpdump", "-i", "lo", "-n", "-s", "0", "-B", "32768", "-U", "--immediate-mode"]
         proc = subprocess.Popen(
-            # --immediate-mode: without it libpcap hands packets over a buffer block at a time, and
-            # the last block (the final BYEs) could still be in the kernel when tcpdump is stopped.
-            ["tcpdump", "-i", "lo", "-n", "-s", "0", "-U", "--immediate-mode", "-w", str(pcap), bpf],
+            [*command, "-w", str(pcap), bpf],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -34,6 +39,15 @@ def start(pcap: Path, log: Path, bpf: str) -> subprocess.Popen[bytes]:
             raise RuntimeError(f"tcpdump did not start: {log.read_text(errors='replace')}")
         time.sleep(0.05)
     return proc
+
+
+_DROPPED = re.compile(rb"^(\d+) packets? dropped by kernel", re.M)
+
+
+def dropped(log: Path) -> int:
+    """Packets the kernel dropped before tcpdump read them, from the summary tcpdump writes as it stops."""
+    found = _DROPPED.search(log.read_bytes()) if log.exists() else None
+    return int(found[1]) if found else 0
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 5.0) -> None:

@@ -144,6 +144,9 @@ def run(scenario: Scenario, state: chroot.LabState, topo: Topology) -> ScenarioR
     current.proxy_events = proxy_log.read(current.events_file, current.events_start)
     notes = [line for check in started for line in check.notes(current)]
     problems = [p for check in started for p in check.problems(current)]
+    lost = capture.dropped(out_dir / "tcpdump.log")
+    if lost:  # what the checks read is incomplete: a failure may be the capture's, not the transfer's
+        (problems if problems else notes).append(f"capture: tcpdump dropped {lost} packets")
     error = "; ".join(filter(None, [error, *problems]))
     order = ladder.column_order(current.messages, topo.node_order())
     text = ladder.render_text(current.messages, order)
