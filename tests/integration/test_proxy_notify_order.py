@@ -30,12 +30,9 @@ def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio]) ->
 
 def what_the_proxy_saw(proxy: Kamailio, call_ids: list[str]) -> str:
     """For a round that never completed: the proxy's events and log lines of its Call-ID."""
+    events, log = proxy.events(), proxy.log().splitlines()  # read once, whatever the number of rounds
     lines = []
     for call_id in call_ids:
-        lines += [
-            f"{call_id}: {e['event']} {e.get('status', '')}"
-            for e in proxy.events()
-            if e["call_id"] == call_id
-        ]
-        lines += [line for line in proxy.log().splitlines() if call_id in line]
+        lines += [f"{call_id}: {e['event']} {e.get('status', '')}" for e in events if e["call_id"] == call_id]
+        lines += [line for line in log if call_id in line]
     return "\n".join(lines)

@@ -30,13 +30,14 @@ def test_a_value_is_read_while_its_slot_is_locked() -> None:
     assert fake.locked == []  # each lock released
 
 
+def torn_read(table: str, key: str) -> object:
+    """What an unlocked read returned under load: bytes app_python3 cannot decode."""
+    raise UnicodeDecodeError("utf-8", b"\xc3", 0, 1, "unexpected end of data")
+
+
 def test_the_lock_is_released_when_the_read_fails() -> None:
     fake = FakeKSR()
-
-    def sht_get(table: str, key: str) -> object:
-        raise UnicodeDecodeError("utf-8", b"\xc3", 0, 1, "unexpected end of data")
-
-    fake.htable.sht_get = sht_get  # type: ignore[method-assign]
+    fake.htable.sht_get = torn_read  # type: ignore[method-assign]
     with pytest.raises(UnicodeDecodeError):
         shared_table.read(fake, "t", "k")
     assert fake.locked == []  # a slot left locked would stop every worker touching it
@@ -51,11 +52,7 @@ def test_a_notify_whose_hold_fails_is_still_relayed(tmp_path: Path) -> None:
     fake, handler = make(tmp_path)
     fake.request(refer("<sip:1003@lab.test>"))
     handler.ksr_request_route(None)  # the REFER relayed: its NOTIFYs are held until it is answered
-
-    def garbage(table: str, key: str) -> object:  # what an unlocked read returned under load
-        raise UnicodeDecodeError("utf-8", b"\xc3", 0, 1, "unexpected end of data")
-
-    fake.htable.sht_get = garbage  # type: ignore[method-assign]
+    fake.htable.sht_get = torn_read  # type: ignore[method-assign]
     notify = request(
         "NOTIFY", to="<sip:1002@lab.test>;tag=ft1", headers=NOTIFY, body="SIP/2.0 100 Trying\r\n", route=True
     )
