@@ -59,6 +59,15 @@ def defines(tmp: Path) -> dict[str, str]:
     }
 
 
+def let_1001_send_as_1002(tmp: Path) -> None:
+    """The test policy with an override letting 1001 (the operator console) present 1002's From."""
+    policy = tmp / "policy.toml"
+    defines(tmp)
+    policy.write_text(
+        policy.read_text().replace('id = "operator-console"', 'id = "desk"\nsend_as = ["1002"]')
+    )
+
+
 def make(tmp: Path) -> tuple[FakeKSR, ReferenceProxy]:
     fake = FakeKSR(defines=defines(tmp))
     return fake, make_handler(fake)

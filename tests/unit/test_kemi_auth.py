@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kemi_fixtures import PBX1, credentials, defines, events, make, refer, request
+from kemi_fixtures import PBX1, credentials, defines, events, let_1001_send_as_1002, make, refer, request
 
 from referee.kemi import make_handler
 from referee.testing.fake_ksr import FakeKSR
@@ -49,11 +49,7 @@ def test_from_user_other_than_the_authenticated_one_is_refused(tmp_path: Path) -
 
 
 def test_policy_send_as_lets_one_user_present_another_from(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.toml"
-    defines(tmp_path)
-    policy.write_text(
-        policy.read_text().replace('id = "operator-console"', 'id = "desk"\nsend_as = ["1002"]')
-    )
+    let_1001_send_as_1002(tmp_path)
     fake, handler = make(tmp_path)
     invite = request("INVITE", frm="<sip:1002@lab.test>;tag=a", auth=False, headers=[credentials("1001")])
     fake.request(invite)

@@ -123,3 +123,22 @@ def test_refer_still_decided_when_events_cannot_be_written(tmp_path: Path) -> No
     handler.ksr_request_route(None)
     assert len(fake.relays) == 1
     assert any("cannot write events" in text for text in fake.logged("err"))
+
+
+def test_a_record_starts_with_its_tags_for_a_native_cfg_and_reads_back_in_either_form() -> None:
+    fake = FakeKSR()
+    store = DialogStore(fake, "referee_dlg")
+    record = DialogRecord("c3", "pbx1", "ft", "tt", "1002", "1003", depth=2, party="1002")
+    store.put(record)
+    raw = fake.tables["referee_dlg"]["c3"]
+    assert raw.partition("|")[0] == "ft:tt"  # kamailio.cfg.j2 reads the tags with {s.before,|}
+    assert store.get("c3") == record
+    # Tags a lenient parser let through, with the separators in them: the JSON form, still read back.
+    for odd in ("f:t", "f|t", "{ft"):
+        store.put(DialogRecord("c4", "pbx1", odd, "tt", "1002", "1003"))
+        assert fake.tables["referee_dlg"]["c4"].startswith("{")
+        found = store.get("c4")
+        assert found is not None and found.from_tag == odd and found.to_tag == "tt"
+    assert store.get("c5") is None
+    fake.tables["referee_dlg"]["c5"] = "ft:tt|not json"
+    assert store.get("c5") is None

@@ -140,7 +140,11 @@ def test_the_cfg_declares_what_the_adapter_counts() -> None:
     assert declared == DECLARED
     assert "listen=tcp:127.0.0.10:9090" in text
     assert '#!define REFEREE_METRICS_LISTEN "tcp:127.0.0.10:9090"' in text
-    assert 'modparam("xhttp", "event_callback", "ksr_xhttp_event")' in text
+    # The request reaches the same Python method: from the native routing's event route, or by name (KEMI).
+    assert 'event_route[xhttp:request] {\n\tpython_exec("ksr_xhttp_event");' in text
+    kemi = render(kamailio__metrics_listen="tcp:127.0.0.10:9090", kamailio__routing="kemi")
+    assert 'modparam("xhttp", "event_callback", "ksr_xhttp_event")' in kemi
+    assert "event_route[xhttp:request]" not in kemi
 
 
 def test_the_cfg_without_metrics_loads_no_xhttp() -> None:

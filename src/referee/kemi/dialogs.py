@@ -63,11 +63,17 @@ class DialogRecord:
         return bool(user) and user in (self.from_user, self.to_user)
 
 
+# A record is ``FROM_TAG:TO_TAG|{json of the rest}``: the tags first, so that a native cfg (the full
+# proxy's in-dialog check, kamailio.cfg.j2) reads them with ``{s.before,|}`` and ``{s.before,:}`` and
+# parses no JSON. Tags are SIP tokens, which hold neither ``:`` nor ``|``; a record whose tags would (a
+# parser more lenient than the grammar), or would start like JSON, is written as JSON alone, the older
+# form, which the native check hands to Python. Both forms are read back.
+TAGS_END, TAG_SEPARATOR = "|", ":"
+
+
 def _encode(record: DialogRecord) -> str:
     data: dict[str, str | int] = {
         "pbx": record.pbx,
-        "from_tag": record.from_tag,
-        "to_tag": record.to_tag,
         "from_user": record.from_user,
         "to_user": record.to_user,
     }
@@ -75,14 +81,22 @@ def _encode(record: DialogRecord) -> str:
         data["depth"] = record.depth
     if record.party:
         data["party"] = record.party
+    tags = record.from_tag + TAG_SEPARATOR + record.to_tag
+    if tags.count(TAG_SEPARATOR) == 1 and TAGS_END not in tags and not tags.startswith("{"):
+        return tags + TAGS_END + json.dumps(data, separators=(",", ":"))
+    data.update(from_tag=record.from_tag, to_tag=record.to_tag)
     return json.dumps(data, separators=(",", ":"))
 
 
 def _decode(call_id: str, raw: object) -> DialogRecord | None:
     if not isinstance(raw, str) or not raw:
         return None
+    tags, found, body = raw.partition(TAGS_END)
     try:
-        return DialogRecord(call_id=call_id, **json.loads(raw))
+        if raw.startswith("{") or not found:  # the JSON form (older records, the drop-in's)
+            return DialogRecord(call_id=call_id, **json.loads(raw))
+        from_tag, _, to_tag = tags.partition(TAG_SEPARATOR)
+        return DialogRecord(call_id=call_id, from_tag=from_tag, to_tag=to_tag, **json.loads(body))
     except (ValueError, TypeError):
         return None
 

@@ -553,6 +553,12 @@ class ReferenceProxy:
 
 
 def make_handler(ksr: KSR) -> ReferenceProxy:
-    """Build the proxy from the kamailio.cfg defines; called from ``mod_init``."""
+    """Build the proxy from the kamailio.cfg defines; called from ``mod_init``. ``#!define
+    REFEREE_ROUTING "native"``: the cfg routes natively and calls in with ``python_exec``
+    (:mod:`referee.kemi.native_routing`); otherwise this object is the whole KEMI routing script."""
     settings = Settings.from_defines(ksr.kx.get_def)
+    if text(ksr.kx.get_def("REFEREE_ROUTING")).strip().strip('"') == "native":
+        from referee.kemi.native_routing import NativeRoutedProxy  # noqa: PLC0415 - it subclasses this module's
+
+        return NativeRoutedProxy(ksr, settings, policy_holder(ksr, settings))
     return ReferenceProxy(ksr, settings, policy_holder(ksr, settings))

@@ -1,0 +1,132 @@
+"""The full proxy with native routing: kamailio.cfg routes, Python is called only where referee decides.
+
+``kamailio__routing: native`` (kamailio.cfg.j2) renders the proxy's routing as native kamailio.cfg
+blocks, the same shape as an operator's cfg with referee's drop-in. INVITE, ACK, BYE, CANCEL,
+REGISTER, OPTIONS... are authenticated and routed natively and never enter Python, except to change
+the dialog map (an initial INVITE or SUBSCRIBE, the first answer with a To tag, a BYE), which stays
+Python's :class:`referee.kemi.dialogs.DialogStore` so that it is written through to SQLite as before.
+What referee decides runs the whole Python route (:meth:`ReferenceProxy.ksr_request_route`): a REFER,
+a NOTIFY of ``Event: refer``, an INVITE with Replaces.
+
+At ``mod_init`` (before Kamailio forks) the object publishes what the native routing needs in
+htables of its own, from the same settings Python uses: ``referee_users`` (user -> ``HA1:PBX:SET``,
+from the credentials file, which stays the only place the HA1s are kept), ``referee_pbxs`` (PBX
+address -> ``PBX:SET``) and ``referee_dmq`` (DMQ peer address -> ``1``).
+
+Every method here is a ``python_exec`` entry point: app_python3 passes the message and, where the cfg
+gives one, a string of what it read natively. Each returns 1 and never raises (a raise would fail the
+whole route); what the cfg must know comes back in a ``$var``.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import TYPE_CHECKING
+
+from referee.kemi.message import log, text
+from referee.kemi.refer import KnownReply
+from referee.kemi.routing import ReferenceProxy
+
+if TYPE_CHECKING:
+    from referee.kemi.ksr import KSR
+    from referee.kemi.policy_holder import PolicyHolder
+    from referee.kemi.settings import Settings
+
+USERS_TABLE, PBXS_TABLE, DMQ_TABLE = "referee_users", "referee_pbxs", "referee_dmq"
+IN_DIALOG_VAR = "$var(referee_in_dialog)"  # dialog_check: 1, the request's tags are a known dialog's
+SEND_AS_VAR = "$var(referee_send_as)"  # send_as: 1, the policy lets the user send with that From
+
+
+class NativeRoutedProxy(ReferenceProxy):
+    """The reference proxy's Python side when kamailio.cfg routes natively."""
+
+    def __init__(self, ksr: KSR, settings: Settings, policies: PolicyHolder) -> None:
+        super().__init__(ksr, settings, policies)
+        self.publish()
+
+    def publish(self) -> None:
+        """Users, PBX addresses and DMQ peers into the htables the native routing reads."""
+        sets = self.k.htable.sht_sets
+        for user in self.settings.users.values():
+            sets(USERS_TABLE, user.name, f"{user.ha1}:{user.pbx}:{self.settings.pbx_set(user.pbx)}")
+        for host, pbx in self.settings.pbx_hosts.items():
+            sets(PBXS_TABLE, host, f"{pbx}:{self.settings.pbx_set(pbx)}")
+        for host in self.settings.dmq_hosts:
+            sets(DMQ_TABLE, host, "1")
+
+    # -- the dialog map ------------------------------------------------------------------------
+
+    def dialog_opened(self, msg: object, args: object = None) -> int:
+        """route[LOCATION], before relaying an initial INVITE or SUBSCRIBE: ``PBX DEPTH [PARTY]``."""
+        try:
+            pbx, depth, party = [*text(args).split(" ", 2), ""][:3]
+            self.remember_dialog(pbx, depth=int(depth), party=party)
+        except Exception:
+            log(self.k, "referee: dialog not recorded:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def dialog_answered(self, msg: object) -> int:
+        """onreply_route[ksr_onreply_invite], for the first reply whose To tag the record lacks."""
+        return self.ksr_onreply_invite(msg)
+
+    def dialog_closed(self, msg: object) -> int:
+        """A BYE that passed the in-dialog check, before it is relayed."""
+        try:
+            self.dialogs.forget(text(self.k.kx.get_callid()))
+        except Exception:
+            log(self.k, "referee: dialog not forgotten:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def dialog_check(self, msg: object) -> int:
+        """route[DIALOG_CHECK] when the htable cannot answer natively (no record: read back from
+        SQLite after a restart; a record in the JSON form): ``$var(referee_in_dialog)`` 1 or 0."""
+        k = self.k
+        found = 0
+        try:
+            found = int(self._in_dialog(self.dialogs.get(text(k.kx.get_callid()))))
+        except Exception:
+            log(k, "referee: dialog check failed, refusing:\n" + traceback.format_exc(), "err")
+        k.pv.seti(IN_DIALOG_VAR, found)
+        return 1
+
+    # -- who may send what ---------------------------------------------------------------------
+
+    def send_as(self, msg: object, args: object = None) -> int:
+        """route[AUTH]: the authenticated user sent a From user not its own, ``USER FROM_USER``:
+        ``$var(referee_send_as)`` 1 when the policy's ``send_as`` allows it."""
+        allowed = 0
+        try:
+            self.identity, _, from_user = text(args).partition(" ")
+            allowed = int(self._may_send_as(from_user))
+        except Exception:
+            log(self.k, "referee: send_as check failed, refusing:\n" + traceback.format_exc(), "err")
+        self.k.pv.seti(SEND_AS_VAR, allowed)
+        return 1
+
+    # -- the proxy's own answers -----------------------------------------------------------------
+
+    def pbx_down(self, msg: object, args: object = None) -> int:
+        """route[TO_PBX] answered 503 (the PBX, ``args``, does not answer its probes): the event."""
+        try:
+            self.method = text(self.k.kx.get_method()).upper()
+            self.srcip = text(self.k.kx.get_srcip())
+            pbx, call_id = text(args), text(self.k.kx.get_callid())
+            log(self.k, f"referee: {self.method} {call_id} not relayed, PBX {pbx} is down", "warn")
+            self.local_answer(503, "Service Unavailable", pbx=pbx)
+        except Exception:
+            log(self.k, "referee: PBX-down event not written:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def relay_failed(self, msg: object) -> int:
+        """route[RELAY]: t_relay failed and the request was answered 500: the event."""
+        try:
+            self.method = text(self.k.kx.get_method()).upper()
+            self.srcip = text(self.k.kx.get_srcip())
+            self.local_answer(500, "Relay Failed", self.destination_pbx())
+        except Exception:
+            log(self.k, "referee: relay-failure event not written:\n" + traceback.format_exc(), "err")
+        return 1
+
+    def ksr_onreply_refer(self, msg: object, args: object = None) -> int:
+        """onreply_route[ksr_onreply_refer], final replies only: ``STATUS CSEQ REFER_SUB_COUNT``."""
+        return self.refers.ksr_onreply_refer(msg, None if args is None else KnownReply.parse(args))
