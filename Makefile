@@ -14,7 +14,7 @@ help:
 	@echo "make lab-up / lab-down - the local Kamailio + Asterisk lab (root; see docs/lab.md)"
 	@echo "make integration - the proxy's tests: host Kamailio 5.6 + SIPp on 127.0.1.x (integration-6x: lab rootfs's 6.x)"
 	@echo "make existing-6x - referee's drop-in in Debian's stock kamailio.cfg, against the lab rootfs's Kamailio 6.x"
-	@echo "make bench-proxy - call mix (stock cfg, + referee drop-in, referee KEMI) and REFER-only ratios"
+	@echo "make bench-proxy - call mix (stock cfg, + referee drop-in, referee native, referee KEMI) and REFER-only ratios"
 	@echo "make fuzz   - the grammar and the policy under atheris, FUZZ_RUNS inputs (1,000,000 by default)"
 	@echo "make fuzz-proxy - FUZZ_PROXY_RUNS mutated REFERs (10,000) against a real Kamailio running the proxy"
 	@echo "make bench-notify-order - 202 vs NOTIFY order through the proxy, both cores loaded by stress-ng"

@@ -2,16 +2,19 @@
 
 SIPp phone 1002 calls 1001 through the proxy: INVITE (challenged), 180, 200, ACK, BYE, with a REGISTER
 refresh every fifth call and an in-dialog REFER (202, NOTIFY 200) every tenth
-(tests/bench/call_mix_sipp.py). A SIPp PBX stand-in answers, registered as 1001. Three configurations
+(tests/bench/call_mix_sipp.py). A SIPp PBX stand-in answers, registered as 1001. Four configurations
 of the host's Kamailio (tests/bench/proxy_configs.py: addresses, allocator, children):
 
 - A ``stock``: Debian's shipped kamailio.cfg (tests/integration/stock/kamailio-5.6.cfg) with WITH_AUTH
   and an SQLite subscriber table, no referee;
 - B ``stock+referee``: the same cfg with referee's existing-mode drop-in (Python only for the REFER,
   its reply and its NOTIFY; the REFER is authenticated by route[REFEREE]);
-- C ``referee KEMI``: referee's full KEMI proxy (the kamailio role's kamailio.cfg.j2), every request in Python.
+- C ``referee native``: referee's full proxy (the kamailio role's kamailio.cfg.j2) as the lab runs it,
+  native routing: Python only for the REFER, its NOTIFY and the dialog map's changes (an INVITE, its
+  first answer with a To tag, its BYE);
+- D ``referee KEMI``: the same proxy with ``kamailio__routing: kemi``, every request in Python.
 
-Runs alternate A B C A B C ...; each figure is min / median / max over the runs. Not a timed test.
+Runs alternate A B C D A B C D ...; each figure is min / median / max over the runs. Not a timed test.
 
     make bench-proxy      # or: .venv/bin/python tests/bench/call_mix.py [CALLS] [RUNS]
 """
@@ -32,11 +35,13 @@ from proxy_runs import Run, alternate, report  # noqa: E402
 
 CALL_LIMIT = 40  # calls in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 5000  # offered calls per second: more than the proxy can take
-CONFIGS = ("A stock", "B stock+referee", "C referee KEMI")
+CONFIGS = ("A stock", "B stock+referee", "C referee native", "D referee KEMI")
 
 
 def proxy_for(config: str, tmp: Path) -> harness.Kamailio:
     if config.startswith("C"):
+        return pc.kemi(tmp, routing="native")
+    if config.startswith("D"):
         return pc.kemi(tmp)
     return pc.stock(tmp, referee=config.startswith("B"))
 

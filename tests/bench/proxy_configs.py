@@ -70,11 +70,20 @@ def stock(tmp: Path, *, referee: bool, checkout: Path = harness.REPO) -> harness
     )
 
 
-def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO) -> harness.Kamailio:
-    """referee's full KEMI proxy (the kamailio role's kamailio.cfg.j2), running ``script`` (referee's by default)."""
+def kemi(
+    tmp: Path,
+    *,
+    script: Path | None = None,
+    checkout: Path = harness.REPO,
+    routing: str = "kemi",
+    **overrides: object,
+) -> harness.Kamailio:
+    """referee's full proxy (the kamailio role's kamailio.cfg.j2) with its KEMI routing, running ``script``
+    (referee's by default), or with ``routing="native"``: kamailio.cfg routes, Python only for transfers."""
     shutil.copy(harness.POLICY, tmp / "policy.toml")
     cfg = harness.render_cfg(
         tmp,
+        kamailio__routing=routing,
         kamailio__listen=[f"udp:{PROXY}:{harness.PORT}"],
         kamailio__pbxs=[
             {"name": "pbx1", "uri": f"sip:{PBX}:{harness.PORT}"},
@@ -83,6 +92,7 @@ def kemi(tmp: Path, *, script: Path | None = None, checkout: Path = harness.REPO
         kamailio__refer_rate=10**6,
         kamailio__kemi_script=str(script or in_checkout(checkout, harness.KEMI_SCRIPT)),
         kamailio__referee_pythonpath=str(checkout / "src"),
+        **overrides,
     )
     return harness.Kamailio(tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM)
 
@@ -159,6 +169,20 @@ def retransmissions(sipp_stdout: str) -> int:
     return sum(int(n) for n in re.findall(r"^\s*\S+ -+>\s+(?:[A-Za-z]\S*\s+)?\d+\s+(\d+)", sipp_stdout, re.M))
 
 
+def failure_reasons(tmp: Path) -> str:
+    """How many failed calls SIPp's ``-trace_err`` log gives each reason (the message it waited for and
+    the one it got, or the timeout), most frequent first."""
+    reasons: dict[str, int] = {}
+    for log in tmp.glob("phone_*_errors.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            found = re.search(r"(while [^(]*\(index \d+\), received '[^\r\n']{0,40})", line)
+            if found is None:
+                found = re.search(r"((?:timeout|Timeout)[^.;]{0,80})", line)
+            if found is not None:
+                reasons[found.group(1)] = reasons.get(found.group(1), 0) + 1
+    return "\n".join(f"{n:6d}  {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+
+
 def drive(
     tmp: Path,
     proxy: harness.Kamailio,
@@ -189,6 +213,7 @@ def drive(
             # timeout: one such call among the last ones made a 0.7 s run last a minute.
             "-recv_timeout", "2000",
             "-trace_rtt", "-rtt_freq", "1",  # each call that went through, when it ended (see timed)
+            "-trace_err",  # why each failed call failed (failure_reasons)
         )  # fmt: skip
         done = subprocess.run(phone, capture_output=True, text=True, check=False, cwd=tmp)
         elapsed = time.monotonic() - start
@@ -201,7 +226,8 @@ def drive(
         # that overtook another. More than 2% failed, or SIPp failing otherwise, is not a benchmark any more.
         if failed is None or failed > max(1, int(items * TOLERATED_FAILURES)):
             raise RuntimeError(
-                f"{label}: SIPp failed ({done.returncode}):\n{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
+                f"{label}: SIPp failed ({done.returncode}), {failed} calls:\n{failure_reasons(tmp)}\n"
+                f"{done.stdout[-3000:]}\n{proxy.log()[-3000:]}"
             )
         print(
             f"  {label}: {(items - failed) / elapsed:7.0f}/s, {failed} failed, {retransmissions(done.stdout)} retransmissions",

@@ -25,7 +25,7 @@ def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -
     for config in call_mix.CONFIGS:
         assert f"{config:<18} run 1, calls:" in out
     assert "B stock+referee / A stock" in out
-    assert "C referee KEMI / A stock" in out
+    assert "C referee native / A stock" in out and "D referee KEMI / A stock" in out
 
 
 def test_refer_only_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # The htable's autoexpire (kamailio.cfg.j2): a dialog older than this is forgotten in both places.
 DIALOG_LIFETIME = 43200.0
+PRUNE_EVERY = 60.0  # seconds between two deletions of expired dialogs from the database
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS referee_dialog ("
     " call_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated REAL NOT NULL)"
@@ -142,7 +143,15 @@ class DialogDatabase:
             " ON CONFLICT (call_id) DO UPDATE SET data = excluded.data, updated = excluded.updated",
             (call_id, data, now),
         )
-        db.execute("DELETE FROM referee_dialog WHERE updated <= ?", (now - DIALOG_LIFETIME,))
+
+    def prune(self) -> int:
+        """Delete the dialogs older than their lifetime (``get`` already ignores them); how many.
+        Run from the proxy's timer process (:meth:`DialogStore.prune_when_due`), not per write: a write
+        per dialog change is what a call pays."""
+        cursor = self._conn().execute(
+            "DELETE FROM referee_dialog WHERE updated <= ?", (self.clock() - DIALOG_LIFETIME,)
+        )
+        return cursor.rowcount
 
     def forget(self, call_id: str) -> None:
         self._conn().execute("DELETE FROM referee_dialog WHERE call_id = ?", (call_id,))
@@ -156,6 +165,7 @@ class DialogStore:
         self._k = ksr
         self.table = table
         self.database = database
+        self._next_prune = 0.0
 
     def get(self, call_id: str) -> DialogRecord | None:
         raw = shared_table.read(self._k, self.table, call_id)
@@ -188,7 +198,14 @@ class DialogStore:
         self._k.htable.sht_rm(self.table, call_id)
         self._write(lambda db: db.forget(call_id))
 
-    def _write(self, change: Callable[[DialogDatabase], None]) -> None:
+    def prune_when_due(self) -> None:
+        """The timer's tick: expired dialogs leave the database once every ``PRUNE_EVERY`` seconds."""
+        if self.database is None or self.database.clock() < self._next_prune:
+            return
+        self._next_prune = self.database.clock() + PRUNE_EVERY
+        self._write(lambda db: db.prune())
+
+    def _write(self, change: Callable[[DialogDatabase], object]) -> None:
         # A database that cannot be written costs persistence, never the call: log and go on.
         if self.database is None:
             return

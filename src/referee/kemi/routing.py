@@ -195,9 +195,11 @@ class ReferenceProxy:
 
     def ksr_policy_timer(self, msg: object, name: str = "") -> int:
         """rtimer's tick (kamailio.cfg, every second, its own process; rtimer passes the event name): a pushed
-        policy is read and its version published for ``referee policy status`` before any REFER arrives."""
+        policy is read and its version published for ``referee policy status`` before any REFER arrives;
+        once a minute, expired dialogs leave the dialog database."""
         try:
             self.refers.refresh_policy()
+            self.dialogs.prune_when_due()
         except Exception:  # a timer that raises is not called again; the next tick retries
             log(self.k, "referee: policy timer: " + traceback.format_exc(), "err")
         return NEXT

@@ -1,6 +1,9 @@
 -- usrloc's "location" table for db_sqlite (Kamailio's own schema, table version 9, the same in
 -- 5.6 and 6.x), with the "version" table Kamailio checks at startup. The ansible kamailio role and
 -- the integration tests create kamailio__state_dir/location.sqlite from it.
+-- WAL, which the file keeps: each registration Kamailio writes through (usrloc db_mode 1) is one
+-- append to the log and one fsync, not a rollback journal created, synced and deleted per write.
+PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS version (
     id INTEGER PRIMARY KEY NOT NULL,
     table_name VARCHAR(32) NOT NULL,
