@@ -28,6 +28,9 @@ class Tally:
     leads: list[float] = field(default_factory=list)  # seconds each overtaking NOTIFY came before its 202
     missing: list[str] = field(default_factory=list)  # for each incomplete round, what never came
     incomplete: list[str] = field(default_factory=list)  # their REFERs' Call-IDs
+    # NOTIFYs that reached the phone still carrying a Route header: the proxy's own (loose_route removes
+    # it) must not survive a hold, in a worker or suspended (the native routing's async_ms_route).
+    routed: int = 0
 
     def __str__(self) -> str:
         led = ", ".join(f"{lead * 1000:.1f}" for lead in sorted(self.leads))
@@ -36,6 +39,7 @@ class Tally:
             f"{self.rounds} REFERs: 202 first {self.in_order}, NOTIFY first {self.overtaken}"
             f"{f' (by {led} ms)' if led else ''}, incomplete {self.lost}"
             f"{f' (missing: {missing})' if missing else ''}"
+            f"{f', {self.routed} NOTIFYs with a Route left' if self.routed else ''}"
         )
 
 
@@ -143,6 +147,7 @@ def _phone(rounds: int, tally: Tally, lock: threading.Lock, wait: float) -> None
             first, lead, seen = _first_at_phone(phone, call_id, wait)
             with lock:
                 tally.rounds += 1
+                tally.routed += b"routed" in seen
                 if first == b"202":
                     tally.in_order += 1
                 elif first == b"NOTIFY":
@@ -162,7 +167,7 @@ def _first_at_phone(
     first: bytes | None = None
     seen: dict[bytes, float] = {}
     deadline = time.monotonic() + wait
-    while len(seen) < 2 and (left := deadline - time.monotonic()) > 0:
+    while not (b"202" in seen and b"NOTIFY" in seen) and (left := deadline - time.monotonic()) > 0:
         phone.settimeout(left)
         try:
             data, addr = phone.recvfrom(65535)
@@ -177,9 +182,11 @@ def _first_at_phone(
         if not kind:
             continue
         first = first or kind
-        seen.setdefault(kind, time.monotonic())
         if kind == b"NOTIFY":
             phone.sendto(_ok_to(data), addr)
-    if len(seen) < 2:
+            if _all(pairs, b"route") and b"NOTIFY" not in seen:
+                seen[b"routed"] = 0.0  # counted by _phone
+        seen.setdefault(kind, time.monotonic())
+    if not (b"202" in seen and b"NOTIFY" in seen):
         return None, 0.0, seen
     return first, abs(seen[b"202"] - seen[b"NOTIFY"]), seen

@@ -47,3 +47,7 @@ def test_in_dialog_refer_with_replaces_points_at_the_pbx_holding_the_dialog(
     kamailio: Kamailio, tmp_path: Path
 ) -> None:
     attended.test_in_dialog_refer_with_replaces_points_at_the_pbx_holding_the_dialog(kamailio, tmp_path)
+
+
+def test_an_early_dialog_is_known_by_its_provisional_to_tag(kamailio: Kamailio, tmp_path: Path) -> None:
+    routing.test_an_early_dialog_is_known_by_its_provisional_to_tag(kamailio, tmp_path)

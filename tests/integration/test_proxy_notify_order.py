@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from harness import Kamailio
 from notify_order import race
 
 
-def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio]) -> None:
-    proxy = start_kamailio(kamailio__children=4)
+@pytest.mark.parametrize(
+    "routing", ["native", "kemi"]
+)  # the hold: suspended (async_ms_route) / in the worker
+def test_no_notify_overtakes_its_202(start_kamailio: Callable[..., Kamailio], routing: str) -> None:
+    proxy = start_kamailio(kamailio__children=4, kamailio__routing=routing)
     tally = race(400, parallel=16)
     assert (tally.overtaken, tally.lost) == (0, 0), f"{tally}\n{what_the_proxy_saw(proxy, tally.incomplete)}"
+    assert tally.routed == 0, str(tally)
     assert tally.in_order == 400
     outcomes = [e for e in proxy.events() if e["event"] == "refer.outcome"]
     responses = [e for e in proxy.events() if e["event"] == "refer.response"]

@@ -123,3 +123,51 @@ def test_unknown_caller_is_challenged(kamailio: Kamailio, tmp_path: Path) -> Non
         ),
     )
     assert stranger.run() == 0, stranger.output()
+
+
+def test_an_early_dialog_is_known_by_its_provisional_to_tag(kamailio: Kamailio, tmp_path: Path) -> None:
+    """The 180's To tag joins the dialog's record (natively, in the native routing): while the call rings, an
+    in-dialog request with another To tag is not of this dialog (403), one with the 180's tag is relayed."""
+    uas = "\n".join(
+        [
+            '<recv request="INVITE"/>',
+            g.reply(180, "Ringing", to_tag="early-1", contact=True),
+            '<recv request="INFO"/>',
+            g.reply(200, "OK"),  # the INFO's; the call is still ringing when the test ends
+        ]
+    )
+    pbx1 = Sipp(tmp_path, "pbx1", scenario(tmp_path, "pbx1", uas), PBX1)
+
+    def info(to_tag: str, cseq: int) -> str:
+        return g.send(
+            f"""
+            INFO [next_url] SIP/2.0
+            Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+            [routes]
+            From: <sip:1002@lab.test>;tag=[pid]SIPpTag00[call_number]
+            To: <sip:1001@lab.test>;tag={to_tag}
+            Call-ID: [call_id]
+            CSeq: {cseq} INFO
+            Max-Forwards: 70
+            """
+        )
+
+    bob = sipp(
+        tmp_path,
+        "bob",
+        PHONES["1002"],
+        "\n".join(
+            [
+                g.invite("1002", "1001"),
+                '<recv response="100" optional="true"/>',
+                g.recv_response(180, rrs=True),
+                info("forged", 3),
+                g.recv_response(403),
+                info("early-1", 4),
+                g.recv_response(200),
+            ]
+        ),
+    )
+    with running(pbx1):
+        assert bob.run() == 0, bob.output()
+    assert len(pbx1.received("INFO")) == 1

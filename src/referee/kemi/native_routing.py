@@ -3,7 +3,7 @@
 ``kamailio__routing: native`` (kamailio.cfg.j2) renders the proxy's routing as native kamailio.cfg
 blocks, the same shape as an operator's cfg with referee's drop-in. INVITE, ACK, BYE, CANCEL,
 REGISTER, OPTIONS... are authenticated and routed natively and never enter Python, except to change
-the dialog map (an initial INVITE or SUBSCRIBE, the first answer with a To tag, a BYE), which stays
+the dialog map (an initial INVITE or SUBSCRIBE, its 2xx, a BYE), which stays
 Python's :class:`referee.kemi.dialogs.DialogStore` so that it is written through to SQLite as before.
 What referee decides runs the whole Python route (:meth:`ReferenceProxy.ksr_request_route`): a REFER,
 a NOTIFY of ``Event: refer``, an INVITE with Replaces.
@@ -20,6 +20,8 @@ whole route); what the cfg must know comes back in a ``$var``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import traceback
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 USERS_TABLE, PBXS_TABLE, DMQ_TABLE = "referee_users", "referee_pbxs", "referee_dmq"
 IN_DIALOG_VAR = "$var(referee_in_dialog)"  # dialog_check: 1, the request's tags are a known dialog's
 SEND_AS_VAR = "$var(referee_send_as)"  # send_as: 1, the policy lets the user send with that From
+# A NOTIFY held for its REFER's answer waits suspended (async_ms_route), not in a SIP worker: the cfg waits
+# this many milliseconds (0: relay it), then asks notify_held again; the hold's start travels with the
+# suspended transaction in an AVP.
+HOLD_MS_VAR, HOLD_STARTED_AVP = "$var(referee_hold_ms)", "$avp(referee_hold_started)"
 
 
 class NativeRoutedProxy(ReferenceProxy):
@@ -42,6 +48,7 @@ class NativeRoutedProxy(ReferenceProxy):
 
     def __init__(self, ksr: KSR, settings: Settings, policies: PolicyHolder) -> None:
         super().__init__(ksr, settings, policies)
+        self.notifies.defer = self.defer_notify
         self.publish()
 
     def publish(self) -> None:
@@ -66,8 +73,16 @@ class NativeRoutedProxy(ReferenceProxy):
         return 1
 
     def dialog_answered(self, msg: object) -> int:
-        """onreply_route[ksr_onreply_invite], for the first reply whose To tag the record lacks."""
-        return self.ksr_onreply_invite(msg)
+        """onreply_route[ksr_onreply_invite], for a 2xx: the dialog's record with the 2xx's To tag, written
+        through (a 1xx's early To tag the cfg puts in the htable alone, natively)."""
+        k = self.k
+        try:
+            record, to_tag = self.dialogs.get(text(k.kx.get_callid())), text(k.pv.get("$tt"))
+            if record is not None and to_tag:
+                self.dialogs.put(dataclasses.replace(record, to_tag=to_tag))
+        except Exception:
+            log(k, "referee: dialog answer not recorded:\n" + traceback.format_exc(), "err")
+        return 1
 
     def dialog_closed(self, msg: object) -> int:
         """A BYE that passed the in-dialog check, before it is relayed."""
@@ -87,6 +102,30 @@ class NativeRoutedProxy(ReferenceProxy):
         except Exception:
             log(k, "referee: dialog check failed, refusing:\n" + traceback.format_exc(), "err")
         k.pv.seti(IN_DIALOG_VAR, found)
+        return 1
+
+    # -- NOTIFYs held without a worker ------------------------------------------------------------
+
+    def defer_notify(self, call_id: str, started: float, wait: float) -> None:
+        """NotifyCapture's ``defer``: the request route suspends the NOTIFY for ``wait`` seconds."""
+        self.k.pv.sets(HOLD_STARTED_AVP, repr(started))
+        self.k.pv.seti(HOLD_MS_VAR, max(1, math.ceil(wait * 1000)))
+
+    def notify_held(self, msg: object) -> int:
+        """route[REFEREE_NOTIFY_HELD], in an async worker after a wait: ``$var(referee_hold_ms)`` the next
+        wait, or 0 and the cfg relays the NOTIFY. Any failure relays it: the hold only orders."""
+        k = self.k
+        wait = 0.0
+        try:
+            call_id = text(k.kx.get_callid())
+            started = float(text(k.pv.get(HOLD_STARTED_AVP)))
+            wait = self.answers.remaining(call_id, started)
+            if wait <= 0:
+                self.notifies.released(call_id, self.answers.now() - started)
+        except Exception:
+            log(k, "referee: NOTIFY relayed unheld:\n" + traceback.format_exc(), "err")
+            wait = 0.0
+        k.pv.seti(HOLD_MS_VAR, max(1, math.ceil(wait * 1000)) if wait > 0 else 0)
         return 1
 
     # -- who may send what ---------------------------------------------------------------------

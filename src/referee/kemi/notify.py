@@ -118,47 +118,66 @@ class ReferAnswers:
         """Its final response is about to be sent."""
         self.k.htable.sht_sets(self.table, call_id, f"{_ANSWERED} {self._clock():.6f}")
 
+    def remaining(self, call_id: str, started: float) -> float:
+        """Seconds a NOTIFY of this dialog, held since ``started``, must still wait (0: relay it now):
+        until ``grace`` after its REFER's answer was marked, a poll step while the REFER is pending, never
+        past ``started + hold_max``. One step of :meth:`hold`, and what the native routing's
+        asynchronous hold asks after each wait."""
+        now = self._clock()
+        deadline = started + self.hold_max
+        if now >= deadline:
+            return 0.0
+        state = shared_table.read(self.k, self.table, call_id)
+        if not isinstance(state, str) or not state:
+            return 0.0  # no REFER relayed in this dialog (or no htable): nothing to wait for
+        kind, _, when = state.partition(" ")
+        if kind != _ANSWERED:
+            return min(POLL, deadline - now)
+        try:
+            return max(0.0, min(float(when) + self.grace, deadline) - now)
+        except ValueError:
+            return 0.0
+
+    def now(self) -> float:
+        """This proxy's clock for holds (monotonic: the same in every worker)."""
+        return self._clock()
+
     def hold(self, call_id: str) -> float:
-        """Wait while the dialog's REFER is unanswered (bounded); the seconds waited."""
-        start = now = self._clock()
-        deadline = start + self.hold_max
-        while now < deadline:
-            state = shared_table.read(self.k, self.table, call_id)
-            if not isinstance(state, str) or not state:
-                break  # no REFER relayed in this dialog (or no htable): nothing to wait for
-            kind, _, when = state.partition(" ")
-            if kind == _ANSWERED:
-                try:
-                    until = min(float(when) + self.grace, deadline)
-                except ValueError:
-                    break
-                if now < until:
-                    self._sleep(until - now)
-                    now = self._clock()
-                break
-            self._sleep(POLL)
-            now = self._clock()
-        return now - start
+        """Wait in this worker while the dialog's REFER is unanswered (bounded); the seconds waited."""
+        start = self._clock()
+        while (wait := self.remaining(call_id, start)) > 0:
+            self._sleep(wait)
+        return self._clock() - start
 
 
 class NotifyCapture:
-    def __init__(self, ksr: KSR, events: EventLog, answers: ReferAnswers | None = None) -> None:
+    def __init__(
+        self,
+        ksr: KSR,
+        events: EventLog,
+        answers: ReferAnswers | None = None,
+        defer: Callable[[str, float, float], None] | None = None,
+    ) -> None:
         self.k = ksr
         self.events = events
         self.answers = answers
+        # The cfg can hold a NOTIFY without a worker (the native routing: async_ms_route): given, it is
+        # called with the Call-ID, when the hold started and the seconds to wait, instead of sleeping here.
+        self.defer = defer
 
     def route_notify(self, msg: object) -> int:
         """For ``python_exec``: record the outcome; always 1 (relay the NOTIFY)."""
         self.capture()
         return 1
 
-    def capture(self) -> None:
+    def capture(self) -> bool:
         """Write a refer.outcome event when the current NOTIFY is one of a REFER's; then hold it
-        while that REFER is unanswered (see :class:`ReferAnswers`)."""
+        while that REFER is unanswered (see :class:`ReferAnswers`). True when the hold was deferred
+        to the cfg (``defer``): the caller must not relay the NOTIFY, the cfg does once it is due."""
         k = self.k
         package, _, params = text(k.hdr.get("Event")).strip().partition(";")
         if package.strip().lower() != "refer":
-            return
+            return False
         status: int | None = None
         reason = error = ""
         content_type = text(k.hdr.get("Content-Type")).split(";")[0].strip().lower()
@@ -184,11 +203,23 @@ class NotifyCapture:
         self.events.write(event)
         log(k, f"referee: transfer {event.call_id} outcome {status if status is not None else error}")
         if self.answers is None:
-            return
+            return False
         try:
+            if self.defer is not None:
+                started = self.answers.now()
+                wait = self.answers.remaining(event.call_id, started)
+                if wait > 0:
+                    self.defer(event.call_id, started, wait)
+                    return True
+                return False
             held = self.answers.hold(event.call_id)
         except Exception:  # the hold only orders; the NOTIFY itself must go on whatever it hit
             log(k, f"referee: NOTIFY {event.call_id} relayed unheld:\n{traceback.format_exc()}", "err")
-            return
-        if held >= self.answers.hold_max:
-            log(k, f"referee: NOTIFY {event.call_id} relayed after {held:.3f} s: its REFER is unanswered")
+            return False
+        self.released(event.call_id, held)
+        return False
+
+    def released(self, call_id: str, held: float) -> None:
+        """The NOTIFY goes on after ``held`` seconds: said when it waited for a REFER never answered."""
+        if self.answers is not None and held >= self.answers.hold_max:
+            log(self.k, f"referee: NOTIFY {call_id} relayed after {held:.3f} s: its REFER is unanswered")

@@ -339,8 +339,8 @@ class ReferenceProxy:
             if method == "REFER":
                 if not self.refers.check(self.srcip, referrer):
                     return EXIT
-            elif method == "NOTIFY":
-                self.notifies.capture()
+            elif method == "NOTIFY" and self.notifies.capture():
+                return EXIT  # held: the cfg relays it once its REFER is answered (native_routing)
             elif method == "BYE":
                 self.dialogs.forget(text(k.kx.get_callid()))
             self.route_relay(msg)
