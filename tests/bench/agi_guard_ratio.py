@@ -101,14 +101,20 @@ class Result:
 
 @contextmanager
 def fastagi_server(
-    policy: Path = EXAMPLE, host: str = HOST, cpu: int | None = None, src: Path | None = None
+    policy: Path = EXAMPLE,
+    host: str = HOST,
+    cpu: int | None = None,
+    src: Path | None = None,
+    loop: str | None = None,
 ) -> Iterator[tuple[int, int]]:
     """``referee fastagi`` as a subprocess on a kernel-picked port (on CPU ``cpu`` alone, if given;
-    from the ``referee`` package under ``src``, if given, else this tree's); yields (port, pid); SIGTERM
-    by PID."""
+    from the ``referee`` package under ``src``, if given, else this tree's; on event loop ``loop``, if
+    given, else its default); yields (port, pid); SIGTERM by PID."""
     env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
+    options = ["--loop", loop] if loop is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "referee.cli", "fastagi", "--policy", str(policy), "--listen", host, "--port", "0"],
+        [sys.executable, "-m", "referee.cli", "fastagi", "--policy", str(policy), "--listen", host, "--port", "0",
+         *options],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     try:

@@ -8,6 +8,10 @@ Absolute figures are inflated (two processes share a CPU's caches); the ratio is
 
     git archive main src | tar -x -C /tmp/main   # the other tree's src
     .venv/bin/python tests/bench/agi_server_pair.py /tmp/main/src [SESSIONS [ROUNDS]]
+    .venv/bin/python tests/bench/agi_server_pair.py loops [SESSIONS [ROUNDS]]   # this tree: uvloop/asyncio
+
+With ``loops`` both servers are this tree's, "this" on uvloop (``--loop uvloop``), "other" on asyncio's
+own loop (``--loop asyncio``).
 
 Loopback only (127.0.5.24); the servers are stopped by their PIDs.
 """
@@ -67,13 +71,18 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
         return 2
-    other = Path(argv[0])
+    loops = argv[0] == "loops"
+    other = None if loops else Path(argv[0])
     sessions, count = (int(argv[1]) if len(argv) > 1 else 3000), (int(argv[2]) if len(argv) > 2 else 5)
     os.sched_setaffinity(0, CLIENT_CPUS)
     with ExitStack() as stack:
         servers = {
-            "this": stack.enter_context(fastagi_server(host=HOST, cpu=SERVER_CPU)),
-            "other": stack.enter_context(fastagi_server(host=HOST, cpu=SERVER_CPU, src=other)),
+            "this": stack.enter_context(
+                fastagi_server(host=HOST, cpu=SERVER_CPU, loop="uvloop" if loops else None)
+            ),
+            "other": stack.enter_context(
+                fastagi_server(host=HOST, cpu=SERVER_CPU, src=other, loop="asyncio" if loops else None)
+            ),
         }
         asyncio.run(rounds(servers, sessions, count))
     return 0

@@ -2,25 +2,28 @@
 
     referee fastagi [--policy FILE] [--policy-check S] [--listen ADDR] [--port N] [--domain DOMAIN]
                     [--max-connections N] [--header-timeout S] [--session-timeout S]
-                    [--metrics-listen HOST:PORT] [--log-level LEVEL]
+                    [--metrics-listen HOST:PORT] [--loop auto|asyncio|uvloop] [--log-level LEVEL]
 
 The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
 A policy that cannot be loaded at startup exits with status 3, naming the key at fault. The
 tenant domain of bare extensions is the channel's ``${REFEREE_DOMAIN}``, else ``--domain``
 (which must name one of the policy's tenants: else exit status 2), else the policy's
 ``default_tenant``. ``--metrics-listen`` serves Prometheus metrics (docs/metrics.md) on
-``http://HOST:PORT/metrics``; off by default.
+``http://HOST:PORT/metrics``; off by default. ``--loop``: the event loop, uvloop when installed
+(``referee[fast]``) unless ``asyncio`` is asked for (:mod:`referee.agi.event_loop`); ``uvloop`` when it is
+not installed exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import logging
 import sys
 from typing import Any
 
+from referee.agi.event_loop import LOOPS, LoopUnavailable, loop_factory
+from referee.agi.event_loop import run as run_on
 from referee.agi.policy_source import PolicySource, policy_path
 from referee.policy import PolicyError
 
@@ -84,6 +87,12 @@ def add_parser(commands: Any) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics on http://HOST:PORT/metrics (default: off)",
     )
+    parser.add_argument(
+        "--loop",
+        default="auto",
+        choices=LOOPS,
+        help="event loop: uvloop when installed (auto, the default), asyncio's own, or uvloop (required)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.set_defaults(run=run)
 
@@ -108,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
             " --max-connections, the port 0-65535",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    try:
+        _, new_loop = loop_factory(args.loop)
+    except LoopUnavailable as err:
+        print(f"referee: fastagi: --loop uvloop: {err}", file=sys.stderr)
         return EXIT_USAGE
     source = PolicySource(policy_path(args.policy))
     try:
@@ -146,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"referee: fastagi: --metrics-listen: {err}", file=sys.stderr)
             return EXIT_USAGE
     try:
-        asyncio.run(
+        run_on(
             serve(
                 source,
                 args.listen,
@@ -156,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
                 policy_check=args.policy_check,
                 on_listening=announce,
                 metrics=metrics,
-            )
+            ),
+            new_loop,
         )
     except OSError as err:
         print(
