@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,12 +116,13 @@ def fastagi_server(
     cpu: int | None = None,
     src: Path | None = None,
     loop: str | None = None,
+    options: Sequence[str] = (),
 ) -> Iterator[tuple[int, int]]:
     """``referee fastagi`` as a subprocess on a kernel-picked port (on CPU ``cpu`` alone, if given;
     from the ``referee`` package under ``src``, if given, else this tree's; on event loop ``loop``, if
-    given, else its default); yields (port, pid); SIGTERM by PID."""
+    given, else its default; with more ``options``); yields (port, pid); SIGTERM by PID."""
     env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
-    options = ["--loop", loop] if loop is not None else []
+    options = [*(["--loop", loop] if loop is not None else []), *options]
     proc = subprocess.Popen(
         [sys.executable, "-m", "referee.cli", "fastagi", "--policy", str(policy), "--listen", host, "--port", "0",
          *options],

@@ -209,3 +209,22 @@ def test_without_uvloop_auto_runs_on_asyncio_and_uvloop_is_a_clear_error_exit(tm
     assert code == 2
     assert "referee: fastagi: --loop uvloop: uvloop is not installed (no uvloop on this host)" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("log_decisions", [True, False])
+def test_decisions_are_logged_unless_asked_not_to(log_decisions: bool) -> None:
+    option = "--log-decisions" if log_decisions else "--no-log-decisions"
+
+    async def main() -> tuple[Channel, list[str]]:
+        async with running("--policy", str(EXAMPLE), option) as daemon:
+            channel = await daemon.guard("1003")
+            daemon.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(daemon.proc.wait(), 30)
+            assert await daemon.logged("FastAGI stopped")
+            return channel, daemon.log
+
+    channel, log = asyncio.run(main())
+    assert channel.allowed == "1"
+    decision = "transfer <sip:1002@lab.test> -> <sip:1003@lab.test> on PJSIP/referee-proxy-00000007: ALLOW"
+    assert any(decision in line for line in log) == log_decisions
+    assert any("FastAGI listening on" in line for line in log)  # the other INFO lines stay

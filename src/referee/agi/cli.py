@@ -3,6 +3,7 @@
     referee fastagi [--policy FILE] [--policy-check S] [--listen ADDR] [--port N] [--domain DOMAIN]
                     [--max-connections N] [--header-timeout S] [--session-timeout S]
                     [--metrics-listen HOST:PORT] [--loop auto|asyncio|uvloop] [--log-level LEVEL]
+                    [--no-log-decisions]
 
 The policy file is ``--policy``, else ``$REFEREE_POLICY``, else ``/etc/referee/policy.toml``.
 A policy that cannot be loaded at startup exits with status 3, naming the key at fault. The
@@ -28,6 +29,7 @@ from referee.agi.policy_source import PolicySource, policy_path
 from referee.policy import PolicyError
 
 EXIT_OK, EXIT_USAGE, EXIT_BAD_POLICY = 0, 2, 3
+DECISIONS_LOGGER = "referee.agi.guard"  # referee.agi.guard's (not imported here: see run)
 
 
 def add_parser(commands: Any) -> None:
@@ -94,6 +96,13 @@ def add_parser(commands: Any) -> None:
         help="event loop: uvloop when installed (auto, the default), asyncio's own, or uvloop (required)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-decisions",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="an INFO line per decision (default); --no-log-decisions saves about a tenth of the CPU per"
+        " session at high rates (the metrics still count decisions by rule)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -104,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     from referee.agi.protocol import HeaderLimits  # noqa: PLC0415
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not args.log_decisions:  # the guard logs its decisions at INFO, its failures at ERROR
+        logging.getLogger(DECISIONS_LOGGER).setLevel(max(logging.WARNING, logging.root.level))
     if (
         args.max_connections < 1
         or (args.max_per_address is not None and not 1 <= args.max_per_address <= args.max_connections)
