@@ -310,6 +310,7 @@ class Options:
     server_loop: str = "auto"  # referee fastagi --loop
     client_loop: str = "auto"  # the loop of the asyncio parts of the client (the process AGI's pipes)
     nice: int = 0  # the FastAGI runs' niceness, server and client (negative: root only), against other work
+    server_options: tuple[str, ...] = ()  # more referee fastagi options (--no-log-decisions)
 
 
 def prioritise(server: int | None, nice: int) -> None:
@@ -328,7 +329,10 @@ async def bench(options: Options) -> dict[str, Result]:
     os.sched_setaffinity(0, CLIENT_CPUS)
     results: dict[str, Result] = {}
     n_fastagi, client = options.n_fastagi, options.client
-    with fastagi_server(cpu=SERVER_CPU, loop=options.server_loop) as (port, pid):
+    with fastagi_server(cpu=SERVER_CPU, loop=options.server_loop, options=options.server_options) as (
+        port,
+        pid,
+    ):
         if options.nice:
             prioritise(pid, options.nice)
         await fastagi_sequential(port, 20, ONE_ROUND_TRIP, client=client)  # warm-up: imports, policy caches
@@ -381,7 +385,8 @@ def report(results: dict[str, Result], options: Options) -> list[str]:
     )
     return [
         f"transfer guard round trip, {EXTEN} referred by 1002, examples/policy.toml, {os.cpu_count()} CPUs,"
-        f" load average {os.getloadavg()[0]:.2f}; server --loop {options.server_loop}, {options.client} client"
+        f" load average {os.getloadavg()[0]:.2f}; server --loop {options.server_loop}"
+        f" {' '.join(options.server_options)}, {options.client} client"
         + (f", nice {options.nice}" if options.nice else ""),
         one.line("FastAGI, one round trip"),
         older.line("FastAGI, older dialplan (no query)"),
@@ -419,7 +424,16 @@ def parse(argv: list[str]) -> Options:
         default=0,
         help="niceness of the FastAGI server and client (-10: other work yields)",
     )
-    return Options(**vars(parser.parse_args(argv)))
+    parser.add_argument(
+        "--server-option",
+        dest="server_options",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more referee fastagi option (repeatable), e.g. --server-option=--no-log-decisions",
+    )
+    args = vars(parser.parse_args(argv))
+    return Options(**{**args, "server_options": tuple(args["server_options"])})
 
 
 def main(argv: list[str]) -> int:
