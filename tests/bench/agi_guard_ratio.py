@@ -12,11 +12,21 @@ the dialplan's ``[referee-guard]`` builds it) and answers the guard's commands:
    the same query as its argument, until it exits;
 4. steady arrivals: RATE sessions/s for SECONDS, one every 1/RATE s whatever the server's pace, the
    server pinned to one CPU and the client to the others; latency from each session's scheduled
-   arrival to its end (queueing included), the server's CPU per session.
+   arrival to its end (queueing included), the server's CPU per session, and which side the slowest
+   1% spent their time on (agi_rate_client.PHASES), and how long each side waited for its CPU while
+   other processes had it (/proc/PID/schedstat).
 
     make bench-agi   # or: .venv/bin/python tests/bench/agi_guard_ratio.py [FASTAGI [PROCESS [RATE [SECONDS]]]]
+        [--client light|asyncio] [--server-loop auto|asyncio|uvloop] [--client-loop ...] [--nice N]
+        [--server-option OPTION ...]
 
-Client and server share the machine. Loopback only (127.0.5.20); the server is stopped by its PID.
+The client is light by default, as Asterisk's res_agi is (C, a channel thread with blocking I/O): a
+blocking socket per sequential session, one epoll loop for the steady arrivals (agi_rate_client), so
+that its own CPU counts as little as possible in a round trip; ``--client asyncio`` is the fake
+Asterisk of the tests (asyncio streams) and an asyncio Protocol per arrival, as before. Client and
+server share the machine: ``--nice -10`` (root) gives both, and their session's autogroup, priority
+over other work; ``chrt -f 10`` in front keeps other work off their CPUs entirely (the process AGI then
+inherits it too: read the rate test only). Loopback only (127.0.5.20); the server is stopped by its PID.
 """
 
 from __future__ import annotations
