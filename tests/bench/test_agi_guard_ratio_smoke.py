@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from agi_guard_ratio import (
+    HOST,
     ONE_ROUND_TRIP,
     ROUND_TRIPS,
     TARGET,
     Options,
     fastagi_sequential,
     fastagi_server,
+    light_arrivals,
     process_agi,
     report,
     steady_arrivals,
@@ -49,3 +52,13 @@ def test_every_kind_of_session_is_allowed_and_reported(client: str, server_loop:
         assert any(line.startswith("steady arrivals, slowest 1%") for line in lines) == (client == "light")
 
     asyncio.run(main())
+
+
+def test_the_light_client_counts_a_refused_connection_as_a_failed_session() -> None:
+    with socket.socket() as probe:  # a port nobody listens on (bound, never listening)
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+        result = light_arrivals(port, rate=100, seconds=0.05)
+    assert result.offered == len(result.seconds) == 5
+    assert result.allowed() == 0 and result.commands == [0] * 5
+    assert result.phases == []  # no session got as far as an answer
