@@ -8,14 +8,19 @@ Absolute figures are inflated (two processes share a CPU's caches); the ratio is
 
     git archive main src | tar -x -C /tmp/main   # the other tree's src
     .venv/bin/python tests/bench/agi_server_pair.py /tmp/main/src [SESSIONS [ROUNDS]]
+    # this tree against itself with other options, e.g. uvloop against asyncio's own loop:
+    .venv/bin/python tests/bench/agi_server_pair.py . --this-args="--loop uvloop" --other-args="--loop asyncio"
+
+The client is a blocking socket per session (``call_blocking``, as res_agi's), the same for both.
 
 Loopback only (127.0.5.24); the servers are stopped by their PIDs.
 """
 
 from __future__ import annotations
 
-import asyncio
+import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -25,23 +30,23 @@ from pathlib import Path
 from agi_guard_ratio import CLIENT_CPUS, ONE_ROUND_TRIP, SERVER_CPU, VARIABLES, cpu_seconds, fastagi_server
 
 from referee.agi.guard import RESULT_VARIABLE
-from referee.testing.fake_asterisk import call
+from referee.testing.fake_asterisk import call_blocking
 
 HOST = "127.0.5.24"
 
 
-async def session(port: int) -> float:
+def session(port: int) -> float:
     start = time.perf_counter()
-    channel = await call(HOST, port, ONE_ROUND_TRIP, VARIABLES)
+    channel = call_blocking(HOST, port, ONE_ROUND_TRIP, VARIABLES)
     if RESULT_VARIABLE not in channel.variables:
         raise RuntimeError(f"no {RESULT_VARIABLE} from the server on port {port}")
     return time.perf_counter() - start
 
 
-async def rounds(servers: dict[str, tuple[int, int]], sessions: int, count: int) -> list[str]:
+def rounds(servers: dict[str, tuple[int, int]], sessions: int, count: int) -> list[str]:
     for port, _ in servers.values():  # warm-up: imports, policy caches
         for _ in range(50):
-            await session(port)
+            session(port)
     lines = []
     for number in range(1, count + 1):
         seconds: dict[str, list[float]] = {name: [] for name in servers}
@@ -51,7 +56,7 @@ async def rounds(servers: dict[str, tuple[int, int]], sessions: int, count: int)
                 list(servers.items()) if i % 2 else list(reversed(servers.items()))
             )  # neither always first
             for name, (port, _) in order:
-                seconds[name].append(await session(port))
+                seconds[name].append(session(port))
         used = {name: (cpu_seconds(pid) - cpu[name]) / sessions for name, (_, pid) in servers.items()}
         figures = "   ".join(
             f"{name}: {used[name] * 1e6:.0f} µs CPU/session, p50 {statistics.median(seconds[name]) * 1e6:.0f} µs"
@@ -64,18 +69,25 @@ async def rounds(servers: dict[str, tuple[int, int]], sessions: int, count: int)
 
 
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__)
-        return 2
-    other = Path(argv[0])
-    sessions, count = (int(argv[1]) if len(argv) > 1 else 3000), (int(argv[2]) if len(argv) > 2 else 5)
+    parser = argparse.ArgumentParser(description="two FastAGI servers on one CPU, sessions alternated")
+    parser.add_argument("other", metavar="OTHER", help="the other tree's src directory, or . for this tree")
+    parser.add_argument("sessions", nargs="?", type=int, default=3000, help="per server and round")
+    parser.add_argument("rounds", nargs="?", type=int, default=5)
+    parser.add_argument("--this-args", default="", help="more referee fastagi options for this tree's")
+    parser.add_argument("--other-args", default="", help="more referee fastagi options for the other")
+    args = parser.parse_args(argv)
+    other = None if args.other == "." else Path(args.other)
     os.sched_setaffinity(0, CLIENT_CPUS)
     with ExitStack() as stack:
         servers = {
-            "this": stack.enter_context(fastagi_server(host=HOST, cpu=SERVER_CPU)),
-            "other": stack.enter_context(fastagi_server(host=HOST, cpu=SERVER_CPU, src=other)),
+            "this": stack.enter_context(
+                fastagi_server(host=HOST, cpu=SERVER_CPU, options=shlex.split(args.this_args))
+            ),
+            "other": stack.enter_context(
+                fastagi_server(host=HOST, cpu=SERVER_CPU, src=other, options=shlex.split(args.other_args))
+            ),
         }
-        asyncio.run(rounds(servers, sessions, count))
+        rounds(servers, args.sessions, args.rounds)
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -19,6 +18,6 @@ def test_two_servers_are_measured_side_by_side() -> None:
             "other": stack.enter_context(fastagi_server(host=HOST, src=SRC)),
         }
         assert servers["this"][0] != servers["other"][0]
-        lines = asyncio.run(rounds(servers, 4, 2))
+        lines = rounds(servers, 4, 2)
     assert [line.split(":")[0] for line in lines] == ["round 1", "round 2"]
     assert all("this/other CPU" in line for line in lines)

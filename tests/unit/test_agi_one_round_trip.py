@@ -187,6 +187,7 @@ def test_an_answer_too_long_for_res_agi_is_a_refusal() -> None:
     assert encode_result([("A", "|%,")]) == "%7C%25%2C"
 
 
+@pytest.mark.usefixtures("either_event_loop")
 def test_fastagi_answers_in_one_command() -> None:
     async def main() -> None:
         source = PolicySource(str(EXAMPLE))

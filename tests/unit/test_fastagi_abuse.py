@@ -21,6 +21,9 @@ from referee.agi.protocol import AgiRequest, HeaderLimits
 from referee.testing.fake_asterisk import agi_env, call, split_args
 
 HOST = "127.0.2.20"
+
+# Every test on asyncio's loop, then on uvloop's (conftest.py): referee fastagi runs on either.
+pytestmark = pytest.mark.usefixtures("either_event_loop")
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "policy.toml")
 BOB = {"SIPREFERREDBYHDR": "<sip:1002@lab.test>"}
 

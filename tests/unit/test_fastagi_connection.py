@@ -13,10 +13,15 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
+import pytest
+
 from referee.agi.fastagi import FastAgiServer, Handler, Limits
 from referee.agi.protocol import AgiRequest, HeaderLimits
 
 HOST = "127.0.5.30"
+
+# Every test on asyncio's loop, then on uvloop's (conftest.py): referee fastagi runs on either.
+pytestmark = pytest.mark.usefixtures("either_event_loop")
 HEADER = b"agi_network: yes\nagi_network_script: echo\nagi_extension: 1003\nagi_callerid: 1002\n\n"
 
 

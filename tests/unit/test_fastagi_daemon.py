@@ -166,3 +166,65 @@ def test_the_domain_comes_from_the_policy_unless_given() -> None:
     assert by_policy.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.2:5060"
     assert given.variables["REFEREE_TENANT"] == "a.example"
     assert given.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.1:5060"
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"), [("auto", "uvloop"), ("uvloop", "uvloop"), ("asyncio", "asyncio")]
+)
+def test_the_event_loop_is_uvloop_when_installed_unless_asyncio_is_asked_for(
+    choice: str, expected: str
+) -> None:
+    async def main() -> tuple[Channel, int | None, list[str]]:
+        async with running("--policy", str(EXAMPLE), "--loop", choice) as daemon:
+            channel = await daemon.guard("1003")
+            daemon.proc.send_signal(signal.SIGTERM)  # the signal handlers work on either loop
+            code = await asyncio.wait_for(daemon.proc.wait(), 30)
+            assert await daemon.logged("FastAGI stopped")
+            return channel, code, daemon.log
+
+    channel, code, log = asyncio.run(main())
+    assert channel.allowed == "1" and channel.variables["REFEREE_TARGET"] == "sip:1003@127.0.0.20:5060"
+    assert code == 0
+    assert any(f"({expected} event loop)" in line for line in log)
+
+
+def test_without_uvloop_auto_runs_on_asyncio_and_uvloop_is_a_clear_error_exit(tmp_path: Path) -> None:
+    # A uvloop that fails to import, first on the path: as on a host without referee[fast].
+    (tmp_path / "uvloop").mkdir()
+    (tmp_path / "uvloop" / "__init__.py").write_text("raise ImportError('no uvloop on this host')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+
+    async def main() -> tuple[Channel, list[str], int | None, str]:
+        async with running("--policy", str(EXAMPLE), env=env) as daemon:
+            channel = await daemon.guard("1003")
+            assert await daemon.logged("(asyncio event loop)")
+            log = daemon.log
+        proc = await start("--policy", str(EXAMPLE), "--loop", "uvloop", env=env)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        return channel, log, proc.returncode, err.decode()
+
+    channel, log, code, err = asyncio.run(main())
+    assert channel.allowed == "1"
+    assert not any("uvloop event loop" in line for line in log)
+    assert code == 2
+    assert "referee: fastagi: --loop uvloop: uvloop is not installed (no uvloop on this host)" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("log_decisions", [True, False])
+def test_decisions_are_logged_unless_asked_not_to(log_decisions: bool) -> None:
+    option = "--log-decisions" if log_decisions else "--no-log-decisions"
+
+    async def main() -> tuple[Channel, list[str]]:
+        async with running("--policy", str(EXAMPLE), option) as daemon:
+            channel = await daemon.guard("1003")
+            daemon.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(daemon.proc.wait(), 30)
+            assert await daemon.logged("FastAGI stopped")
+            return channel, daemon.log
+
+    channel, log = asyncio.run(main())
+    assert channel.allowed == "1"
+    decision = "transfer <sip:1002@lab.test> -> <sip:1003@lab.test> on PJSIP/referee-proxy-00000007: ALLOW"
+    assert any(decision in line for line in log) == log_decisions
+    assert any("FastAGI listening on" in line for line in log)  # the other INFO lines stay

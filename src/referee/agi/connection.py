@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from referee.agi.protocol import AgiHangup, AgiRequest, BadRequest, HeaderParser
 from referee.slots import peer_address
@@ -63,8 +63,8 @@ class AgiConnection(asyncio.BufferedProtocol):
     # -- the session's life ---------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A TCP transport, whatever its class: uvloop's are not subclasses of asyncio.Transport.
+        self.transport = transport = cast(asyncio.Transport, transport)
         server, stats = self.server, self.server.stats
         stats.accepted += 1
         self.peer = transport.get_extra_info("peername")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from referee.agi.connection import AgiConnection, read_buffer
+from referee.agi.event_loop import loop_name
 from referee.agi.protocol import AgiRequest, HeaderLimits
 from referee.slots import Slots
 
@@ -110,7 +111,10 @@ class FastAgiServer:
             functools.partial(AgiConnection, self), host, port, backlog=self.limits.backlog
         )
         bound: tuple[str, int] = self.server.sockets[0].getsockname()[:2]
-        log.info("FastAGI listening on %s:%d, routes %s", bound[0], bound[1], ", ".join(sorted(self.routes)))
+        log.info(
+            "FastAGI listening on %s:%d (%s event loop), routes %s",
+            bound[0], bound[1], loop_name(loop), ", ".join(sorted(self.routes)),
+        )  # fmt: skip
         return bound
 
     async def close(self) -> None:

@@ -11,6 +11,7 @@ awaited at most ``timeout`` seconds.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -142,3 +143,29 @@ async def call(
         return await play(reader, writer, env, variables, timeout=timeout)
     finally:
         writer.close()
+
+
+def call_blocking(
+    host: str,
+    port: int,
+    env: Mapping[str, str],
+    variables: Mapping[str, str] | None = None,
+    *,
+    max_commands: int = 64,
+    timeout: float = 10.0,
+) -> Channel:
+    """:func:`call` over a blocking socket, as res_agi talks to a FastAGI server (a channel thread, plain
+    reads and writes): no event loop on the client's side, for benchmarks whose client must cost little."""
+    channel = Channel(dict(env), dict(variables or {}))
+    with socket.create_connection((host, port), timeout) as sock:
+        sock.sendall("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+        pending = b""
+        while data := sock.recv(65536):
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                words = split_args(line.decode())
+                channel.commands.append(words)
+                if len(channel.commands) > max_commands:
+                    raise AssertionError(f"more than {max_commands} AGI commands")
+                sock.sendall(_answer(channel, words).encode())
+    return channel
