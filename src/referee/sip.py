@@ -115,6 +115,17 @@ def _unescape(text: str, what: str) -> str:
             raise SipSyntaxError(f"{what} is not valid UTF-8") from None
     if "%" not in text:
         return text
+    # An embedded Replaces escapes "@", ";" and "=", nothing else: three replaces. Sound when no "%" is
+    # left: each one removed began one of these escapes, and no replacement ("@", ";", "=") can make
+    # a new one. Otherwise the general decoding below takes the original text.
+    usual = text.replace("%40", "@").replace("%3B", ";").replace("%3D", "=")
+    if "%" not in usual:
+        return usual
+    return _unescape_escapes(text, what)
+
+
+def _unescape_escapes(text: str, what: str) -> str:
+    """Percent-decode ``text``, which holds a "%" (UTF-8), refusing bad escapes."""
     if _BAD_ESCAPE.search(text):
         raise SipSyntaxError(f"bad percent-escape in {what}")
     # Escapes of ASCII characters (%40, %3B: an embedded Replaces) decode one by one, about twice
@@ -184,8 +195,11 @@ def _all_digits(text: str) -> bool:
     return _made_of(text, _DIGITS)
 
 
+_TOKEN_RUN: Final = _RUN_OF[_TOKEN].fullmatch  # _made_of(text, _TOKEN) without its two lookups
+
+
 def _is_token(text: str) -> bool:
-    return _made_of(text, _TOKEN)
+    return _TOKEN_RUN(text) is not None
 
 
 def _param(params: Params, name: str) -> str | None:
@@ -239,25 +253,27 @@ class Uri(NamedTuple):
         return self._replace(**changes)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        if self.opaque is not None:
-            return f"{self.scheme}:{self.opaque}"
-        parts = [self.scheme, ":"]
-        if self.scheme == "tel":
-            parts.append(_escape(self.user or "", _TEL_SAFE))
+        # One string built in place (no list of parts): this runs for every allowed REFER.
+        scheme, user, password, host, port, params, headers, opaque = self
+        if opaque is not None:
+            return f"{scheme}:{opaque}"
+        if scheme == "tel":
+            text = "tel:" + _escape(user or "", _TEL_SAFE)
         else:
-            if self.user is not None:
-                parts.append(_escape_user(self.user))
-                if self.password is not None:
-                    parts += [":", _escape(self.password, _PASSWORD_SAFE)]
-                parts.append("@")
-            parts.append(self.hostport)
-        parts += [uri_param_text(key, value) for key, value in self.params]
-        if self.headers:
-            parts.append("?")
-            parts.append(
-                "&".join(f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in self.headers)
+            hostport = host if port is None else f"{host}:{port}"
+            if user is None:
+                text = f"{scheme}:{hostport}"
+            elif password is None:
+                text = f"{scheme}:{_escape_user(user)}@{hostport}"
+            else:
+                text = f"{scheme}:{_escape_user(user)}:{_escape(password, _PASSWORD_SAFE)}@{hostport}"
+        if params:
+            text += "".join([uri_param_text(key, value) for key, value in params])
+        if headers:
+            text += "?" + "&".join(
+                [f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in headers]
             )
-        return "".join(parts)
+        return text
 
 
 # Parameters repeat (user=phone, transport=tcp, a screened maddr): their escaped forms are remembered.
@@ -436,6 +452,8 @@ class NameAddr(NamedTuple):
 
     def __str__(self) -> str:
         text = f"<{self.uri}>"
+        if self.display_name is None and not self.params:  # the usual Refer-To
+            return text
         if self.display_name is not None:
             quoted = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
             text = f'"{quoted}" {text}'

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from referee.sip import Replaces, Uri
 
@@ -52,6 +53,51 @@ class TraceStep(NamedTuple):
         return f"{self.rule:<22} {self.outcome:<8} {self.detail}"
 
 
+class Trace(Sequence[TraceStep]):
+    """A decision's rule trace, worked out the first time it is read.
+
+    Most decisions are never explained (the proxy writes the trace of a rejection only), and ten
+    formatted steps cost a third of a decision: the engine hands over a function that works them
+    out (it decides again, tracing), called once, on first read. Reads as a tuple of steps.
+    """
+
+    __slots__ = ("_steps", "_work_out")
+
+    def __init__(self, work_out: Callable[[], tuple[TraceStep, ...]]) -> None:
+        self._work_out: Callable[[], tuple[TraceStep, ...]] | None = work_out
+        self._steps: tuple[TraceStep, ...] = ()
+
+    @property
+    def steps(self) -> tuple[TraceStep, ...]:
+        if self._work_out is not None:
+            self._steps, self._work_out = self._work_out(), None
+        return self._steps
+
+    @overload
+    def __getitem__(self, index: int) -> TraceStep: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TraceStep, ...]: ...
+    def __getitem__(self, index: int | slice) -> TraceStep | tuple[TraceStep, ...]:
+        return self.steps[index]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[TraceStep]:
+        return iter(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self.steps == other.steps
+        return self.steps == other if isinstance(other, tuple) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps)
+
+    def __repr__(self) -> str:
+        return repr(self.steps)
+
+
 class Decision(NamedTuple):
     """What to do with one REFER. A named tuple: immutable and cheap to build per REFER."""
 
@@ -59,7 +105,7 @@ class Decision(NamedTuple):
     status: int  # SIP status to answer with when rejected; 202 when allowed
     reason: str
     rule: str  # id of the rule that decided
-    trace: tuple[TraceStep, ...]
+    trace: Sequence[TraceStep]  # a Trace from the engine: worked out when read
     refer_to: str | None = None  # the rewritten Refer-To value, when allowed
     target: Uri | None = None
     replaces: Replaces | None = None
