@@ -383,11 +383,12 @@ def parse_uri(text: str) -> Uri:
         return _parse_uri_general(text)
     scheme, user_text, host, port_text, param_text, header_text = usual.groups()
     headers = _parse_headers(header_text) if header_text is not None else ()
-    user = None if user_text is None else _unescape(user_text, "user part")
+    # The regex let only ASCII into the user part: without a "%", there is nothing to decode.
+    user = user_text if user_text is None or "%" not in user_text else _unescape(user_text, "user part")
     port = None if port_text is None else _parse_port(port_text)
     host = _parse_host(host)
     params = _parse_params(param_text[1:], "URI") if param_text is not None else ()
-    return Uri(scheme, user, None, host, port, params, headers)
+    return tuple.__new__(Uri, (scheme, user, None, host, port, params, headers, None))
 
 
 def _parse_uri_general(text: str) -> Uri:
@@ -675,7 +676,7 @@ def parse_replaces(value: str) -> Replaces:
     usual = _USUAL_REPLACES.fullmatch(value)
     if usual is not None:
         call_id, to_tag, from_tag, from2, to2, early = usual.groups()
-        return Replaces(call_id, to_tag or to2, from_tag or from2, early is not None)
+        return tuple.__new__(Replaces, (call_id, to_tag or to2, from_tag or from2, early is not None, ()))
     return _parse_replaces_general(value)
 
 

@@ -29,8 +29,10 @@ class Dialog:
     def matches(self, replaces: Replaces) -> bool:
         if replaces.call_id != self.call_id:
             return False
-        tags = {self.local_tag, self.remote_tag}
-        return replaces.to_tag in tags and replaces.from_tag in tags and replaces.to_tag != replaces.from_tag
+        to_tag, from_tag, local, remote = replaces.to_tag, replaces.from_tag, self.local_tag, self.remote_tag
+        return to_tag != from_tag and (
+            to_tag == local and from_tag == remote or to_tag == remote and from_tag == local
+        )
 
     @classmethod
     def parse(cls, text: str) -> Dialog:
