@@ -340,11 +340,15 @@ def _parse_port(text: str) -> int:
 def _parse_params(text: str, what: str) -> Params:
     """``;a=1;b`` after the host (``text`` starts after the first ';')."""
     params = []
+    escaped = not text.isascii() or "%" in text  # else every name and value reads as written
     for item in text.split(";"):
         name, sep, value = item.partition("=")
         if not name:
             raise SipSyntaxError(f"empty {what} parameter name")
-        params.append((_unescape(name, what), _unescape(value, what) if sep else None))
+        if escaped:
+            params.append((_unescape(name, what), _unescape(value, what) if sep else None))
+        else:
+            params.append((name, value if sep else None))
     return tuple(params)
 
 

@@ -292,10 +292,14 @@ class _Deciding:
         self.tenant = self.referrer_tenant()
         override = self.policy.overrides.get(self.referrer_key)
         uri = self.scheme(addr.uri)
-        self.method(uri)
-        uri = self.params(uri, addr.params)
-        uri = self.headers(uri)
-        self.check_replaces()
+        # Most targets carry no parameter and no header: the checks that would find nothing are not called.
+        if uri.params or self.traced:
+            self.method(uri)
+        if uri.params or addr.params:
+            uri = self.params(uri, addr.params)
+        if uri.headers:
+            uri = self.headers(uri)
+            self.check_replaces()
         self.check_depth(override)
         uri, pbx, rule = self.target(uri, override)
         # Header parameters are gone: RFC 3515 defines none, and many UAs read them as URI parameters.
@@ -326,7 +330,7 @@ class _Deciding:
         raise self.reject(416, f"Unsupported URI Scheme {uri.scheme}: in Refer-To", "scheme")
 
     def method(self, uri: Uri) -> None:
-        method = uri.param("method") if uri.params else None
+        method = uri.param("method")
         if method is None:
             if self.traced:
                 self.note("method", "pass", "no method parameter: INVITE")
@@ -338,14 +342,13 @@ class _Deciding:
 
     def params(self, uri: Uri, header_params: Params) -> Uri:
         """Keep the URI parameters the policy allows; strip or refuse the rest and any header parameter."""
-        if not uri.params and not header_params:
-            return uri
         tenant = self.tenant
         assert tenant is not None
         kept, unwanted = screen(
             uri.params, self.settings.allowed_uri_parameters, tenant.allowed_transports, tenant.domain
         )
-        unwanted += refused_header_params(header_params)
+        if header_params:
+            unwanted += refused_header_params(header_params)
         if unwanted and self.settings.on_uri_parameter == "reject":
             first = unwanted[0]
             reason = f"Refer-To {first.where} parameter {first.escaped_name} not allowed"
@@ -359,11 +362,11 @@ class _Deciding:
                 )
         if len(kept) == len(uri.params):
             return uri
-        return Uri(uri.scheme, uri.user, uri.password, uri.host, uri.port, kept, uri.headers)
+        return _new_tuple(
+            Uri, (uri.scheme, uri.user, uri.password, uri.host, uri.port, kept, uri.headers, None)
+        )
 
     def headers(self, uri: Uri) -> Uri:
-        if not uri.headers:
-            return uri
         settings = self.settings
         kept: list[tuple[str, str]] = []
         for name, value in uri.headers:
