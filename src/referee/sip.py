@@ -269,7 +269,9 @@ class Uri(NamedTuple):
                 text = f"{scheme}:{_escape_user(user)}:{_escape(password, _PASSWORD_SAFE)}@{hostport}"
         if params:
             text += "".join([uri_param_text(key, value) for key, value in params])
-        if headers:
+        if len(headers) == 1:  # an embedded Replaces
+            text += f"?{_escape_header_name(headers[0][0])}={_escape_header_value(headers[0][1])}"
+        elif headers:
             text += "?" + "&".join(
                 [f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in headers]
             )

@@ -222,6 +222,20 @@ class _Deciding:
     took (a policy does not change once compiled; the dialogs are copied).
     """
 
+    __slots__ = (
+        "depth",
+        "dialogs",
+        "policy",
+        "refer_to",
+        "referrer_key",
+        "referrer_text",
+        "replaces",
+        "settings",
+        "tenant",
+        "trace",
+        "traced",
+    )
+
     def __init__(
         self, policy: Policy, referrer: str, dialogs: Sequence[Dialog], depth: int, traced: bool = False
     ) -> None:
