@@ -355,20 +355,23 @@ def _parse_params(text: str, what: str) -> Params:
 
 
 def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
-    headers = []
-    for item in text.split("&"):
-        if not item:
-            raise SipSyntaxError("empty embedded header")
-        if "=" in item:
-            name, _, value = item.partition("=")
-            name, value = _unescape(name, "embedded header"), _unescape(value, "embedded header")
-        else:
-            # RFC 3515's own example escapes the '=' (`&Call-ID%3D55432%40...`): read it decoded.
-            name, _, value = _unescape(item, "embedded header").partition("=")
-        if not name or not _is_token(name):
-            raise SipSyntaxError("bad embedded header name")
-        headers.append((name, value))
-    return tuple(headers)
+    if "&" not in text:  # one header: an embedded Replaces
+        return (_parse_header(text),)
+    return tuple([_parse_header(item) for item in text.split("&")])
+
+
+def _parse_header(item: str) -> tuple[str, str]:
+    if not item:
+        raise SipSyntaxError("empty embedded header")
+    name, eq, value = item.partition("=")
+    if eq:
+        name, value = _unescape(name, "embedded header"), _unescape(value, "embedded header")
+    else:
+        # RFC 3515's own example escapes the '=' (`&Call-ID%3D55432%40...`): read it decoded.
+        name, _, value = _unescape(item, "embedded header").partition("=")
+    if not name or not _is_token(name):
+        raise SipSyntaxError("bad embedded header name")
+    return (name, value)
 
 
 # The usual SIP URI in one match: a lower-case scheme, no password, a host name or IPv4 address,
@@ -384,6 +387,11 @@ _USUAL_SIP_URI: Final = re.compile(
 def parse_uri(text: str) -> Uri:
     """Parse a sip:, sips: or tel: URI; any other absolute URI becomes an opaque :class:`Uri`."""
     _check_length(text, "URI")
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
+    """:func:`parse_uri` on a ``text`` whose length is checked (it is part of a checked value)."""
     usual = _USUAL_SIP_URI.fullmatch(text)
     if usual is None:
         return _parse_uri_general(text)
@@ -538,11 +546,16 @@ def _parse_header_params(text: str) -> Params:
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Name" <uri>;p=v``, ``Name <uri>``, ``<uri>`` or a bare ``uri;p=v``."""
     _check_length(value, "header value")
+    return _parse_name_addr(value)
+
+
+def _parse_name_addr(value: str) -> NameAddr:
+    """:func:`parse_name_addr` on a ``value`` whose length is checked."""
     text = value.strip(_LWS)
     if not text:
         raise SipSyntaxError("empty address")
     if text[0] == "<" and text.find(">") == len(text) - 1:  # "<uri>" alone, the usual Refer-To
-        return NameAddr(parse_uri(text[1:-1]))
+        return tuple.__new__(NameAddr, (_parse_uri(text[1:-1]), None, ()))
     display: str | None = None
     if text[0] == '"':
         display, i = _read_quoted(text, 0)
@@ -560,7 +573,7 @@ def parse_name_addr(value: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise SipSyntaxError("'<' without '>'")
-        uri = parse_uri(text[lt + 1 : gt])
+        uri = _parse_uri(text[lt + 1 : gt])
         return NameAddr(uri, display, _parse_header_params(text[gt + 1 :]))
     # addr-spec form: a ';' ends the URI and starts header parameters (RFC 3261 20.10),
     # and the URI may carry no headers.
@@ -569,7 +582,7 @@ def parse_name_addr(value: str) -> NameAddr:
         raise SipSyntaxError("URI with headers must be enclosed in <>")
     if any(ch in _LWS for ch in uri_text) or "," in uri_text:
         raise SipSyntaxError("bad character in address")
-    return NameAddr(parse_uri(uri_text), None, _parse_header_params(semi + rest))
+    return NameAddr(_parse_uri(uri_text), None, _parse_header_params(semi + rest))
 
 
 def parse_refer_to(value: str) -> NameAddr:
@@ -577,7 +590,7 @@ def parse_refer_to(value: str) -> NameAddr:
     _check_length(value, "header value")  # before the comma scan, which reads the whole value
     if "," in value and "," in _outside_brackets_and_quotes(value):
         raise SipSyntaxError("more than one Refer-To value")
-    return parse_name_addr(value)
+    return _parse_name_addr(value)
 
 
 def parse_referred_by(value: str) -> NameAddr:
