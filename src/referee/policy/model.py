@@ -29,10 +29,11 @@ class Dialog:
     def matches(self, replaces: Replaces) -> bool:
         if replaces.call_id != self.call_id:
             return False
+        # The two tags are the dialog's two, in either order (no set built: this runs per attended REFER).
         to_tag, from_tag, local, remote = replaces.to_tag, replaces.from_tag, self.local_tag, self.remote_tag
-        return to_tag != from_tag and (
-            to_tag == local and from_tag == remote or to_tag == remote and from_tag == local
-        )
+        if to_tag == from_tag:
+            return False
+        return (to_tag == local and from_tag == remote) or (to_tag == remote and from_tag == local)
 
     @classmethod
     def parse(cls, text: str) -> Dialog:
