@@ -268,7 +268,7 @@ class Uri(NamedTuple):
             else:
                 text = f"{scheme}:{_escape_user(user)}:{_escape(password, _PASSWORD_SAFE)}@{hostport}"
         if params:
-            text += "".join([uri_param_text(key, value) for key, value in params])
+            text += _params_text(params)
         if len(headers) == 1:  # an embedded Replaces
             text += f"?{_escape_header_name(headers[0][0])}={_escape_header_value(headers[0][1])}"
         elif headers:
@@ -285,6 +285,12 @@ def uri_param_text(name: str, value: str | None) -> str:
     if value is None:
         return ";" + _escape(name, _PARAM_SAFE)
     return f";{_escape(name, _PARAM_SAFE)}={_escape(value, _PARAM_SAFE)}"
+
+
+# Parameter lists repeat too (;user=phone, ;transport=tcp): one cache look-up for the lot.
+@lru_cache(maxsize=1024)
+def _params_text(params: Params) -> str:
+    return "".join([uri_param_text(key, value) for key, value in params])
 
 
 # Hosts repeat (the tenants' domains, the PBXs' addresses): a checked one is remembered. Only valid

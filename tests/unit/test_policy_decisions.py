@@ -181,3 +181,10 @@ def test_a_dialog_matches_a_replaces_naming_its_two_tags_in_either_order(
     tags = {local, remote}
     expected = call_id == "c1" and to_tag in tags and from_tag in tags and to_tag != from_tag
     assert Dialog("c1", local, remote).matches(Replaces(call_id, to_tag, from_tag)) is expected
+
+
+@given(st.text("0123456789+-.() x٣", max_size=15))
+def test_a_dialled_number_loses_its_visual_separators_as_translate_removes_them(user: str) -> None:
+    from referee.policy.engine import _dialled  # noqa: PLC0415
+
+    assert _dialled(user) == user.translate(str.maketrans("", "", "-.() "))

@@ -26,11 +26,11 @@ from referee.sip import (
     uri_param_text,
 )
 
-_VISUAL_SEPARATORS = str.maketrans("", "", "-.() ")
 # tuple.__new__ builds a named tuple (a TraceStep, a Decision, a Uri with every field given) without
 # its own __new__, one more Python call: a tenth of a microsecond each time on the decision path.
 _new_tuple = tuple.__new__
 _REFERRER_CACHE_SIZE = 4096
+_USER_PHONE: Params = (("user", "phone"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,14 @@ class Override:
     # From users this referrer may send as, though the proxy authenticated it as itself
     # ("*": any): a reception desk presenting the line it answers for.
     send_as: frozenset[str] = frozenset()
+
+
+def _dialled(user: str) -> str:
+    """A number as dialled, without its visual separators ("020-7946 0000"). Five replaces: twice as
+    fast as str.translate, which looks each character up; a number without them is returned as is."""
+    if user.isdigit():
+        return user
+    return user.replace("-", "").replace(".", "").replace("(", "").replace(")", "").replace(" ", "")
 
 
 def user_at_host(uri: Uri) -> str:
@@ -336,7 +344,7 @@ class _Deciding:
             return uri
         if uri.scheme == "tel" and settings.tel == "convert":
             assert self.tenant is not None
-            number = (uri.user or "").translate(_VISUAL_SEPARATORS)
+            number = _dialled(uri.user or "")
             sip = Uri("sip", user=number, host=self.tenant.domain, params=(("user", "phone"),))
             if self.traced:
                 self.note("scheme", "rewrite", f"tel:{uri.user} -> {sip}")
@@ -454,7 +462,7 @@ class _Deciding:
             if self.traced:
                 self.note(extension.id, "match", f"extension {user} on {pbx.hostport}")
             return rewritten, extension.pbx_text, extension.id
-        number = user.translate(_VISUAL_SEPARATORS)
+        number = _dialled(user)
         if not number or not (number[1:] if number[0] == "+" else number).isdigit() or not number.isascii():
             raise self.reject(404, f"No such extension {user or '(empty)'} in {tenant.domain}", "target")
         e164 = tenant.e164(number)
@@ -464,8 +472,10 @@ class _Deciding:
             self.note("number", "rewrite", f"{user} -> {e164}")
         rule_id = self.prefix(e164, tenant, override)
         params = uri.params
-        if uri.param("user") != "phone":  # one user parameter, and it says phone
-            params = (*(p for p in params if p[0].lower() != "user"), ("user", "phone"))
+        if not params:
+            params = _USER_PHONE
+        elif uri.param("user") != "phone":  # one user parameter, and it says phone
+            params = (*(p for p in params if p[0].lower() != "user"), *_USER_PHONE)
         pbx = tenant.pbx
         rewritten = _new_tuple(Uri, (uri.scheme, e164, None, pbx.host, pbx.port, params, uri.headers, None))
         return rewritten, tenant.pbx_text, rule_id
