@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from referee.policy import Dialog, Policy, load_policy, parse_policy
+from referee.policy.engine import _dialled
 from referee.sip import Replaces, parse_refer_to
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
@@ -185,6 +186,4 @@ def test_a_dialog_matches_a_replaces_naming_its_two_tags_in_either_order(
 
 @given(st.text("0123456789+-.() x٣", max_size=15))
 def test_a_dialled_number_loses_its_visual_separators_as_translate_removes_them(user: str) -> None:
-    from referee.policy.engine import _dialled  # noqa: PLC0415
-
     assert _dialled(user) == user.translate(str.maketrans("", "", "-.() "))
