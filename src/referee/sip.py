@@ -69,6 +69,7 @@ _SCHEME: Final = _ALNUM | frozenset("+-.")
 _DIGITS: Final = frozenset("0123456789")
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _LWS: Final = " \t\r\n"
+_LWS_OR_COMMA: Final = frozenset(_LWS + ",")
 
 
 def _class(chars: frozenset[str]) -> str:
@@ -586,7 +587,7 @@ def _parse_name_addr(value: str) -> NameAddr:
     uri_text, semi, rest = text.partition(";")
     if "?" in uri_text and uri_text.split(":", 1)[0].lower() in ("sip", "sips"):
         raise SipSyntaxError("URI with headers must be enclosed in <>")
-    if any(ch in _LWS for ch in uri_text) or "," in uri_text:
+    if not _LWS_OR_COMMA.isdisjoint(uri_text):  # one pass in C, not a generator per character
         raise SipSyntaxError("bad character in address")
     return NameAddr(_parse_uri(uri_text), None, _parse_header_params(semi + rest))
 
