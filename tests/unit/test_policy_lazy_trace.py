@@ -78,6 +78,7 @@ def same_decision(policy: Policy, refer_to: str, referrer: str, depth: int = 0) 
     assert tuple(lazy.trace) == eager.trace, refer_to
     assert all(type(step) is TraceStep for step in lazy.trace)
     assert json.dumps(lazy.to_dict()) == json.dumps(eager.to_dict())
+    assert json.dumps(lazy.to_dict()["trace"]) == json.dumps([step._asdict() for step in eager.trace])
     assert format_decision(lazy, explain=True) == format_decision(eager, explain=True)
 
 

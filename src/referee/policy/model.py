@@ -133,5 +133,8 @@ class Decision(NamedTuple):
             },
             "tenant": self.tenant,
             "pbx": self.pbx,
-            "trace": [step._asdict() for step in self.trace],
+            # A dict display per step, not _asdict (a Python call each): the same keys, in the same order.
+            "trace": [
+                {"rule": rule, "outcome": outcome, "detail": detail} for rule, outcome, detail in self.trace
+            ],
         }
