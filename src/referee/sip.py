@@ -69,6 +69,7 @@ _SCHEME: Final = _ALNUM | frozenset("+-.")
 _DIGITS: Final = frozenset("0123456789")
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 _LWS: Final = " \t\r\n"
+_LWS_OR_COMMA: Final = frozenset(_LWS + ",")
 
 
 def _class(chars: frozenset[str]) -> str:
@@ -115,6 +116,17 @@ def _unescape(text: str, what: str) -> str:
             raise SipSyntaxError(f"{what} is not valid UTF-8") from None
     if "%" not in text:
         return text
+    # An embedded Replaces escapes "@", ";" and "=", nothing else: three replaces. Sound when no "%" is
+    # left: each one removed began one of these escapes, and no replacement ("@", ";", "=") can make
+    # a new one. Otherwise the general decoding below takes the original text.
+    usual = text.replace("%40", "@").replace("%3B", ";").replace("%3D", "=")
+    if "%" not in usual:
+        return usual
+    return _unescape_escapes(text, what)
+
+
+def _unescape_escapes(text: str, what: str) -> str:
+    """Percent-decode ``text``, which holds a "%" (UTF-8), refusing bad escapes."""
     if _BAD_ESCAPE.search(text):
         raise SipSyntaxError(f"bad percent-escape in {what}")
     # Escapes of ASCII characters (%40, %3B: an embedded Replaces) decode one by one, about twice
@@ -184,8 +196,11 @@ def _all_digits(text: str) -> bool:
     return _made_of(text, _DIGITS)
 
 
+_TOKEN_RUN: Final = _RUN_OF[_TOKEN].fullmatch  # _made_of(text, _TOKEN) without its two lookups
+
+
 def _is_token(text: str) -> bool:
-    return _made_of(text, _TOKEN)
+    return _TOKEN_RUN(text) is not None
 
 
 def _param(params: Params, name: str) -> str | None:
@@ -239,25 +254,29 @@ class Uri(NamedTuple):
         return self._replace(**changes)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        if self.opaque is not None:
-            return f"{self.scheme}:{self.opaque}"
-        parts = [self.scheme, ":"]
-        if self.scheme == "tel":
-            parts.append(_escape(self.user or "", _TEL_SAFE))
+        # One string built in place (no list of parts): this runs for every allowed REFER.
+        scheme, user, password, host, port, params, headers, opaque = self
+        if opaque is not None:
+            return f"{scheme}:{opaque}"
+        if scheme == "tel":
+            text = "tel:" + _escape(user or "", _TEL_SAFE)
         else:
-            if self.user is not None:
-                parts.append(_escape_user(self.user))
-                if self.password is not None:
-                    parts += [":", _escape(self.password, _PASSWORD_SAFE)]
-                parts.append("@")
-            parts.append(self.hostport)
-        parts += [uri_param_text(key, value) for key, value in self.params]
-        if self.headers:
-            parts.append("?")
-            parts.append(
-                "&".join(f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in self.headers)
+            hostport = host if port is None else f"{host}:{port}"
+            if user is None:
+                text = f"{scheme}:{hostport}"
+            elif password is None:
+                text = f"{scheme}:{_escape_user(user)}@{hostport}"
+            else:
+                text = f"{scheme}:{_escape_user(user)}:{_escape(password, _PASSWORD_SAFE)}@{hostport}"
+        if params:
+            text += _params_text(params)
+        if len(headers) == 1:  # an embedded Replaces
+            text += f"?{_escape_header_name(headers[0][0])}={_escape_header_value(headers[0][1])}"
+        elif headers:
+            text += "?" + "&".join(
+                [f"{_escape_header_name(k)}={_escape_header_value(v)}" for k, v in headers]
             )
-        return "".join(parts)
+        return text
 
 
 # Parameters repeat (user=phone, transport=tcp, a screened maddr): their escaped forms are remembered.
@@ -267,6 +286,12 @@ def uri_param_text(name: str, value: str | None) -> str:
     if value is None:
         return ";" + _escape(name, _PARAM_SAFE)
     return f";{_escape(name, _PARAM_SAFE)}={_escape(value, _PARAM_SAFE)}"
+
+
+# Parameter lists repeat too (;user=phone, ;transport=tcp): one cache look-up for the lot.
+@lru_cache(maxsize=1024)
+def _params_text(params: Params) -> str:
+    return "".join([uri_param_text(key, value) for key, value in params])
 
 
 # Hosts repeat (the tenants' domains, the PBXs' addresses): a checked one is remembered. Only valid
@@ -324,29 +349,36 @@ def _parse_port(text: str) -> int:
 def _parse_params(text: str, what: str) -> Params:
     """``;a=1;b`` after the host (``text`` starts after the first ';')."""
     params = []
+    escaped = not text.isascii() or "%" in text  # else every name and value reads as written
     for item in text.split(";"):
         name, sep, value = item.partition("=")
         if not name:
             raise SipSyntaxError(f"empty {what} parameter name")
-        params.append((_unescape(name, what), _unescape(value, what) if sep else None))
+        if escaped:
+            params.append((_unescape(name, what), _unescape(value, what) if sep else None))
+        else:
+            params.append((name, value if sep else None))
     return tuple(params)
 
 
 def _parse_headers(text: str) -> tuple[tuple[str, str], ...]:
-    headers = []
-    for item in text.split("&"):
-        if not item:
-            raise SipSyntaxError("empty embedded header")
-        if "=" in item:
-            name, _, value = item.partition("=")
-            name, value = _unescape(name, "embedded header"), _unescape(value, "embedded header")
-        else:
-            # RFC 3515's own example escapes the '=' (`&Call-ID%3D55432%40...`): read it decoded.
-            name, _, value = _unescape(item, "embedded header").partition("=")
-        if not name or not _is_token(name):
-            raise SipSyntaxError("bad embedded header name")
-        headers.append((name, value))
-    return tuple(headers)
+    if "&" not in text:  # one header: an embedded Replaces
+        return (_parse_header(text),)
+    return tuple([_parse_header(item) for item in text.split("&")])
+
+
+def _parse_header(item: str) -> tuple[str, str]:
+    if not item:
+        raise SipSyntaxError("empty embedded header")
+    name, eq, value = item.partition("=")
+    if eq:
+        name, value = _unescape(name, "embedded header"), _unescape(value, "embedded header")
+    else:
+        # RFC 3515's own example escapes the '=' (`&Call-ID%3D55432%40...`): read it decoded.
+        name, _, value = _unescape(item, "embedded header").partition("=")
+    if not name or not _is_token(name):
+        raise SipSyntaxError("bad embedded header name")
+    return (name, value)
 
 
 # The usual SIP URI in one match: a lower-case scheme, no password, a host name or IPv4 address,
@@ -362,16 +394,22 @@ _USUAL_SIP_URI: Final = re.compile(
 def parse_uri(text: str) -> Uri:
     """Parse a sip:, sips: or tel: URI; any other absolute URI becomes an opaque :class:`Uri`."""
     _check_length(text, "URI")
+    return _parse_uri(text)
+
+
+def _parse_uri(text: str) -> Uri:
+    """:func:`parse_uri` on a ``text`` whose length is checked (it is part of a checked value)."""
     usual = _USUAL_SIP_URI.fullmatch(text)
     if usual is None:
         return _parse_uri_general(text)
     scheme, user_text, host, port_text, param_text, header_text = usual.groups()
     headers = _parse_headers(header_text) if header_text is not None else ()
-    user = None if user_text is None else _unescape(user_text, "user part")
+    # The regex let only ASCII into the user part: without a "%", there is nothing to decode.
+    user = user_text if user_text is None or "%" not in user_text else _unescape(user_text, "user part")
     port = None if port_text is None else _parse_port(port_text)
     host = _parse_host(host)
     params = _parse_params(param_text[1:], "URI") if param_text is not None else ()
-    return Uri(scheme, user, None, host, port, params, headers)
+    return tuple.__new__(Uri, (scheme, user, None, host, port, params, headers, None))
 
 
 def _parse_uri_general(text: str) -> Uri:
@@ -436,6 +474,8 @@ class NameAddr(NamedTuple):
 
     def __str__(self) -> str:
         text = f"<{self.uri}>"
+        if self.display_name is None and not self.params:  # the usual Refer-To
+            return text
         if self.display_name is not None:
             quoted = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
             text = f'"{quoted}" {text}'
@@ -513,11 +553,16 @@ def _parse_header_params(text: str) -> Params:
 def parse_name_addr(value: str) -> NameAddr:
     """Parse ``"Name" <uri>;p=v``, ``Name <uri>``, ``<uri>`` or a bare ``uri;p=v``."""
     _check_length(value, "header value")
+    return _parse_name_addr(value)
+
+
+def _parse_name_addr(value: str) -> NameAddr:
+    """:func:`parse_name_addr` on a ``value`` whose length is checked."""
     text = value.strip(_LWS)
     if not text:
         raise SipSyntaxError("empty address")
     if text[0] == "<" and text.find(">") == len(text) - 1:  # "<uri>" alone, the usual Refer-To
-        return NameAddr(parse_uri(text[1:-1]))
+        return tuple.__new__(NameAddr, (_parse_uri(text[1:-1]), None, ()))
     display: str | None = None
     if text[0] == '"':
         display, i = _read_quoted(text, 0)
@@ -535,16 +580,16 @@ def parse_name_addr(value: str) -> NameAddr:
         gt = text.find(">", lt)
         if gt < 0:
             raise SipSyntaxError("'<' without '>'")
-        uri = parse_uri(text[lt + 1 : gt])
+        uri = _parse_uri(text[lt + 1 : gt])
         return NameAddr(uri, display, _parse_header_params(text[gt + 1 :]))
     # addr-spec form: a ';' ends the URI and starts header parameters (RFC 3261 20.10),
     # and the URI may carry no headers.
     uri_text, semi, rest = text.partition(";")
     if "?" in uri_text and uri_text.split(":", 1)[0].lower() in ("sip", "sips"):
         raise SipSyntaxError("URI with headers must be enclosed in <>")
-    if any(ch in _LWS for ch in uri_text) or "," in uri_text:
+    if not _LWS_OR_COMMA.isdisjoint(uri_text):  # one pass in C, not a generator per character
         raise SipSyntaxError("bad character in address")
-    return NameAddr(parse_uri(uri_text), None, _parse_header_params(semi + rest))
+    return NameAddr(_parse_uri(uri_text), None, _parse_header_params(semi + rest))
 
 
 def parse_refer_to(value: str) -> NameAddr:
@@ -552,7 +597,7 @@ def parse_refer_to(value: str) -> NameAddr:
     _check_length(value, "header value")  # before the comma scan, which reads the whole value
     if "," in value and "," in _outside_brackets_and_quotes(value):
         raise SipSyntaxError("more than one Refer-To value")
-    return parse_name_addr(value)
+    return _parse_name_addr(value)
 
 
 def parse_referred_by(value: str) -> NameAddr:
@@ -657,7 +702,7 @@ def parse_replaces(value: str) -> Replaces:
     usual = _USUAL_REPLACES.fullmatch(value)
     if usual is not None:
         call_id, to_tag, from_tag, from2, to2, early = usual.groups()
-        return Replaces(call_id, to_tag or to2, from_tag or from2, early is not None)
+        return tuple.__new__(Replaces, (call_id, to_tag or to2, from_tag or from2, early is not None, ()))
     return _parse_replaces_general(value)
 
 

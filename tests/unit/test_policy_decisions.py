@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from referee.policy import Dialog, Policy, load_policy, parse_policy
-from referee.sip import parse_refer_to
+from referee.policy.engine import _dialled
+from referee.sip import Replaces, parse_refer_to
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policy.toml"
 BOB = "sip:1002@lab.test"
@@ -167,3 +170,20 @@ def test_tel_reject_mode(policy: Policy) -> None:
     decision = no_tel.decide("<tel:+442079460000>", referrer=BOB)
     assert (decision.allowed, decision.status) == (False, 416)
     assert policy.decide("<tel:+442079460000>", referrer=BOB).allowed
+
+
+_tags = st.sampled_from(["a", "b", "c"])
+
+
+@given(_tags, _tags, _tags, _tags, st.sampled_from(["c1", "c2"]))
+def test_a_dialog_matches_a_replaces_naming_its_two_tags_in_either_order(
+    local: str, remote: str, to_tag: str, from_tag: str, call_id: str
+) -> None:
+    tags = {local, remote}
+    expected = call_id == "c1" and to_tag in tags and from_tag in tags and to_tag != from_tag
+    assert Dialog("c1", local, remote).matches(Replaces(call_id, to_tag, from_tag)) is expected
+
+
+@given(st.text("0123456789+-.() x٣", max_size=15))
+def test_a_dialled_number_loses_its_visual_separators_as_translate_removes_them(user: str) -> None:
+    assert _dialled(user) == user.translate(str.maketrans("", "", "-.() "))

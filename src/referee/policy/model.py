@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from referee.sip import Replaces, Uri
 
@@ -28,8 +29,11 @@ class Dialog:
     def matches(self, replaces: Replaces) -> bool:
         if replaces.call_id != self.call_id:
             return False
-        tags = {self.local_tag, self.remote_tag}
-        return replaces.to_tag in tags and replaces.from_tag in tags and replaces.to_tag != replaces.from_tag
+        # The two tags are the dialog's two, in either order (no set built: this runs per attended REFER).
+        to_tag, from_tag, local, remote = replaces.to_tag, replaces.from_tag, self.local_tag, self.remote_tag
+        if to_tag == from_tag:
+            return False
+        return (to_tag == local and from_tag == remote) or (to_tag == remote and from_tag == local)
 
     @classmethod
     def parse(cls, text: str) -> Dialog:
@@ -52,6 +56,51 @@ class TraceStep(NamedTuple):
         return f"{self.rule:<22} {self.outcome:<8} {self.detail}"
 
 
+class Trace(Sequence[TraceStep]):
+    """A decision's rule trace, worked out the first time it is read.
+
+    Most decisions are never explained (the proxy writes the trace of a rejection only), and ten
+    formatted steps cost a third of a decision: the engine hands over a function that works them
+    out (it decides again, tracing), called once, on first read. Reads as a tuple of steps.
+    """
+
+    __slots__ = ("_steps", "_work_out")
+
+    def __init__(self, work_out: Callable[[], tuple[TraceStep, ...]]) -> None:
+        self._work_out: Callable[[], tuple[TraceStep, ...]] | None = work_out
+        self._steps: tuple[TraceStep, ...] = ()
+
+    @property
+    def steps(self) -> tuple[TraceStep, ...]:
+        if self._work_out is not None:
+            self._steps, self._work_out = self._work_out(), None
+        return self._steps
+
+    @overload
+    def __getitem__(self, index: int) -> TraceStep: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[TraceStep, ...]: ...
+    def __getitem__(self, index: int | slice) -> TraceStep | tuple[TraceStep, ...]:
+        return self.steps[index]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __iter__(self) -> Iterator[TraceStep]:
+        return iter(self.steps)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self.steps == other.steps
+        return self.steps == other if isinstance(other, tuple) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.steps)
+
+    def __repr__(self) -> str:
+        return repr(self.steps)
+
+
 class Decision(NamedTuple):
     """What to do with one REFER. A named tuple: immutable and cheap to build per REFER."""
 
@@ -59,7 +108,7 @@ class Decision(NamedTuple):
     status: int  # SIP status to answer with when rejected; 202 when allowed
     reason: str
     rule: str  # id of the rule that decided
-    trace: tuple[TraceStep, ...]
+    trace: Sequence[TraceStep]  # a Trace from the engine: worked out when read
     refer_to: str | None = None  # the rewritten Refer-To value, when allowed
     target: Uri | None = None
     replaces: Replaces | None = None
@@ -84,5 +133,8 @@ class Decision(NamedTuple):
             },
             "tenant": self.tenant,
             "pbx": self.pbx,
-            "trace": [step._asdict() for step in self.trace],
+            # A dict display per step, not _asdict (a Python call each): the same keys, in the same order.
+            "trace": [
+                {"rule": rule, "outcome": outcome, "detail": detail} for rule, outcome, detail in self.trace
+            ],
         }

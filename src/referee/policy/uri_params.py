@@ -72,7 +72,7 @@ def screen(
             seen.add(lower)
             kept.append((name, value))
         else:
-            unwanted.append(Unwanted(name, value, why))
+            unwanted.append(tuple.__new__(Unwanted, (name, value, why, "URI")))  # without Unwanted.__new__
     return tuple(kept), unwanted
 
 
