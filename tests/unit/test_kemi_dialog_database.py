@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from kemi_fixtures import Clock
@@ -42,3 +43,21 @@ def test_expired_dialogs_are_ignored_at_once_and_deleted_by_the_timer_once_a_min
     clock.now = pruned_at + PRUNE_EVERY
     store.prune_when_due()
     assert database.count() == 1 and database.get("new") is not None
+
+
+def test_a_database_of_an_earlier_referee_is_migrated_with_its_dialogs(tmp_path: Path) -> None:
+    path = tmp_path / "dialogs.sqlite"
+    with sqlite3.connect(path) as old:  # the table as referee wrote it before WITHOUT ROWID
+        old.execute(
+            "CREATE TABLE referee_dialog (call_id TEXT PRIMARY KEY, data TEXT NOT NULL, updated REAL NOT NULL)"
+        )
+        old.execute("INSERT INTO referee_dialog VALUES ('c1', 'ft:tt|{}', 1000.0)")
+    old.close()
+    database = DialogDatabase(str(path), Clock(1000.0))
+    assert database.get("c1") == "ft:tt|{}"
+    with sqlite3.connect(path) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'referee_dialog'").fetchone()
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "WITHOUT ROWID" in sql and tables == {"referee_dialog"}
+    DialogDatabase(str(path), Clock(1000.0)).put("c2", "x:|{}")  # opened again: nothing to migrate
+    assert database.count() == 2

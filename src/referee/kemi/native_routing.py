@@ -3,7 +3,7 @@
 ``kamailio__routing: native`` (kamailio.cfg.j2) renders the proxy's routing as native kamailio.cfg
 blocks, the same shape as an operator's cfg with referee's drop-in. INVITE, ACK, BYE, CANCEL,
 REGISTER, OPTIONS... are authenticated and routed natively and never enter Python, except to change
-the dialog map (an initial INVITE or SUBSCRIBE, its 2xx, a BYE), which stays
+the dialog map (an initial INVITE or SUBSCRIBE, a BYE; an answer's To tag is written natively), which stays
 Python's :class:`referee.kemi.dialogs.DialogStore` so that it is written through to SQLite as before.
 What referee decides runs the whole Python route (:meth:`ReferenceProxy.ksr_request_route`): a REFER,
 a NOTIFY of ``Event: refer``, an INVITE with Replaces.
@@ -20,7 +20,6 @@ whole route); what the cfg must know comes back in a ``$var``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import traceback
 from typing import TYPE_CHECKING
@@ -70,18 +69,6 @@ class NativeRoutedProxy(ReferenceProxy):
             self.remember_dialog(pbx, depth=int(depth), party=party)
         except Exception:
             log(self.k, "referee: dialog not recorded:\n" + traceback.format_exc(), "err")
-        return 1
-
-    def dialog_answered(self, msg: object) -> int:
-        """onreply_route[ksr_onreply_invite], for a 2xx: the dialog's record with the 2xx's To tag, written
-        through (a 1xx's early To tag the cfg puts in the htable alone, natively)."""
-        k = self.k
-        try:
-            record, to_tag = self.dialogs.get(text(k.kx.get_callid())), text(k.pv.get("$tt"))
-            if record is not None and to_tag:
-                self.dialogs.put(dataclasses.replace(record, to_tag=to_tag))
-        except Exception:
-            log(k, "referee: dialog answer not recorded:\n" + traceback.format_exc(), "err")
         return 1
 
     def dialog_closed(self, msg: object) -> int:

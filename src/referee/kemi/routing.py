@@ -441,7 +441,9 @@ class ReferenceProxy:
         except sip.SipSyntaxError as exc:
             raise BadRequest(400, f"Bad Replaces ({exc.reason})") from None
         record = self.dialogs.get(replaces.call_id)
-        if record is None or not record.has_tags(replaces.from_tag, replaces.to_tag):
+        # named_by: both tags, or the From tag of a record whose To tag is not known (read back from SQLite
+        # after a restart, where the native routing keeps the INVITE's record); the PBX checks them too.
+        if record is None or not record.named_by(replaces.from_tag, replaces.to_tag):
             log(k, f"referee: INVITE Replaces unknown dialog {replaces.call_id!r}")
             self.reply(481, "Call/Transaction Does Not Exist")
             return EXIT
