@@ -97,6 +97,24 @@ def kemi(
     return harness.Kamailio(tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM)
 
 
+# The native routing's first test: a REFER (and an INVITE with Replaces, a NOTIFY of Event: refer) runs the
+# Python route. Without "REFER" in it, a REFER is authenticated and relayed like any other request.
+REFER_TO_PYTHON = 'if (is_method("REFER") || (is_method("INVITE") && is_present_hf("Replaces"))'
+
+
+def native_passthrough(tmp: Path) -> harness.Kamailio:
+    """referee's native routing with the REFER check taken out: REFERs authenticated natively and relayed to
+    the phone's home PBX, no Python. The native routing's pass-through."""
+    proxy = kemi(tmp, routing="native")
+    text = proxy.cfg.read_text()
+    if REFER_TO_PYTHON not in text:
+        raise RuntimeError("kamailio.cfg.j2's request_route no longer starts as REFER_TO_PYTHON says")
+    proxy.cfg.write_text(
+        text.replace(REFER_TO_PYTHON, 'if ((is_method("INVITE") && is_present_hf("Replaces"))')
+    )
+    return proxy
+
+
 # --- SIPp -------------------------------------------------------------------------------------
 
 # The share of calls that may fail on a message overtaken by another (see drive) before a run is no benchmark.

@@ -31,7 +31,15 @@ def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -
 def test_refer_only_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
     assert proxy_refer_ratio.main(["proxy_refer_ratio.py", "50", "1"]) == 0
     out = capsys.readouterr().out
-    for config in ("pass-through KEMI", "referee KEMI", "stock", "stock+referee"):
+    for config in (
+        "pass-through KEMI",
+        "referee KEMI",
+        "pass-through native",
+        "referee native",
+        "stock",
+        "stock+referee",
+    ):
         assert f"{config:<24} run 1, REFERs:" in out
     assert "referee KEMI / pass-through KEMI" in out
+    assert "referee native / pass-through native" in out
     assert "stock+referee / stock" in out
