@@ -2,7 +2,7 @@
 
 SIPp phone 1002 calls 1001 through the proxy: INVITE (challenged), 180, 200, ACK, BYE, with a REGISTER
 refresh every fifth call and an in-dialog REFER (202, NOTIFY 200) every tenth
-(tests/bench/call_mix_sipp.py). A SIPp PBX stand-in answers, registered as 1001. Four configurations
+(tests/bench/call_mix_sipp.py). A SIPp PBX stand-in answers, registered as 1001. Five configurations
 of the host's Kamailio (tests/bench/proxy_configs.py: addresses, allocator, children):
 
 - A ``stock``: Debian's shipped kamailio.cfg (tests/integration/stock/kamailio-5.6.cfg) with WITH_AUTH
@@ -12,9 +12,12 @@ of the host's Kamailio (tests/bench/proxy_configs.py: addresses, allocator, chil
 - C ``referee native``: referee's full proxy (the kamailio role's kamailio.cfg.j2) as the lab runs it,
   native routing: Python only for the REFER, its NOTIFY and the dialog map's changes (an INVITE, its
   first answer with a To tag, its BYE);
-- D ``referee KEMI``: the same proxy with ``kamailio__routing: kemi``, every request in Python.
+- D ``referee KEMI``: the same proxy with ``kamailio__routing: kemi``, every request in Python;
+- E ``referee native, in memory``: C with ``kamailio__state_dir: ""``: registrations and the dialog map
+  in memory only, as A keeps its dialogs (none) and near how it keeps registrations (usrloc db_mode 2,
+  written back once a minute): what C's routing costs, apart from writing every change through to SQLite.
 
-Runs alternate A B C D A B C D ...; each figure is min / median / max over the runs. Not a timed test.
+Runs alternate A B C D E A B C D E ...; each figure is min / median / max over the runs. Not a timed test.
 
     make bench-proxy      # or: .venv/bin/python tests/bench/call_mix.py [CALLS] [RUNS]
 """
@@ -35,7 +38,7 @@ from proxy_runs import Run, alternate, report  # noqa: E402
 
 CALL_LIMIT = 40  # calls in flight: enough to keep the proxy busy, few enough for no UDP loss
 RATE = 5000  # offered calls per second: more than the proxy can take
-CONFIGS = ("A stock", "B stock+referee", "C referee native", "D referee KEMI")
+CONFIGS = ("A stock", "B stock+referee", "C referee native", "D referee KEMI", "E referee native, in memory")
 
 
 def proxy_for(config: str, tmp: Path) -> harness.Kamailio:
@@ -43,6 +46,8 @@ def proxy_for(config: str, tmp: Path) -> harness.Kamailio:
         return pc.kemi(tmp, routing="native")
     if config.startswith("D"):
         return pc.kemi(tmp)
+    if config.startswith("E"):
+        return pc.kemi(tmp, routing="native", kamailio__state_dir="")
     return pc.stock(tmp, referee=config.startswith("B"))
 
 
@@ -58,7 +63,7 @@ def run_once(root: Path, config: str, index: int, calls: int) -> Run:
         in_flight=CALL_LIMIT,
         rate=RATE,
         register=True,
-        label=f"{config:<18} run {index + 1}, calls",
+        label=f"{config:<28} run {index + 1}, calls",
     )
 
 

@@ -23,9 +23,10 @@ def test_call_mix_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -
     assert call_mix.main(["call_mix.py", "20", "1"]) == 0  # 20 calls: 4 REGISTER refreshes, 2 REFERs
     out = capsys.readouterr().out
     for config in call_mix.CONFIGS:
-        assert f"{config:<18} run 1, calls:" in out
+        assert f"{config:<28} run 1, calls:" in out
     assert "B stock+referee / A stock" in out
     assert "C referee native / A stock" in out and "D referee KEMI / A stock" in out
+    assert "E referee native, in memory / A stock" in out
 
 
 def test_refer_only_runs_every_configuration(capsys: pytest.CaptureFixture[str]) -> None:
