@@ -11,11 +11,18 @@ import re
 from pathlib import Path
 
 import jinja2
-from kemi_fixtures import HOMES, PBX1, PBX2, REPO, defines, events, ha1, let_1001_send_as_1002, request
+from kemi_fixtures import HOMES, PBX1, PBX2, REPO, Clock, defines, events, ha1, let_1001_send_as_1002, request
 
 from referee.kemi import make_handler
 from referee.kemi.dialogs import DialogRecord
-from referee.kemi.native_routing import IN_DIALOG_VAR, SEND_AS_VAR, NativeRoutedProxy
+from referee.kemi.native_routing import (
+    HOLD_MS_VAR,
+    HOLD_STARTED_AVP,
+    IN_DIALOG_VAR,
+    SEND_AS_VAR,
+    NativeRoutedProxy,
+)
+from referee.kemi.notify import GRACE, ReferAnswers
 from referee.kemi.routing import ReferenceProxy
 from referee.testing.fake_ksr import FakeKSR
 
@@ -131,3 +138,43 @@ def test_only_transfers_run_the_whole_python_route() -> None:
     assert 'is_method("REFER")' in first and 'is_present_hf("Replaces")' in first
     assert '$hdr(Event) =~ "^[[:space:]]*[Rr][Ee][Ff][Ee][Rr]"' in first
     assert request_route.count("python_exec") == 1
+
+
+def test_a_notify_held_for_its_refer_waits_suspended_and_no_worker_sleeps(tmp_path: Path) -> None:
+    fake, handler = native(tmp_path)
+    clock = Clock(100.0)
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"a worker slept {seconds} s")
+
+    answers = ReferAnswers(fake, mark_on_send=True, clock=clock, sleep=no_sleep)
+    handler.answers = handler.notifies.answers = handler.refers.answers = answers
+    answers.relayed("c5")  # the dialog's REFER went to the PBX, unanswered
+    notify = request(
+        "NOTIFY",
+        frm="<sip:1001@lab.test>;tag=pbx",
+        to="<sip:1002@lab.test>;tag=ft1",
+        call_id="c5",
+        headers=["Event: refer", "Subscription-State: active", "Content-Type: message/sipfrag"],
+        body="SIP/2.0 100 Trying\r\n",
+        route=True,
+    )
+    fake.request(notify, src_ip=PBX1)
+    handler.ksr_request_route(None)
+    assert fake.relays == []  # not relayed: the cfg suspends it
+    assert fake.pvs[HOLD_MS_VAR] == 1 and fake.pvs[HOLD_STARTED_AVP] == repr(100.0)  # a poll step
+    assert [e["status"] for e in events(tmp_path) if e["event"] == "refer.outcome"] == [100]
+    clock.now += 0.004
+    handler.notify_held(None)
+    assert fake.pvs[HOLD_MS_VAR] == 1  # still pending
+    answers.answered("c5")  # the 202 is being sent
+    handler.notify_held(None)
+    assert fake.pvs[HOLD_MS_VAR] == round(GRACE * 1000)
+    clock.now += GRACE
+    handler.notify_held(None)
+    assert fake.pvs[HOLD_MS_VAR] == 0  # the cfg relays it now
+    # Never answered: let go at the bound, whatever the state says.
+    answers.relayed("c5")
+    clock.now += answers.hold_max
+    handler.notify_held(None)
+    assert fake.pvs[HOLD_MS_VAR] == 0
