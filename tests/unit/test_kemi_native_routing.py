@@ -11,7 +11,19 @@ import re
 from pathlib import Path
 
 import jinja2
-from kemi_fixtures import HOMES, PBX1, PBX2, REPO, Clock, defines, events, ha1, let_1001_send_as_1002, request
+from kemi_fixtures import (
+    HOMES,
+    PBX1,
+    PBX2,
+    REPO,
+    Clock,
+    credentials,
+    defines,
+    events,
+    ha1,
+    let_1001_send_as_1002,
+    request,
+)
 
 from referee.kemi import make_handler
 from referee.kemi.dialogs import DialogRecord
@@ -99,13 +111,20 @@ def test_an_opened_dialog_is_recorded_checked_and_closed(tmp_path: Path) -> None
 def test_send_as_answers_from_the_policy(tmp_path: Path) -> None:
     let_1001_send_as_1002(tmp_path)
     fake, handler = native(tmp_path)
-    fake.request(request("INVITE", frm="<sip:1002@lab.test>;tag=a"))
-    handler.send_as(None, "1001 1002")
+    fake.request(
+        request("INVITE", frm="<sip:1002@lab.test>;tag=a", auth=False, headers=[credentials("1001")])
+    )
+    handler.send_as(None)
     assert fake.pvs[SEND_AS_VAR] == 1
-    handler.send_as(None, "1002 1001")
+    fake.request(
+        request("INVITE", frm="<sip:1001@lab.test>;tag=a", auth=False, headers=[credentials("1002")])
+    )
+    handler.send_as(None)
     assert fake.pvs[SEND_AS_VAR] == 0
-    handler.send_as(None, "")  # whatever the cfg passes: refused, not raised
-    assert fake.pvs[SEND_AS_VAR] == 0
+    bad = request("INVITE", frm="<sip:10\udcff2@lab.test>;tag=a", auth=False, headers=[credentials("1001")])
+    fake.request(bad.encode("utf-8", "surrogateescape"))
+    handler.send_as(None)
+    assert fake.pvs[SEND_AS_VAR] == 2  # answered 400 by the cfg, as the Python route would
 
 
 def test_the_proxys_own_answers_are_written_as_events(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ blocks, the same shape as an operator's cfg with referee's drop-in. INVITE, ACK,
 REGISTER, OPTIONS... are authenticated and routed natively and never enter Python, except to change
 the dialog map (an initial INVITE or SUBSCRIBE, a BYE; an answer's To tag is written natively), which stays
 Python's :class:`referee.kemi.dialogs.DialogStore` so that it is written through to SQLite as before.
-What referee decides runs the whole Python route (:meth:`ReferenceProxy.ksr_request_route`): a REFER,
-a NOTIFY of ``Event: refer``, an INVITE with Replaces.
+What referee decides runs in Python: a REFER once the cfg has checked what needs no policy (the
+credentials, the dialog: :meth:`NativeRoutedProxy.refer`), and the whole Python route
+(:meth:`ReferenceProxy.ksr_request_route`) for a NOTIFY of ``Event: refer`` and an INVITE with Replaces.
 
 At ``mod_init`` (before Kamailio forks) the object publishes what the native routing needs in
 htables of its own, from the same settings Python uses: ``referee_users`` (user -> ``HA1:PBX:SET``,
@@ -25,8 +26,8 @@ import traceback
 from typing import TYPE_CHECKING
 
 from referee.kemi.message import log, text
-from referee.kemi.refer import KnownReply
-from referee.kemi.routing import ReferenceProxy
+from referee.kemi.refer import Known, KnownReply
+from referee.kemi.routing import NOT_OUR_DIALOG, ReferenceProxy
 
 if TYPE_CHECKING:
     from referee.kemi.ksr import KSR
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 USERS_TABLE, PBXS_TABLE, DMQ_TABLE = "referee_users", "referee_pbxs", "referee_dmq"
 IN_DIALOG_VAR = "$var(referee_in_dialog)"  # dialog_check: 1, the request's tags are a known dialog's
 SEND_AS_VAR = "$var(referee_send_as)"  # send_as: 1, the policy lets the user send with that From
+SEND_AS_NOT_UTF8 = 2  # send_as: the From user is not UTF-8
 # A NOTIFY held for its REFER's answer waits suspended (async_ms_route), not in a SIP worker: the cfg waits
 # this many milliseconds (0: relay it), then asks notify_held again; the hold's start travels with the
 # suspended transaction in an AVP.
@@ -59,6 +61,36 @@ class NativeRoutedProxy(ReferenceProxy):
             sets(PBXS_TABLE, host, f"{pbx}:{self.settings.pbx_set(pbx)}")
         for host in self.settings.dmq_hosts:
             sets(DMQ_TABLE, host, "1")
+
+    # -- a REFER ---------------------------------------------------------------------------------
+
+    def refer(self, msg: object, args: object = None) -> int:
+        """route[REFER], once it has checked what needs no policy (max-forwards, sanity, the rate limit,
+        retransmissions, the route set, the dialog or the credentials): ``REFER_ARGS`` and the
+        authenticated user ("" for an in-dialog REFER or one from a PBX). Decided, then answered here or
+        relayed, as the KEMI route does."""
+        self._guarded(lambda: self._refer(msg, text(args)), method="REFER")
+        return 1
+
+    def _refer(self, msg: object, args: str) -> None:
+        fields = args.split(" ")
+        known = Known.parse(" ".join(fields[:7]))
+        if known is None:
+            raise ValueError(f"route[REFER] passed {args!r}, not REFER_ARGS and a user")
+        self.srcip = known.src
+        self.identity = fields[7] if len(fields) > 7 else ""
+        if not known.in_dialog:
+            self.route_refer(msg, known)
+            return
+        referrer: str | None = None
+        if self.source_pbx() is None:  # route[DIALOG_CHECK] found the dialog: decided for its party
+            record = self.dialogs.get(text(self.k.kx.get_callid()))
+            referrer = None if record is None else self._dialog_referrer(record)
+            if referrer is None:
+                self.reply(*NOT_OUR_DIALOG)
+                return
+        if self.refers.check(self.srcip, referrer, known):
+            self.route_relay(msg)
 
     # -- the dialog map ------------------------------------------------------------------------
 
@@ -117,16 +149,21 @@ class NativeRoutedProxy(ReferenceProxy):
 
     # -- who may send what ---------------------------------------------------------------------
 
-    def send_as(self, msg: object, args: object = None) -> int:
-        """route[AUTH]: the authenticated user sent a From user not its own, ``USER FROM_USER``:
-        ``$var(referee_send_as)`` 1 when the policy's ``send_as`` allows it."""
-        allowed = 0
+    def send_as(self, msg: object) -> int:
+        """route[AUTH]: the authenticated user sent a From user not its own. ``$var(referee_send_as)`` 1
+        when the policy's ``send_as`` allows it, 0 when not, 2 when the From user is not UTF-8 (the cfg
+        answers 400, as the Python route does for bytes it cannot decode)."""
+        k = self.k
+        verdict = 0
         try:
-            self.identity, _, from_user = text(args).partition(" ")
-            allowed = int(self._may_send_as(from_user))
+            self.identity = text(k.kx.get_au())
+            verdict = int(self._may_send_as(text(k.kx.get_fuser())))
+        except UnicodeDecodeError as exc:
+            log(k, f"referee: request with bytes that are not UTF-8 rejected ({exc.reason})", "notice")
+            verdict = SEND_AS_NOT_UTF8
         except Exception:
-            log(self.k, "referee: send_as check failed, refusing:\n" + traceback.format_exc(), "err")
-        self.k.pv.seti(SEND_AS_VAR, allowed)
+            log(k, "referee: send_as check failed, refusing:\n" + traceback.format_exc(), "err")
+        k.pv.seti(SEND_AS_VAR, verdict)
         return 1
 
     # -- the proxy's own answers -----------------------------------------------------------------

@@ -45,6 +45,7 @@ phone the proxy authenticated (or delivered the call to) when the dialog was set
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from referee import sip
@@ -55,7 +56,7 @@ from referee.kemi.message import has_nul, log, number, reason_phrase, single_hea
 from referee.kemi.metrics import MeteredEventLog, proxy_metrics
 from referee.kemi.notify import NotifyCapture, ReferAnswers
 from referee.kemi.policy_holder import PolicyHolder
-from referee.kemi.refer import ReferCheck, policy_holder
+from referee.kemi.refer import Known, ReferCheck, policy_holder
 from referee.kemi.settings import BadRequest, Settings
 
 if TYPE_CHECKING:
@@ -118,12 +119,17 @@ class ReferenceProxy:
         return 0
 
     def ksr_request_route(self, msg: object) -> int:
+        self._guarded(lambda: self._route(msg))
+        return 1
+
+    def _guarded(self, route: Callable[[], object], method: str = "") -> None:
+        """Run a request route (fresh state) and turn what it raises into an answer."""
         self._replied = False
-        self.method = ""
+        self.method = method
         self.srcip = ""
         self.identity = ""
         try:
-            self._route(msg)
+            route()
         except BadRequest as exc:
             self.reply(exc.status, exc.reason)
         except UnicodeDecodeError as exc:
@@ -138,7 +144,6 @@ class ReferenceProxy:
                 log(self.k, "referee: request with a NUL in a header value rejected", "notice")
                 if not self._replied and self.method != "ACK":
                     self.reply(400, "Bad Request (NUL)")
-        return 1
 
     def ksr_reply_route(self, msg: object) -> int:
         return 1
@@ -381,13 +386,14 @@ class ReferenceProxy:
             return EXIT
         return NEXT
 
-    def route_refer(self, msg: object) -> int:
-        """A REFER outside a dialog: checked, then to the Replaces owner, the phone, or the home PBX."""
+    def route_refer(self, msg: object, known: Known | None = None) -> int:
+        """A REFER outside a dialog: checked, then to the Replaces owner, the phone, or the home PBX.
+        ``known``: what a native route read of it (native_routing)."""
         k = self.k
         if self.source_pbx() is None and self.settings.out_of_dialog_refer == "refuse":
             self.refers.refuse(self.srcip, self.identity_uri(), *OUT_OF_DIALOG_REFER, "out-of-dialog")
             return EXIT
-        if not self.refers.check(self.srcip, self.identity_uri() or None, in_dialog=False):
+        if not self.refers.check(self.srcip, self.identity_uri() or None, known, in_dialog=False):
             return EXIT
         # record_route after the Refer-To rewrite: msg_apply_changes refuses to run once a
         # Record-Route lump is in place.
