@@ -152,11 +152,18 @@ def test_every_python_exec_of_the_cfg_is_an_entry_point_and_every_route_python_n
 
 
 def test_only_transfers_run_the_whole_python_route() -> None:
-    request_route = render().split("request_route {", 1)[1].split("\n}\n", 1)[0]
+    cfg = render()
+    request_route = cfg.split("request_route {", 1)[1].split("\n}\n", 1)[0]
     first = request_route.split('python_exec("ksr_request_route");', 1)[0]
-    assert 'is_method("REFER")' in first and 'is_present_hf("Replaces")' in first
+    assert 'is_present_hf("Replaces")' in first
     assert '$hdr(Event) =~ "^[[:space:]]*[Rr][Ee][Ff][Ee][Rr]"' in first
     assert request_route.count("python_exec") == 1
+    # A REFER reaches Python (route[REFER]) only past the native checks: the credentials outside a dialog,
+    # the dialog check in one.
+    assert 'is_method("REFER")' not in first
+    assert request_route.index("route(AUTH);") < request_route.index("route(REFER);")
+    withindlg = cfg.split("route[WITHINDLG] {", 1)[1].split("\n}\n", 1)[0]
+    assert withindlg.index("route(DIALOG_CHECK);") < withindlg.index("route(REFER);")
 
 
 def test_a_notify_held_for_its_refer_waits_suspended_and_no_worker_sleeps(tmp_path: Path) -> None:

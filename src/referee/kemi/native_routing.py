@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from referee.kemi.message import log, text
 from referee.kemi.refer import Known, KnownReply
-from referee.kemi.routing import NOT_OUR_DIALOG, ReferenceProxy
+from referee.kemi.routing import ReferenceProxy
 
 if TYPE_CHECKING:
     from referee.kemi.ksr import KSR
@@ -65,10 +65,10 @@ class NativeRoutedProxy(ReferenceProxy):
     # -- a REFER ---------------------------------------------------------------------------------
 
     def refer(self, msg: object, args: object = None) -> int:
-        """route[REFER], once it has checked what needs no policy (max-forwards, sanity, the rate limit,
-        retransmissions, the route set, the dialog or the credentials): ``REFER_ARGS`` and the
-        authenticated user ("" for an in-dialog REFER or one from a PBX). Decided, then answered here or
-        relayed, as the KEMI route does."""
+        """route[REFER], once the native blocks have checked what needs no policy (max-forwards, sanity,
+        the rate limit, retransmissions, the route set, the dialog or the credentials): ``REFER_ARGS`` and
+        the authenticated user ("" for an in-dialog REFER or one from a PBX). Decided, then answered here
+        or relayed, as the KEMI route does."""
         self._guarded(lambda: self._refer(msg, text(args)), method="REFER")
         return 1
 
@@ -82,15 +82,9 @@ class NativeRoutedProxy(ReferenceProxy):
         if not known.in_dialog:
             self.route_refer(msg, known)
             return
-        referrer: str | None = None
-        if self.source_pbx() is None:  # route[DIALOG_CHECK] found the dialog: decided for its party
-            record = self.dialogs.get(text(self.k.kx.get_callid()))
-            referrer = None if record is None else self._dialog_referrer(record)
-            if referrer is None:
-                self.reply(*NOT_OUR_DIALOG)
-                return
-        if self.refers.check(self.srcip, referrer, known):
-            self.route_relay(msg)
+        # From a phone, route[DIALOG_CHECK] found the dialog: the REFER is decided for its party.
+        record = self.dialogs.get(text(self.k.kx.get_callid())) if self.source_pbx() is None else None
+        self.route_refer_in_dialog(msg, record, known)
 
     # -- the dialog map ------------------------------------------------------------------------
 

@@ -327,7 +327,7 @@ class ReferenceProxy:
             return NEXT
         method = self.method
         if k.rr.loose_route() > 0:
-            referrer: str | None = None
+            record: DialogRecord | None = None
             if self.source_pbx() is None:
                 record = self.dialogs.get(text(k.kx.get_callid()))
                 if not self._in_dialog(record):
@@ -335,18 +335,11 @@ class ReferenceProxy:
                     if method != "ACK":
                         self.reply(*NOT_OUR_DIALOG)
                     return EXIT
-                assert record is not None
-                if method == "REFER":
-                    referrer = self._dialog_referrer(record)
-                    if referrer is None:
-                        self.reply(*NOT_OUR_DIALOG)
-                        return EXIT
             if method == "REFER":
-                if not self.refers.check(self.srcip, referrer):
-                    return EXIT
-            elif method == "NOTIFY" and self.notifies.capture():
+                return self.route_refer_in_dialog(msg, record)
+            if method == "NOTIFY" and self.notifies.capture():
                 return EXIT  # held: the cfg relays it once its REFER is answered (native_routing)
-            elif method == "BYE":
+            if method == "BYE":
                 self.dialogs.forget(text(k.kx.get_callid()))
             self.route_relay(msg)
             return EXIT
@@ -385,6 +378,22 @@ class ReferenceProxy:
             self.reply(*FROM_MISMATCH)
             return EXIT
         return NEXT
+
+    def route_refer_in_dialog(
+        self, msg: object, record: DialogRecord | None, known: Known | None = None
+    ) -> int:
+        """A REFER in a dialog its route set led here: from a phone, decided for the phone the proxy vouched
+        for in that dialog (``record``; none: 403), from a PBX for its From; relayed when allowed.
+        ``known``: what a native route read of it (native_routing)."""
+        referrer: str | None = None
+        if self.source_pbx() is None:
+            referrer = None if record is None else self._dialog_referrer(record)
+            if referrer is None:
+                self.reply(*NOT_OUR_DIALOG)
+                return EXIT
+        if self.refers.check(self.srcip, referrer, known):
+            self.route_relay(msg)
+        return EXIT
 
     def route_refer(self, msg: object, known: Known | None = None) -> int:
         """A REFER outside a dialog: checked, then to the Replaces owner, the phone, or the home PBX.
