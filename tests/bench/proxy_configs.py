@@ -97,19 +97,21 @@ def kemi(
     return harness.Kamailio(tmp, cfg, shm_mb=SHM_MB, address=PROXY, ping_from=PING_FROM)
 
 
-# The native routing's first test sends a REFER to route[REFER], which has Python decide it. Without it, a
-# REFER is authenticated and relayed like any other request.
-REFER_TO_PYTHON = 'if (is_method("REFER")) {\n\t\troute(REFER);'
+# route[REFER] of the native routing: Python decides the REFER the routing's blocks passed.
+REFER_TO_PYTHON = re.compile(r"^\tpython_exec\(\"refer\", .*$", re.M)
+# In the pass-through, the same REFER is routed natively instead, as any request is: relayed in its dialog,
+# outside one to the phone's home PBX.
+REFER_ROUTED_NATIVELY = "\tif ($var(referee_dialog) == 1) {\n\t\troute(RELAY);\n\t}\n\troute(LOCATION);"
 
 
 def native_passthrough(tmp: Path) -> harness.Kamailio:
     """referee's native routing with the REFER check taken out: REFERs authenticated natively and relayed to
     the phone's home PBX, no Python. The native routing's pass-through."""
     proxy = kemi(tmp, routing="native")
-    text = proxy.cfg.read_text()
-    if REFER_TO_PYTHON not in text:
-        raise RuntimeError("kamailio.cfg.j2's request_route no longer starts as REFER_TO_PYTHON says")
-    proxy.cfg.write_text(text.replace(REFER_TO_PYTHON, "if (0) {\n\t\troute(REFER);"))
+    text, found = REFER_TO_PYTHON.subn(lambda _: REFER_ROUTED_NATIVELY, proxy.cfg.read_text())
+    if found != 1:
+        raise RuntimeError("kamailio.cfg.j2's route[REFER] no longer calls Python as REFER_TO_PYTHON says")
+    proxy.cfg.write_text(text)
     return proxy
 
 
@@ -239,7 +241,8 @@ def drive(
         cpu = kamailio_cpu_seconds(proxy.proc.pid) - cpu_start
         failed = failed_calls(done.stdout)
         # UDP keeps no order between Kamailio's workers: a rare call of SIPp's fixed script fails on a message
-        # that overtook another. More than 5% failed (2% once was: a loaded machine reorders more), or SIPp failing otherwise, is not a benchmark any more.
+        # that overtook another. More than 5% failed (2% once was: a loaded machine reorders more), or SIPp
+        # failing otherwise, is not a benchmark any more.
         if failed is None or failed > max(1, int(items * TOLERATED_FAILURES)):
             raise RuntimeError(
                 f"{label}: SIPp failed ({done.returncode}), {failed} calls:\n{failure_reasons(tmp)}\n"
